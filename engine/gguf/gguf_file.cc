@@ -146,6 +146,7 @@ class GgufParser {
     if (file_.metadata_.contains(key)) {
       return reader_.Error(absl::StrCat("duplicate metadata key '", key, "'"), start);
     }
+    if (key == "general.alignment") alignment_at_ = start;
     uint64_t type_at = reader_.offset();
     TESSERA_ASSIGN_OR_RETURN(uint32_t raw_type,
                              reader_.Read<uint32_t>(absl::StrCat("type of '", key, "'")));
@@ -284,14 +285,14 @@ class GgufParser {
     const GgufValue& v = it->second;
     const int64_t* alignment = std::get_if<int64_t>(&v.value);
     if (v.type == GgufValueType::kArray || alignment == nullptr) {
-      return reader_.Error("general.alignment is not an integer", 0);
+      return reader_.Error("general.alignment is not an integer", alignment_at_);
     }
     if (*alignment <= 0 || *alignment > static_cast<int64_t>(kMaxAlignment) ||
         (*alignment & (*alignment - 1)) != 0) {
       return reader_.Error(
           absl::StrCat("general.alignment ", *alignment, " is not a power of two up to ",
                        kMaxAlignment),
-          0);
+          alignment_at_);
     }
     file_.alignment_ = static_cast<uint64_t>(*alignment);
     return absl::OkStatus();
@@ -345,7 +346,7 @@ class GgufParser {
                                         " has rows of ", tensor.shape[0],
                                         " elements, not a multiple of its block size ",
                                         info->block_elements),
-                           dims_at);
+                           dims_at + 4);  // Where dimension 0 is.
     }
     uint64_t offset_at = reader_.offset();
     TESSERA_ASSIGN_OR_RETURN(tensor.offset,
@@ -382,9 +383,11 @@ class GgufParser {
       uint64_t bytes = static_cast<uint64_t>(tensor.num_elements / info.block_elements) *
                        static_cast<uint64_t>(info.block_bytes);
       if (tensor.offset > data_size || bytes > data_size - tensor.offset) {
-        return reader_.Error(absl::StrCat("tensor '", tensor.name, "' data [", tensor.offset, ", ",
-                                          tensor.offset + bytes, ") runs past the end of the ",
-                                          data_size, "-byte data section (file truncated?)"),
+        // No end offset in the message: offset + bytes can wrap for a hostile offset.
+        return reader_.Error(absl::StrCat("tensor '", tensor.name, "' data (", bytes,
+                                          " bytes at offset ", tensor.offset,
+                                          ") runs past the end of the ", data_size,
+                                          "-byte data section (file truncated?)"),
                              descriptor_offsets[i]);
       }
       if (previous != nullptr && tensor.offset < previous_end) {
@@ -402,6 +405,7 @@ class GgufParser {
   GgufFile& file_;
   std::span<const uint8_t> bytes_;
   Reader reader_;
+  uint64_t alignment_at_ = 0;  // Where the general.alignment entry starts, for its errors.
 };
 
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
