@@ -1,0 +1,383 @@
+// The Llama family (Llama 2/3, SmolLM, Mistral without sliding window, ...): RMSNorm,
+// adjacent-pair RoPE, grouped-query attention, SwiGLU, optionally tied embeddings.
+//
+// Weights are packed at load for the integer kernels, with the Q/K/V projections fused into
+// one matrix and gate/up into another, so each layer runs four matmuls over the whole batch.
+// All new tokens of all sequences in the step form one matrix; only attention is per sequence.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/check.h"
+#include "common/status_macros.h"
+#include "engine/gguf/gguf_file.h"
+#include "engine/models/model_registry.h"
+#include "kernels/attention.h"
+#include "kernels/dequantize.h"
+#include "kernels/fp16.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "kernels/packed_matrix.h"
+#include "kernels/quantized_activations.h"
+
+namespace tessera::engine {
+namespace {
+
+using kernels::PackedMatrix;
+using kernels::WeightSource;
+
+struct LayerWeights {
+  std::vector<float> attn_norm;
+  std::vector<float> ffn_norm;
+  PackedMatrix qkv;      // [q_dim + 2 * kv_dim, hidden]
+  PackedMatrix output;   // [hidden, q_dim]
+  PackedMatrix gate_up;  // [2 * intermediate, hidden]
+  PackedMatrix down;     // [hidden, intermediate]
+};
+
+// Reads tensors by name and checks their shapes, naming the tensor in every error.
+class WeightReader {
+ public:
+  explicit WeightReader(const GgufFile& file) : file_(file) {}
+
+  absl::StatusOr<const GgufTensor*> Get(const std::string& name, std::vector<int64_t> shape) const {
+    const GgufTensor* t = file_.FindTensor(name);
+    if (t == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(file_.source_name(), ": tensor '", name, "' is missing"));
+    }
+    if (t->shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file_.source_name(), ": tensor '", name, "' has shape [", absl::StrJoin(t->shape, ", "),
+          "], expected [", absl::StrJoin(shape, ", "), "]"));
+    }
+    return t;
+  }
+
+  absl::StatusOr<std::vector<float>> Vector(const std::string& name, int64_t n) const {
+    TESSERA_ASSIGN_OR_RETURN(const GgufTensor* t, Get(name, {n}));
+    std::vector<float> v(n);
+    kernels::DequantizeRow(t->type, t->data.data(), n, v.data());
+    return v;
+  }
+
+  // Packs the named [rows_i, cols] tensors on top of each other.
+  absl::StatusOr<PackedMatrix> Matrix(const std::vector<std::pair<std::string, int64_t>>& parts,
+                                      int64_t cols) const {
+    std::vector<WeightSource> sources;
+    for (const auto& [name, rows] : parts) {
+      TESSERA_ASSIGN_OR_RETURN(const GgufTensor* t, Get(name, {cols, rows}));
+      sources.push_back({t->type, t->data, rows});
+    }
+    absl::StatusOr<PackedMatrix> packed = PackedMatrix::Pack(sources, cols);
+    if (!packed.ok()) {
+      return absl::Status(packed.status().code(),
+                          absl::StrCat(file_.source_name(), ": tensor '", parts[0].first, "': ",
+                                       packed.status().message()));
+    }
+    return packed;
+  }
+
+ private:
+  const GgufFile& file_;
+};
+
+absl::StatusOr<int32_t> PositiveInt(const GgufFile& file, const std::string& key, int64_t limit) {
+  TESSERA_ASSIGN_OR_RETURN(int64_t v, file.GetInt(key));
+  if (v <= 0 || v > limit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file.source_name(), ": ", key, " = ", v, " is outside 1..", limit));
+  }
+  return static_cast<int32_t>(v);
+}
+
+class LlamaModel final : public Model {
+ public:
+  static absl::StatusOr<std::unique_ptr<Model>> Create(const GgufFile& file,
+                                                       const ModelOptions& options) {
+    auto model = std::unique_ptr<LlamaModel>(new LlamaModel(*options.pool));
+    TESSERA_RETURN_IF_ERROR(model->Load(file));
+    return std::unique_ptr<Model>(std::move(model));
+  }
+
+  const ModelConfig& config() const override { return config_; }
+
+  absl::Status Forward(std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache,
+                       std::span<float> logits, const ForwardOptions& options) override;
+
+ private:
+  explicit LlamaModel(kernels::ThreadPool& pool) : pool_(pool) {}
+  absl::Status Load(const GgufFile& file);
+  absl::Status Validate(std::span<const SequenceStep> batch, const kvcache::PagedKvCache& cache,
+                        std::span<float> logits) const;
+  void Embed(int32_t token, float* out) const;
+  void Layer(int32_t layer, std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache);
+
+  kernels::ThreadPool& pool_;
+  ModelConfig config_;
+  int64_t q_dim_ = 0;
+  int64_t kv_dim_ = 0;
+  const GgufTensor* token_embedding_ = nullptr;
+  std::vector<LayerWeights> layers_;
+  std::vector<float> output_norm_;
+  PackedMatrix lm_head_;
+
+  // Per-step scratch, sized for the largest step seen so far.
+  int64_t tokens_ = 0;
+  std::vector<float> x_, normed_, qkv_, attn_, gate_up_, ffn_, scores_;
+  std::vector<int32_t> token_seq_, token_pos_;
+  kernels::QuantizedActivations quantized_;
+};
+
+absl::Status LlamaModel::Load(const GgufFile& file) {
+  const std::string& arch = "llama";
+  config_.architecture = arch;
+  config_.name = file.GetString("general.name").value_or("llama");
+  constexpr int64_t kLimit = 1 << 20;
+  TESSERA_ASSIGN_OR_RETURN(config_.num_layers, PositiveInt(file, arch + ".block_count", 1024));
+  TESSERA_ASSIGN_OR_RETURN(config_.hidden_size, PositiveInt(file, arch + ".embedding_length", kLimit));
+  TESSERA_ASSIGN_OR_RETURN(config_.num_heads, PositiveInt(file, arch + ".attention.head_count", 4096));
+  config_.num_kv_heads = config_.num_heads;
+  if (file.Has(arch + ".attention.head_count_kv")) {
+    TESSERA_ASSIGN_OR_RETURN(config_.num_kv_heads,
+                             PositiveInt(file, arch + ".attention.head_count_kv", 4096));
+  }
+  TESSERA_ASSIGN_OR_RETURN(config_.intermediate_size,
+                           PositiveInt(file, arch + ".feed_forward_length", kLimit));
+  TESSERA_ASSIGN_OR_RETURN(config_.context_length, PositiveInt(file, arch + ".context_length", kLimit));
+  const std::string where = file.source_name() + ": ";
+  if (config_.hidden_size % config_.num_heads != 0 || config_.num_heads % config_.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, "head counts ", config_.num_heads, "/", config_.num_kv_heads,
+        " do not divide embedding_length ", config_.hidden_size));
+  }
+  config_.head_dim = config_.hidden_size / config_.num_heads;
+  if (config_.head_dim > kernels::kMaxHeadDim) {
+    return absl::InvalidArgumentError(absl::StrCat(where, "head dimension ", config_.head_dim,
+                                                   " exceeds ", kernels::kMaxHeadDim));
+  }
+  config_.rope_dim = config_.head_dim;
+  if (file.Has(arch + ".rope.dimension_count")) {
+    TESSERA_ASSIGN_OR_RETURN(config_.rope_dim, PositiveInt(file, arch + ".rope.dimension_count", config_.head_dim));
+  }
+  if (config_.rope_dim % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(where, "rope.dimension_count ", config_.rope_dim, " is odd"));
+  }
+  if (file.Has(arch + ".rope.freq_base")) {
+    TESSERA_ASSIGN_OR_RETURN(double base, file.GetFloat(arch + ".rope.freq_base"));
+    config_.rope_base = static_cast<float>(base);
+  }
+  TESSERA_ASSIGN_OR_RETURN(double eps, file.GetFloat(arch + ".attention.layer_norm_rms_epsilon"));
+  config_.rms_norm_epsilon = static_cast<float>(eps);
+  if (!(config_.rope_base > 0) || !(config_.rms_norm_epsilon > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(where, "rope.freq_base and layer_norm_rms_epsilon must be positive"));
+  }
+
+  WeightReader reader(file);
+  const int64_t hidden = config_.hidden_size;
+  q_dim_ = int64_t{config_.num_heads} * config_.head_dim;
+  kv_dim_ = int64_t{config_.num_kv_heads} * config_.head_dim;
+  const GgufTensor* embd = file.FindTensor("token_embd.weight");
+  if (embd == nullptr || embd->shape.size() != 2 || embd->shape[0] != hidden) {
+    return absl::InvalidArgumentError(absl::StrCat(where, "token_embd.weight is missing or not [", hidden, ", vocab]"));
+  }
+  config_.vocab_size = static_cast<int32_t>(embd->shape[1]);
+  token_embedding_ = embd;
+  const std::string head_name = file.FindTensor("output.weight") != nullptr ? "output.weight" : "token_embd.weight";
+  TESSERA_ASSIGN_OR_RETURN(lm_head_, reader.Matrix({{head_name, config_.vocab_size}}, hidden));
+  TESSERA_ASSIGN_OR_RETURN(output_norm_, reader.Vector("output_norm.weight", hidden));
+
+  layers_.resize(config_.num_layers);
+  for (int32_t i = 0; i < config_.num_layers; ++i) {
+    const std::string p = absl::StrCat("blk.", i, ".");
+    LayerWeights& l = layers_[i];
+    TESSERA_ASSIGN_OR_RETURN(l.attn_norm, reader.Vector(p + "attn_norm.weight", hidden));
+    TESSERA_ASSIGN_OR_RETURN(l.ffn_norm, reader.Vector(p + "ffn_norm.weight", hidden));
+    TESSERA_ASSIGN_OR_RETURN(l.qkv, reader.Matrix({{p + "attn_q.weight", q_dim_},
+                                                   {p + "attn_k.weight", kv_dim_},
+                                                   {p + "attn_v.weight", kv_dim_}},
+                                                  hidden));
+    TESSERA_ASSIGN_OR_RETURN(l.output, reader.Matrix({{p + "attn_output.weight", hidden}}, q_dim_));
+    TESSERA_ASSIGN_OR_RETURN(l.gate_up, reader.Matrix({{p + "ffn_gate.weight", config_.intermediate_size},
+                                                       {p + "ffn_up.weight", config_.intermediate_size}},
+                                                      hidden));
+    TESSERA_ASSIGN_OR_RETURN(l.down, reader.Matrix({{p + "ffn_down.weight", hidden}}, config_.intermediate_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::Validate(std::span<const SequenceStep> batch,
+                                  const kvcache::PagedKvCache& cache, std::span<float> logits) const {
+  const kvcache::KvCacheShape& shape = cache.shape();
+  if (shape.num_layers != config_.num_layers || shape.num_kv_heads != config_.num_kv_heads ||
+      shape.head_dim != config_.head_dim) {
+    return absl::InvalidArgumentError("KV cache shape does not match the model");
+  }
+  int64_t wanted = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const SequenceStep& seq = batch[s];
+    if (seq.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " has no tokens"));
+    int64_t end = int64_t{seq.start_pos} + static_cast<int64_t>(seq.tokens.size());
+    if (seq.start_pos < 0 || end > config_.context_length) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " spans positions [", seq.start_pos, ", ", end,
+                                                     "), outside the context of ", config_.context_length));
+    }
+    if (static_cast<int64_t>(seq.block_table.size()) * shape.block_size < end) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " has ", seq.block_table.size(),
+                                                     " KV blocks, too few for ", end, " positions"));
+    }
+    for (kvcache::BlockId b : seq.block_table) {
+      if (b < 0 || b >= shape.num_blocks) {
+        return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " names KV block ", b, " of ", shape.num_blocks));
+      }
+    }
+    for (size_t i = 0; i < seq.tokens.size(); ++i) {
+      if (seq.tokens[i] < 0 || seq.tokens[i] >= config_.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " token ", i, " has id ", seq.tokens[i],
+                                                       ", outside the vocabulary of ", config_.vocab_size));
+      }
+    }
+    if (seq.want_logits) ++wanted;
+  }
+  if (static_cast<int64_t>(logits.size()) < wanted * config_.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("logits buffer holds ", logits.size(), " floats, need ",
+                                                   wanted * config_.vocab_size));
+  }
+  return absl::OkStatus();
+}
+
+void LlamaModel::Embed(int32_t token, float* out) const {
+  const int64_t hidden = config_.hidden_size;
+  const int64_t row_bytes = kernels::RowBytes(token_embedding_->type, hidden);
+  kernels::DequantizeRow(token_embedding_->type, token_embedding_->data.data() + token * row_bytes, hidden, out);
+}
+
+absl::Status LlamaModel::Forward(std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache,
+                                 std::span<float> logits, const ForwardOptions& options) {
+  TESSERA_RETURN_IF_ERROR(Validate(batch, cache, logits));
+  const int64_t hidden = config_.hidden_size;
+  tokens_ = 0;
+  token_seq_.clear();
+  token_pos_.clear();
+  for (size_t s = 0; s < batch.size(); ++s) {
+    for (size_t i = 0; i < batch[s].tokens.size(); ++i) {
+      token_seq_.push_back(static_cast<int32_t>(s));
+      token_pos_.push_back(batch[s].start_pos + static_cast<int32_t>(i));
+    }
+    tokens_ += static_cast<int64_t>(batch[s].tokens.size());
+  }
+  x_.resize(tokens_ * hidden);
+  normed_.resize(tokens_ * hidden);
+  qkv_.resize(tokens_ * (q_dim_ + 2 * kv_dim_));
+  attn_.resize(tokens_ * q_dim_);
+  gate_up_.resize(tokens_ * 2 * config_.intermediate_size);
+  ffn_.resize(tokens_ * config_.intermediate_size);
+  scores_.resize(static_cast<size_t>(pool_.num_threads()) * config_.context_length);
+
+  int64_t t = 0;
+  for (const SequenceStep& seq : batch) {
+    for (int32_t token : seq.tokens) Embed(token, x_.data() + (t++) * hidden);
+  }
+  for (int32_t layer = 0; layer < config_.num_layers; ++layer) {
+    Layer(layer, batch, cache);
+    if (options.on_layer_done) options.on_layer_done(layer);
+  }
+
+  // Logits only for the last token of the sequences that want them.
+  std::vector<int64_t> rows;
+  t = 0;
+  for (const SequenceStep& seq : batch) {
+    t += static_cast<int64_t>(seq.tokens.size());
+    if (seq.want_logits) rows.push_back(t - 1);
+  }
+  if (rows.empty()) return absl::OkStatus();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    kernels::RmsNorm(x_.data() + rows[i] * hidden, output_norm_.data(), hidden,
+                     config_.rms_norm_epsilon, normed_.data() + i * hidden);
+  }
+  quantized_.Quantize(normed_.data(), static_cast<int64_t>(rows.size()), hidden, hidden);
+  kernels::Matmul(lm_head_, quantized_, logits.data(), config_.vocab_size, pool_);
+  return absl::OkStatus();
+}
+
+void LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache) {
+  const LayerWeights& w = layers_[layer];
+  const int64_t hidden = config_.hidden_size;
+  const int64_t qkv_dim = q_dim_ + 2 * kv_dim_;
+  const int64_t ffn = config_.intermediate_size;
+  const float eps = config_.rms_norm_epsilon;
+  const int32_t block_size = cache.shape().block_size;
+
+  // Attention block.
+  for (int64_t t = 0; t < tokens_; ++t) {
+    kernels::RmsNorm(x_.data() + t * hidden, w.attn_norm.data(), hidden, eps, normed_.data() + t * hidden);
+  }
+  quantized_.Quantize(normed_.data(), tokens_, hidden, hidden);
+  kernels::Matmul(w.qkv, quantized_, qkv_.data(), qkv_dim, pool_);
+  for (int64_t t = 0; t < tokens_; ++t) {
+    float* q = qkv_.data() + t * qkv_dim;
+    float* k = q + q_dim_;
+    const float* v = k + kv_dim_;
+    kernels::ApplyRope(q, config_.num_heads, config_.head_dim, config_.rope_dim, token_pos_[t], config_.rope_base);
+    kernels::ApplyRope(k, config_.num_kv_heads, config_.head_dim, config_.rope_dim, token_pos_[t], config_.rope_base);
+    const SequenceStep& seq = batch[token_seq_[t]];
+    int32_t pos = token_pos_[t];
+    kvcache::BlockId block = seq.block_table[pos / block_size];
+    uint16_t* key_row = cache.keys(layer, block) + (pos % block_size) * kv_dim_;
+    uint16_t* value_row = cache.values(layer, block) + (pos % block_size) * kv_dim_;
+    for (int64_t i = 0; i < kv_dim_; ++i) {
+      key_row[i] = kernels::Fp32ToFp16(k[i]);
+      value_row[i] = kernels::Fp32ToFp16(v[i]);
+    }
+  }
+
+  // Each sequence's block table resolved to this layer's block pointers.
+  std::vector<std::vector<const uint16_t*>> key_ptrs(batch.size()), value_ptrs(batch.size());
+  for (size_t s = 0; s < batch.size(); ++s) {
+    for (kvcache::BlockId b : batch[s].block_table) {
+      key_ptrs[s].push_back(cache.keys(layer, b));
+      value_ptrs[s].push_back(cache.values(layer, b));
+    }
+  }
+  kernels::AttentionShape shape{config_.num_heads, config_.num_kv_heads, config_.head_dim, block_size,
+                                1.0f / std::sqrt(static_cast<float>(config_.head_dim))};
+  const int64_t units = tokens_ * config_.num_heads;
+  pool_.ParallelFor(units, config_.num_heads, [&](int64_t begin, int64_t end, int thread) {
+    float* scores = scores_.data() + static_cast<int64_t>(thread) * config_.context_length;
+    for (int64_t u = begin; u < end; ++u) {
+      int64_t t = u / config_.num_heads;
+      int32_t head = static_cast<int32_t>(u % config_.num_heads);
+      int32_t s = token_seq_[t];
+      kernels::PagedKv kv{key_ptrs[s].data(), value_ptrs[s].data()};
+      kernels::AttendOneHead(shape, kv, qkv_.data() + t * qkv_dim + int64_t{head} * config_.head_dim,
+                             token_pos_[t], head, scores,
+                             attn_.data() + t * q_dim_ + int64_t{head} * config_.head_dim);
+    }
+  });
+  quantized_.Quantize(attn_.data(), tokens_, q_dim_, q_dim_);
+  kernels::Matmul(w.output, quantized_, normed_.data(), hidden, pool_);
+  for (int64_t i = 0; i < tokens_ * hidden; ++i) x_[i] += normed_[i];
+
+  // Feed-forward block.
+  for (int64_t t = 0; t < tokens_; ++t) {
+    kernels::RmsNorm(x_.data() + t * hidden, w.ffn_norm.data(), hidden, eps, normed_.data() + t * hidden);
+  }
+  quantized_.Quantize(normed_.data(), tokens_, hidden, hidden);
+  kernels::Matmul(w.gate_up, quantized_, gate_up_.data(), 2 * ffn, pool_);
+  for (int64_t t = 0; t < tokens_; ++t) {
+    const float* gate = gate_up_.data() + t * 2 * ffn;
+    kernels::SiluMul(gate, gate + ffn, ffn, ffn_.data() + t * ffn);
+  }
+  quantized_.Quantize(ffn_.data(), tokens_, ffn, ffn);
+  kernels::Matmul(w.down, quantized_, normed_.data(), hidden, pool_);
+  for (int64_t i = 0; i < tokens_ * hidden; ++i) x_[i] += normed_[i];
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Model>> CreateLlamaModel(const GgufFile& file, const ModelOptions& options) {
+  return LlamaModel::Create(file, options);
+}
+
+}  // namespace tessera::engine

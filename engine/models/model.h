@@ -1,0 +1,84 @@
+// The interface every model architecture implements: one forward step over a batch of
+// sequences of mixed lengths, some prefilling and some decoding, each reading and writing its
+// KV cache through its own block table. Continuous batching, KV transfer and the KV-cache
+// manager work against this interface: they decide which sequences and blocks take part in a
+// step; the model only computes.
+// Thread-safety: a Model is owned by one step loop; Forward() is not reentrant.
+#ifndef TESSERA_ENGINE_MODELS_MODEL_H_
+#define TESSERA_ENGINE_MODELS_MODEL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/thread_pool.h"
+#include "kvcache/block_allocator.h"
+#include "kvcache/paged_kv_cache.h"
+
+namespace tessera::engine {
+
+class GgufFile;
+
+struct ModelConfig {
+  std::string architecture;
+  std::string name;
+  int32_t num_layers = 0;
+  int32_t hidden_size = 0;
+  int32_t num_heads = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+  int32_t intermediate_size = 0;
+  int32_t vocab_size = 0;
+  int32_t context_length = 0;
+  int32_t rope_dim = 0;
+  float rope_base = 10000.0f;
+  float rms_norm_epsilon = 1e-5f;
+};
+
+// One sequence's part of a step: `tokens` are new tokens at positions start_pos,
+// start_pos + 1, ...; the KV of positions [0, start_pos) is already in the cache.
+struct SequenceStep {
+  std::span<const int32_t> tokens;
+  int32_t start_pos = 0;
+  // Blocks covering positions [0, start_pos + tokens.size()), block_size positions each.
+  std::span<const kvcache::BlockId> block_table;
+  // Whether to return logits for the last new token (end of a prompt, or a decode step).
+  bool want_logits = true;
+};
+
+struct ForwardOptions {
+  // Called after each layer's KV has been written, with the layer index, so a transfer can
+  // ship that layer while later layers compute. Runs on the step thread.
+  std::function<void(int32_t layer)> on_layer_done;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  virtual const ModelConfig& config() const = 0;
+
+  // Computes one step. Writes vocab_size logits per sequence with want_logits, in order, to
+  // `logits` (which must hold that many rows). InvalidArgument names a bad token id, position
+  // or block table; the cache is unchanged for sequences before the bad one.
+  virtual absl::Status Forward(std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache,
+                               std::span<float> logits, const ForwardOptions& options = {}) = 0;
+};
+
+struct ModelOptions {
+  kernels::ThreadPool* pool = nullptr;  // Required; not owned.
+};
+
+// Builds the model that `file` describes (by general.architecture); `file` must outlive it.
+absl::StatusOr<std::unique_ptr<Model>> CreateModel(const GgufFile& file, const ModelOptions& options);
+
+// The KV cache shape the model needs, for `num_blocks` blocks of `block_size` positions.
+kvcache::KvCacheShape KvShapeFor(const ModelConfig& config, int32_t block_size, int32_t num_blocks);
+
+}  // namespace tessera::engine
+
+#endif  // TESSERA_ENGINE_MODELS_MODEL_H_

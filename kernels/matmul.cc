@@ -1,0 +1,35 @@
+#include "kernels/matmul.h"
+
+#include <algorithm>
+
+#include "common/check.h"
+#include "kernels/internal/kernel_table.h"
+
+namespace tessera::kernels {
+
+void Matmul(const PackedMatrix& w, const QuantizedActivations& x, float* out, int64_t ld_out,
+            ThreadPool& pool, Isa isa) {
+  TESSERA_CHECK(x.cols() == w.cols());
+  TESSERA_CHECK(ld_out >= w.rows());
+  const internal::KernelTable& kernels = internal::KernelsFor(isa);
+  // Chunks of a few row groups: small enough to balance two threads on a decode step's
+  // smallest matrices, large enough that claiming them costs nothing.
+  int64_t grain = std::max<int64_t>(1, w.row_groups() / (8 * pool.num_threads()));
+  pool.ParallelFor(w.row_groups(), grain, [&](int64_t begin, int64_t end) {
+    kernels.matmul(w, x, begin, end, out, ld_out);
+  });
+}
+
+void QuantizedActivations::Quantize(const float* x, int64_t tokens, int64_t cols, int64_t ld,
+                                    Isa isa) {
+  TESSERA_CHECK(cols % kQuantBlock == 0);
+  tokens_ = tokens;
+  cols_ = cols;
+  blocks_.resize(static_cast<size_t>(tokens * (cols / kQuantBlock)));
+  const internal::KernelTable& kernels = internal::KernelsFor(isa);
+  for (int64_t t = 0; t < tokens; ++t) {
+    kernels.quantize_row(x + t * ld, cols, blocks_.data() + t * (cols / kQuantBlock));
+  }
+}
+
+}  // namespace tessera::kernels

@@ -1,0 +1,49 @@
+#include "kernels/ops.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace tessera::kernels {
+
+void RmsNorm(const float* x, const float* weight, int64_t n, float epsilon, float* out) {
+  // Accumulate in double: a long row of small values loses little, and this is cheap.
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  float scale = static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(n) + epsilon));
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
+}
+
+void ApplyRope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
+               float base) {
+  for (int64_t i = 0; i < rope_dim / 2; ++i) {
+    float theta = static_cast<float>(pos) *
+                  std::pow(base, -2.0f * static_cast<float>(i) / static_cast<float>(rope_dim));
+    float c = std::cos(theta), s = std::sin(theta);
+    for (int64_t h = 0; h < num_heads; ++h) {
+      float* p = x + h * head_dim + 2 * i;
+      float a = p[0], b = p[1];
+      p[0] = a * c - b * s;
+      p[1] = a * s + b * c;
+    }
+  }
+}
+
+void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void Softmax(float* x, int64_t n) {
+  float max = *std::max_element(x, x + n);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  float inv = 1.0f / sum;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+}  // namespace tessera::kernels

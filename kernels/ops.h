@@ -1,0 +1,28 @@
+// The elementwise and normalization operators of transformer layers, in fp32. They cost little
+// next to the matmuls and attention, so they are plain loops the compiler vectorizes.
+// Thread-safe (pure functions over caller-owned buffers).
+#ifndef TESSERA_KERNELS_OPS_H_
+#define TESSERA_KERNELS_OPS_H_
+
+#include <cstdint>
+
+namespace tessera::kernels {
+
+// out = x / rms(x) * weight, over n elements (out may alias x).
+void RmsNorm(const float* x, const float* weight, int64_t n, float epsilon, float* out);
+
+// Rotary position embedding, adjacent-pair form (GGUF's llama layout): for each head of
+// head_dim elements, pair (2i, 2i+1) rotates by pos * base^(-2i / rope_dim); dimensions past
+// rope_dim are left as they are.
+void ApplyRope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
+               float base);
+
+// out[i] = silu(gate[i]) * up[i].
+void SiluMul(const float* gate, const float* up, int64_t n, float* out);
+
+// In-place softmax over n elements.
+void Softmax(float* x, int64_t n);
+
+}  // namespace tessera::kernels
+
+#endif  // TESSERA_KERNELS_OPS_H_

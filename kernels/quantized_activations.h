@@ -1,0 +1,43 @@
+// Activations quantized to 8 bits per 32-element block, the right-hand side of the integer
+// matmul kernels: x[k] ~= d * q[k], with s = d * sum(q) kept for the weights' offset term.
+// d and s carry fp16 precision (held in floats for speed), as in GGUF's Q8_0/Q8_1 blocks, so
+// results match other GGUF runtimes closely.
+// Not thread-safe: owned by whoever runs the step.
+#ifndef TESSERA_KERNELS_QUANTIZED_ACTIVATIONS_H_
+#define TESSERA_KERNELS_QUANTIZED_ACTIVATIONS_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu_features.h"
+#include "kernels/tensor_type.h"
+
+namespace tessera::kernels {
+
+struct ActivationBlock {
+  float d;
+  float s;       // d * sum(q), for weights with an offset m (Q4_0, Q4_1).
+  int32_t sum;   // sum(q), exact, for 8-bit weights, whose offset cancels in integers.
+  int8_t q[kQuantBlock];
+};
+static_assert(sizeof(ActivationBlock) == 44);
+
+class QuantizedActivations {
+ public:
+  // Quantizes `tokens` rows of `cols` floats (cols a multiple of 32), row t at x + t * ld.
+  // Reuses its buffer across calls.
+  void Quantize(const float* x, int64_t tokens, int64_t cols, int64_t ld, Isa isa = DefaultIsa());
+
+  int64_t tokens() const { return tokens_; }
+  int64_t cols() const { return cols_; }
+  const ActivationBlock* row(int64_t t) const { return blocks_.data() + t * (cols_ / kQuantBlock); }
+
+ private:
+  int64_t tokens_ = 0;
+  int64_t cols_ = 0;
+  std::vector<ActivationBlock> blocks_;
+};
+
+}  // namespace tessera::kernels
+
+#endif  // TESSERA_KERNELS_QUANTIZED_ACTIVATIONS_H_

@@ -1,0 +1,100 @@
+#include "kernels/thread_pool.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+
+#include "common/check.h"
+
+namespace tessera::kernels {
+namespace {
+
+constexpr auto kSpinBeforeSleep = std::chrono::microseconds(200);
+
+// Spins until `value` differs from `old`, then falls back to a futex wait.
+template <typename T>
+void WaitForChange(const std::atomic<T>& value, T old) {
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0;; ++i) {
+    if (value.load(std::memory_order_acquire) != old) return;
+    _mm_pause();
+    if ((i & 255) == 255 && std::chrono::steady_clock::now() - start > kSpinBeforeSleep) break;
+  }
+  while (value.load(std::memory_order_acquire) == old) value.wait(old, std::memory_order_acquire);
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads) {
+  TESSERA_CHECK(num_threads >= 1);
+  for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  stop_.store(true, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  generation_.notify_all();
+  for (std::thread& t : workers_) t.join();
+}
+
+void ThreadPool::ParallelFor(int64_t n, int64_t grain,
+                             const std::function<void(int64_t, int64_t)>& body) {
+  ParallelFor(n, grain, [&body](int64_t begin, int64_t end, int) { body(begin, end); });
+}
+
+void ThreadPool::ParallelFor(int64_t n, int64_t grain,
+                             const std::function<void(int64_t, int64_t, int)>& body) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  int64_t chunks = (n + grain - 1) / grain;
+  if (num_threads_ == 1 || chunks == 1) {
+    body(0, n, 0);
+    return;
+  }
+  TESSERA_CHECK(chunks <= std::numeric_limits<uint32_t>::max());
+  body_ = &body;
+  n_ = n;
+  grain_ = grain;
+  chunks_.store(static_cast<uint32_t>(chunks), std::memory_order_relaxed);
+  chunks_done_.store(0, std::memory_order_relaxed);
+  uint32_t generation = generation_.load(std::memory_order_relaxed) + 1;
+  cursor_.store(uint64_t{generation} << 32, std::memory_order_release);
+  generation_.store(generation, std::memory_order_release);
+  generation_.notify_all();
+  RunChunks(generation, 0);
+  // Chunks claimed by workers may still be running.
+  for (uint32_t done = chunks_done_.load(std::memory_order_acquire); done != chunks_.load(std::memory_order_relaxed);
+       done = chunks_done_.load(std::memory_order_acquire)) {
+    WaitForChange(chunks_done_, done);
+  }
+}
+
+void ThreadPool::RunChunks(uint32_t generation, int thread_index) {
+  while (true) {
+    uint64_t cursor = cursor_.load(std::memory_order_acquire);
+    if (static_cast<uint32_t>(cursor >> 32) != generation) return;
+    uint32_t chunk = static_cast<uint32_t>(cursor);
+    // chunks_ may already describe a newer job, but then the generation check in the exchange
+    // below fails, so a stale value is never acted on.
+    if (chunk >= chunks_.load(std::memory_order_relaxed)) return;
+    if (!cursor_.compare_exchange_weak(cursor, cursor + 1, std::memory_order_acq_rel)) continue;
+    // The job cannot finish before this chunk is counted done, so body_ is still valid.
+    int64_t begin = int64_t{chunk} * grain_;
+    (*body_)(begin, std::min(n_, begin + grain_), thread_index);
+    if (chunks_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks_.load(std::memory_order_relaxed)) chunks_done_.notify_one();
+  }
+}
+
+void ThreadPool::WorkerLoop(int thread_index) {
+  uint32_t seen = 0;
+  while (true) {
+    WaitForChange(generation_, seen);
+    seen = generation_.load(std::memory_order_acquire);
+    if (stop_.load(std::memory_order_acquire)) return;
+    RunChunks(seen, thread_index);
+  }
+}
+
+}  // namespace tessera::kernels
