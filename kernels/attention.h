@@ -28,9 +28,17 @@ struct PagedKv {
   const uint16_t* const* value_blocks = nullptr;
 };
 
-// For query row `query` at absolute position `pos` and head `head`: attends to positions
-// [0, pos] and writes head_dim outputs to out. `q` and `out` point at that head's slice.
-// `scores` must hold pos + 1 floats.
+// Attention for `tokens` consecutive new tokens of one sequence, at positions first_pos,
+// first_pos + 1, ..., for the query heads that share kv head `kv_head`. Token t's queries (all
+// heads, head-major) are at q + t * q_stride; its outputs go to the same heads' slices of
+// out + t * out_stride. The KV of positions [0, first_pos + tokens) must be in the cache.
+// This is the fast path: each KV block is read once for the whole tile.
+void AttendTile(const AttentionShape& shape, const PagedKv& kv, const float* q, int64_t q_stride,
+                int64_t first_pos, int tokens, int32_t kv_head, float* out, int64_t out_stride,
+                Isa isa = DefaultIsa());
+
+// The reference: one query row at position `pos` for head `head`, with materialized scores
+// (`scores` holds pos + 1 floats). `q` and `out` point at that head's slice.
 void AttendOneHead(const AttentionShape& shape, const PagedKv& kv, const float* q, int64_t pos,
                    int32_t head, float* scores, float* out, Isa isa = DefaultIsa());
 

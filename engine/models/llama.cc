@@ -125,7 +125,7 @@ class LlamaModel final : public Model {
 
   // Per-step scratch, sized for the largest step seen so far.
   int64_t tokens_ = 0;
-  std::vector<float> x_, normed_, qkv_, attn_, gate_up_, ffn_, scores_;
+  std::vector<float> x_, normed_, qkv_, attn_, gate_up_, ffn_;
   std::vector<int32_t> token_seq_, token_pos_;
   kernels::QuantizedActivations quantized_;
 };
@@ -273,7 +273,6 @@ absl::Status LlamaModel::Forward(std::span<const SequenceStep> batch, kvcache::P
   attn_.resize(tokens_ * q_dim_);
   gate_up_.resize(tokens_ * 2 * config_.intermediate_size);
   ffn_.resize(tokens_ * config_.intermediate_size);
-  scores_.resize(static_cast<size_t>(pool_.num_threads()) * config_.context_length);
 
   int64_t t = 0;
   for (const SequenceStep& seq : batch) {
@@ -342,17 +341,32 @@ void LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batch, kvcac
   }
   kernels::AttentionShape shape{config_.num_heads, config_.num_kv_heads, config_.head_dim, block_size,
                                 1.0f / std::sqrt(static_cast<float>(config_.head_dim))};
-  const int64_t units = tokens_ * config_.num_heads;
-  pool_.ParallelFor(units, config_.num_heads, [&](int64_t begin, int64_t end, int thread) {
-    float* scores = scores_.data() + static_cast<int64_t>(thread) * config_.context_length;
-    for (int64_t u = begin; u < end; ++u) {
-      int64_t t = u / config_.num_heads;
-      int32_t head = static_cast<int32_t>(u % config_.num_heads);
-      int32_t s = token_seq_[t];
-      kernels::PagedKv kv{key_ptrs[s].data(), value_ptrs[s].data()};
-      kernels::AttendOneHead(shape, kv, qkv_.data() + t * qkv_dim + int64_t{head} * config_.head_dim,
-                             token_pos_[t], head, scores,
-                             attn_.data() + t * q_dim_ + int64_t{head} * config_.head_dim);
+  // Work units: a tile of up to kQueryTile consecutive tokens of one sequence, for one kv head.
+  constexpr int kQueryTile = 16;
+  struct Unit {
+    int32_t seq;
+    int32_t kv_head;
+    int64_t first_token;  // Index into this step's token rows.
+    int32_t tokens;
+  };
+  std::vector<Unit> units;
+  int64_t row = 0;
+  for (size_t sidx = 0; sidx < batch.size(); ++sidx) {
+    const int64_t n = static_cast<int64_t>(batch[sidx].tokens.size());
+    for (int64_t begin = 0; begin < n; begin += kQueryTile) {
+      for (int32_t h = 0; h < config_.num_kv_heads; ++h) {
+        units.push_back({static_cast<int32_t>(sidx), h, row + begin,
+                         static_cast<int32_t>(std::min<int64_t>(kQueryTile, n - begin))});
+      }
+    }
+    row += n;
+  }
+  pool_.ParallelFor(static_cast<int64_t>(units.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const Unit& u = units[i];
+      kernels::PagedKv kv{key_ptrs[u.seq].data(), value_ptrs[u.seq].data()};
+      kernels::AttendTile(shape, kv, qkv_.data() + u.first_token * qkv_dim, qkv_dim, token_pos_[u.first_token],
+                          u.tokens, u.kv_head, attn_.data() + u.first_token * q_dim_, q_dim_);
     }
   });
   quantized_.Quantize(attn_.data(), tokens_, q_dim_, q_dim_);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "kernels/attention.h"
 #include "kernels/cpu_features.h"
 #include "kernels/packed_matrix.h"
 #include "kernels/quantized_activations.h"
@@ -23,6 +24,10 @@ struct KernelTable {
   float (*dot_f32_f16)(const float* a, const uint16_t* b, int64_t n);
   // y[i] += alpha * fp16(x[i]) over n elements.
   void (*axpy_f16)(float alpha, const uint16_t* x, float* y, int64_t n);
+  // See AttendTile() in kernels/attention.h.
+  void (*attend_tile)(const AttentionShape& shape, const PagedKv& kv, const float* q,
+                      int64_t q_stride, int64_t first_pos, int tokens, int32_t kv_head,
+                      float* out, int64_t out_stride);
 };
 
 const KernelTable& ScalarKernels();

@@ -4,7 +4,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "kernels/fp16.h"
 #include "kernels/internal/kernel_table.h"
@@ -153,10 +155,22 @@ void AxpyF16Avx2(float alpha, const uint16_t* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] += alpha * _cvtsh_ss(x[i]);
 }
 
+inline void WidenFp16(const uint16_t* src, float* dst, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  }
+  for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
+}
+inline float RoundFp16(float x) { return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT)); }
+
+#include "kernels/internal/attention_tile.inc"
+
 }  // namespace
 
 const KernelTable& Avx2Kernels() {
-  static const KernelTable table = {MatmulAvx2, QuantizeRowAvx2, DotF32F16Avx2, AxpyF16Avx2};
+  static const KernelTable table = {MatmulAvx2, QuantizeRowAvx2, DotF32F16Avx2, AxpyF16Avx2,
+                                    AttendTileImpl};
   return table;
 }
 

@@ -4,7 +4,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "kernels/fp16.h"
 #include "kernels/internal/kernel_table.h"
@@ -159,11 +161,22 @@ void AxpyF16Avx512(float alpha, const uint16_t* x, float* y, int64_t n) {
   }
 }
 
+inline void WidenFp16(const uint16_t* src, float* dst, int n) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
+  }
+  for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
+}
+inline float RoundFp16(float x) { return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT)); }
+
+#include "kernels/internal/attention_tile.inc"
+
 }  // namespace
 
 const KernelTable& Avx512Kernels() {
   static const KernelTable table = {MatmulAvx512, QuantizeRowAvx512, DotF32F16Avx512,
-                                    AxpyF16Avx512};
+                                    AxpyF16Avx512, AttendTileImpl};
   return table;
 }
 

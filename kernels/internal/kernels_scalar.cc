@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "kernels/fp16.h"
 #include "kernels/internal/kernel_table.h"
@@ -83,11 +84,18 @@ void AxpyF16Scalar(float alpha, const uint16_t* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * Fp16ToFp32(x[i]);
 }
 
+inline void WidenFp16(const uint16_t* src, float* dst, int n) {
+  for (int i = 0; i < n; ++i) dst[i] = Fp16ToFp32(src[i]);
+}
+inline float RoundFp16(float x) { return RoundToFp16(x); }
+
+#include "kernels/internal/attention_tile.inc"
+
 }  // namespace
 
 const KernelTable& ScalarKernels() {
   static const KernelTable table = {MatmulScalar, QuantizeRowScalar, DotF32F16Scalar,
-                                    AxpyF16Scalar};
+                                    AxpyF16Scalar, AttendTileImpl};
   return table;
 }
 

@@ -1,0 +1,74 @@
+// Microbenchmarks of the matmul kernels on the default model's shapes, per ISA path:
+//   build/bench/kernels_benchmark --benchmark_filter=Matmul
+// Compare paths by their ratios within one run; absolute times drift on a shared machine.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "kernels/cpu_features.h"
+#include "kernels/fp16.h"
+#include "kernels/matmul.h"
+#include "kernels/packed_matrix.h"
+#include "kernels/quantized_activations.h"
+#include "kernels/thread_pool.h"
+
+namespace tessera::kernels {
+namespace {
+
+std::vector<uint8_t> RandomQ4_1(int64_t rows, int64_t cols, std::mt19937& rng) {
+  std::vector<uint8_t> data(rows * cols / kQuantBlock * sizeof(BlockQ4_1));
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (size_t i = 0; i < data.size(); i += sizeof(BlockQ4_1)) {
+    BlockQ4_1 b;
+    b.d = Fp32ToFp16(0.01f);
+    b.m = Fp32ToFp16(-0.08f);
+    for (auto& q : b.qs) q = static_cast<uint8_t>(byte(rng));
+    std::memcpy(&data[i], &b, sizeof(b));
+  }
+  return data;
+}
+
+void BM_Matmul(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1), tokens = state.range(2);
+  const Isa isa = static_cast<Isa>(state.range(3));
+  std::vector<Isa> supported = SupportedIsas();
+  if (std::find(supported.begin(), supported.end(), isa) == supported.end()) {
+    state.SkipWithError("ISA not supported on this CPU");
+    return;
+  }
+  std::mt19937 rng(1);
+  std::vector<uint8_t> data = RandomQ4_1(rows, cols, rng);
+  WeightSource source{TensorType::kQ4_1, data, rows};
+  PackedMatrix w = PackedMatrix::Pack({&source, 1}, cols).value();
+  std::vector<float> x(tokens * cols);
+  std::normal_distribution<float> normal;
+  for (float& v : x) v = normal(rng);
+  QuantizedActivations qa;
+  qa.Quantize(x.data(), tokens, cols, cols, isa);
+  std::vector<float> out(tokens * rows);
+  ThreadPool pool(1);
+  for (auto _ : state) {
+    Matmul(w, qa, out.data(), rows, pool, isa);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(rows * cols * tokens) * state.iterations() / 1e9,
+                                                 benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(IsaName(isa)));
+}
+
+void Shapes(benchmark::internal::Benchmark* b) {
+  for (int isa : {0, 1, 2}) {
+    for (int tokens : {1, 16, 128}) {
+      b->Args({960, 576, tokens, isa});    // Fused QKV.
+      b->Args({3072, 576, tokens, isa});   // Fused gate/up.
+      b->Args({576, 1536, tokens, isa});   // Down.
+    }
+  }
+}
+BENCHMARK(BM_Matmul)->Apply(Shapes);
+
+}  // namespace
+}  // namespace tessera::kernels
+
+BENCHMARK_MAIN();

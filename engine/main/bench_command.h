@@ -1,0 +1,24 @@
+// `tessera bench ...`: the benchmark subcommands. Flags are parsed here and passed down.
+#ifndef TESSERA_ENGINE_MAIN_BENCH_COMMAND_H_
+#define TESSERA_ENGINE_MAIN_BENCH_COMMAND_H_
+
+#include "CLI/CLI.hpp"
+#include "bench/model_bench.h"
+
+namespace tessera::engine {
+
+class BenchCommand {
+ public:
+  explicit BenchCommand(CLI::App& app);
+  bool selected() const { return command_->parsed(); }
+  int Run();
+
+ private:
+  CLI::App* command_;
+  CLI::App* model_;
+  bench::ModelBenchOptions model_options_;
+};
+
+}  // namespace tessera::engine
+
+#endif  // TESSERA_ENGINE_MAIN_BENCH_COMMAND_H_

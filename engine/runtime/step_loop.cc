@@ -1,0 +1,226 @@
+#include "engine/runtime/step_loop.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "common/status_macros.h"
+
+namespace tessera::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MillisecondsBetween(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+}  // namespace
+
+absl::string_view FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kNone: return "";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kEos: return "eos";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kError: return "error";
+  }
+  return "";
+}
+
+struct StepLoop::Sequence {
+  int64_t id;
+  GenerationRequest request;
+  std::vector<int32_t> tokens;  // Prompt, then generated tokens.
+  int32_t computed = 0;         // Tokens whose KV is in the cache.
+  int32_t generated = 0;
+  std::vector<kvcache::BlockId> blocks;
+  Sampler sampler;
+  IncrementalDetokenizer detokenizer;
+  StopMatcher stop_matcher;
+  Clock::time_point arrived = Clock::now();
+  std::optional<Clock::time_point> first_scheduled;
+  std::optional<Clock::time_point> first_token;
+
+  Sequence(int64_t id, GenerationRequest r, const Tokenizer& tokenizer)
+      : id(id),
+        request(std::move(r)),
+        tokens(request.prompt),
+        sampler(request.sampling, request.prompt),
+        detokenizer(tokenizer),
+        stop_matcher(request.sampling.stop) {}
+
+  bool decoding() const { return computed >= static_cast<int32_t>(request.prompt.size()); }
+  int32_t prompt_size() const { return static_cast<int32_t>(request.prompt.size()); }
+};
+
+absl::StatusOr<std::unique_ptr<StepLoop>> StepLoop::Create(Model& model, const Tokenizer& tokenizer,
+                                                           const StepLoopOptions& options) {
+  StepLoopOptions o = options;
+  if (o.block_size <= 0) return absl::InvalidArgumentError(absl::StrCat("block_size must be positive, got ", o.block_size));
+  const ModelConfig& config = model.config();
+  if (o.num_blocks <= 0) {
+    int64_t per_context = (config.context_length + o.block_size - 1) / o.block_size;
+    int64_t want = per_context * std::max(1, o.planner.max_sequences_per_step);
+    int64_t bytes_per_block = KvShapeFor(config, o.block_size, 1).bytes_per_block();
+    int64_t cap = (int64_t{1} << 30) / bytes_per_block;
+    o.num_blocks = static_cast<int32_t>(std::max<int64_t>(per_context, std::min(want, cap)));
+  }
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<kvcache::PagedKvCache> cache,
+                           kvcache::PagedKvCache::Create(KvShapeFor(config, o.block_size, o.num_blocks)));
+  return std::unique_ptr<StepLoop>(new StepLoop(model, tokenizer, o, std::move(cache)));
+}
+
+StepLoop::StepLoop(Model& model, const Tokenizer& tokenizer, const StepLoopOptions& options,
+                   std::unique_ptr<kvcache::PagedKvCache> cache)
+    : model_(model),
+      tokenizer_(tokenizer),
+      options_(options),
+      cache_(std::move(cache)),
+      allocator_(options.num_blocks) {}
+
+StepLoop::~StepLoop() = default;
+
+absl::StatusOr<int64_t> StepLoop::Add(GenerationRequest request) {
+  const ModelConfig& config = model_.config();
+  if (request.prompt.empty()) return absl::InvalidArgumentError("prompt is empty");
+  if (static_cast<int64_t>(request.prompt.size()) >= config.context_length) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt has ", request.prompt.size(),
+                                                   " tokens; the context holds ", config.context_length,
+                                                   " including at least one generated token"));
+  }
+  for (size_t i = 0; i < request.prompt.size(); ++i) {
+    if (request.prompt[i] < 0 || request.prompt[i] >= config.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt token ", i, " has id ", request.prompt[i],
+                                                     ", outside the vocabulary of ", config.vocab_size));
+    }
+  }
+  TESSERA_RETURN_IF_ERROR(ValidateSamplingParams(request.sampling));
+  int64_t id = next_id_++;
+  sequences_.emplace(id, std::make_unique<Sequence>(id, std::move(request), tokenizer_));
+  order_.push_back(id);
+  return id;
+}
+
+bool StepLoop::Cancel(int64_t id) {
+  if (!sequences_.contains(id)) return false;
+  Finish(id, FinishReason::kCancelled);
+  return true;
+}
+
+bool StepLoop::EnsureBlocks(Sequence& seq, int32_t positions) {
+  int32_t need = (positions + options_.block_size - 1) / options_.block_size -
+                 static_cast<int32_t>(seq.blocks.size());
+  if (need <= 0) return true;
+  absl::StatusOr<std::vector<kvcache::BlockId>> blocks = allocator_.Allocate(need);
+  if (!blocks.ok()) return false;
+  seq.blocks.insert(seq.blocks.end(), blocks->begin(), blocks->end());
+  return true;
+}
+
+void StepLoop::Finish(int64_t id, FinishReason reason, absl::Status error) {
+  auto it = sequences_.find(id);
+  TESSERA_CHECK(it != sequences_.end());
+  std::unique_ptr<Sequence> seq = std::move(it->second);
+  sequences_.erase(it);
+  order_.erase(std::find(order_.begin(), order_.end(), id));
+  allocator_.Free(seq->blocks);
+
+  StreamEvent event;
+  if (reason != FinishReason::kStop) {
+    event.text = seq->detokenizer.Flush();
+    event.text = seq->stop_matcher.Push(event.text) + seq->stop_matcher.Flush();
+  }
+  event.finish_reason = reason;
+  event.error = std::move(error);
+  Clock::time_point now = Clock::now();
+  event.usage.prompt_tokens = seq->prompt_size();
+  event.usage.completion_tokens = seq->generated;
+  if (seq->first_token.has_value()) {
+    event.usage.time_to_first_token_ms = MillisecondsBetween(seq->arrived, *seq->first_token);
+    event.usage.prefill_ms = MillisecondsBetween(*seq->first_scheduled, *seq->first_token);
+    event.usage.decode_ms = MillisecondsBetween(*seq->first_token, now);
+  }
+  if (seq->request.on_event) seq->request.on_event(event);
+}
+
+void StepLoop::Emit(Sequence& seq, int32_t token) {
+  const SamplingParams& params = seq.request.sampling;
+  seq.tokens.push_back(token);
+  ++seq.generated;
+  seq.sampler.Accept(token);
+  if (!seq.first_token.has_value()) seq.first_token = Clock::now();
+
+  bool eos = !params.ignore_eos && tokenizer_.IsEndOfGeneration(token);
+  StreamEvent event;
+  event.token_ids.push_back(token);
+  if (!eos) {
+    absl::StatusOr<std::string> piece = seq.detokenizer.Push(token);
+    if (piece.ok()) event.text = seq.stop_matcher.Push(*piece);
+  }
+  FinishReason reason = FinishReason::kNone;
+  if (eos) {
+    reason = FinishReason::kEos;
+  } else if (seq.stop_matcher.stopped()) {
+    reason = FinishReason::kStop;
+  } else if (seq.generated >= params.max_tokens ||
+             static_cast<int32_t>(seq.tokens.size()) >= model_.config().context_length) {
+    reason = FinishReason::kLength;
+  }
+  if (seq.request.on_event && (!event.text.empty() || reason == FinishReason::kNone)) {
+    seq.request.on_event(event);
+  }
+  if (reason != FinishReason::kNone) Finish(seq.id, reason);
+}
+
+absl::Status StepLoop::Step() {
+  // Demands in arrival order; a sequence whose KV blocks cannot be had waits this step.
+  std::vector<scheduler::SequenceDemand> demands;
+  for (int64_t id : order_) {
+    const Sequence& seq = *sequences_.at(id);
+    int32_t pending = static_cast<int32_t>(seq.tokens.size()) - seq.computed;
+    demands.push_back({id, pending, seq.decoding()});
+  }
+  std::vector<scheduler::PlannedChunk> plan = scheduler::PlanStep(demands, options_.planner);
+  std::vector<SequenceStep> batch;
+  std::vector<Sequence*> members;
+  for (const scheduler::PlannedChunk& chunk : plan) {
+    Sequence& seq = *sequences_.at(chunk.sequence_id);
+    if (!EnsureBlocks(seq, seq.computed + chunk.num_tokens)) continue;
+    SequenceStep step;
+    step.tokens = std::span<const int32_t>(seq.tokens).subspan(seq.computed, chunk.num_tokens);
+    step.start_pos = seq.computed;
+    step.block_table = seq.blocks;
+    step.want_logits = seq.computed + chunk.num_tokens == static_cast<int32_t>(seq.tokens.size());
+    if (!seq.first_scheduled.has_value()) seq.first_scheduled = Clock::now();
+    batch.push_back(step);
+    members.push_back(&seq);
+  }
+  if (batch.empty()) {
+    if (sequences_.empty()) return absl::OkStatus();
+    // Nothing fits: the oldest waiting sequence cannot get KV blocks even with the others
+    // done. Fail it rather than stall everyone (preemption arrives with the KV manager, #4).
+    Finish(order_.front(), FinishReason::kError,
+           absl::ResourceExhaustedError("not enough KV cache blocks for this request"));
+    return absl::OkStatus();
+  }
+  int64_t wanted = std::count_if(batch.begin(), batch.end(), [](const SequenceStep& s) { return s.want_logits; });
+  logits_.resize(static_cast<size_t>(wanted) * model_.config().vocab_size);
+  TESSERA_RETURN_IF_ERROR(model_.Forward(batch, *cache_, logits_));
+
+  int64_t row = 0;
+  std::vector<std::pair<Sequence*, int32_t>> sampled;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Sequence& seq = *members[i];
+    seq.computed += static_cast<int32_t>(batch[i].tokens.size());
+    if (!batch[i].want_logits) continue;
+    std::span<float> logits(logits_.data() + row * model_.config().vocab_size, model_.config().vocab_size);
+    ++row;
+    sampled.emplace_back(&seq, seq.sampler.Sample(logits));
+  }
+  for (auto& [seq, token] : sampled) Emit(*seq, token);
+  return absl::OkStatus();
+}
+
+}  // namespace tessera::engine
