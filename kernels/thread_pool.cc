@@ -50,7 +50,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   grain = std::max<int64_t>(grain, 1);
   int64_t chunks = (n + grain - 1) / grain;
   if (num_threads_ == 1 || chunks == 1) {
-    body(0, n, 0);
+    for (int64_t begin = 0; begin < n; begin += grain) body(begin, std::min(n, begin + grain), 0);
     return;
   }
   TESSERA_CHECK(chunks <= std::numeric_limits<uint32_t>::max());

@@ -1,0 +1,160 @@
+#include "kernels/matmul.h"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/dequantize.h"
+#include "kernels/fp16.h"
+#include "kernels/packed_matrix.h"
+#include "kernels/quantized_activations.h"
+#include "kernels/thread_pool.h"
+
+namespace tessera::kernels {
+namespace {
+
+// Random weights of `type` in GGUF's block layout.
+std::vector<uint8_t> RandomWeights(TensorType type, int64_t rows, int64_t cols, std::mt19937& rng) {
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.001f, 0.05f);
+  const int64_t blocks = rows * cols / kQuantBlock;
+  std::vector<uint8_t> data(RowBytes(type, cols) * rows);
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint8_t* p = data.data() + b * GetTensorTypeInfo(type).block_bytes;
+    if (type == TensorType::kQ4_0) {
+      BlockQ4_0 blk{Fp32ToFp16(scale(rng)), {}};
+      for (auto& q : blk.qs) q = static_cast<uint8_t>(byte(rng));
+      std::memcpy(p, &blk, sizeof(blk));
+    } else if (type == TensorType::kQ4_1) {
+      BlockQ4_1 blk{Fp32ToFp16(scale(rng)), Fp32ToFp16(-8 * scale(rng)), {}};
+      for (auto& q : blk.qs) q = static_cast<uint8_t>(byte(rng));
+      std::memcpy(p, &blk, sizeof(blk));
+    } else {
+      BlockQ8_0 blk{Fp32ToFp16(scale(rng)), {}};
+      for (auto& q : blk.qs) q = static_cast<int8_t>(byte(rng) - 128);
+      std::memcpy(p, &blk, sizeof(blk));
+    }
+  }
+  return data;
+}
+
+TEST_CASE("PackedMatrix: packing keeps every weight exactly", "[kernels][matmul]") {
+  std::mt19937 rng(1);
+  for (TensorType type : {TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kQ8_0}) {
+    const int64_t rows = 37, cols = 96;
+    std::vector<uint8_t> data = RandomWeights(type, rows, cols, rng);
+    WeightSource source{type, data, rows};
+    PackedMatrix packed = PackedMatrix::Pack({&source, 1}, cols).value();
+    CHECK(packed.rows() == rows);
+    CHECK(packed.row_groups() == 3);
+    std::vector<float> expected(cols), actual(cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      DequantizeRow(type, data.data() + r * RowBytes(type, cols), cols, expected.data());
+      packed.DequantizeRow(r, actual.data());
+      INFO("type " << GetTensorTypeInfo(type).name << " row " << r);
+      REQUIRE(actual == expected);
+    }
+  }
+}
+
+TEST_CASE("PackedMatrix: bad sources are rejected with the reason", "[kernels][matmul]") {
+  std::vector<uint8_t> data(20 * 2);
+  WeightSource ok{TensorType::kQ4_1, data, 2};
+  WeightSource short_source{TensorType::kQ4_1, std::span<const uint8_t>(data).first(20), 2};
+  WeightSource float_source{TensorType::kF32, data, 2};
+  WeightSource byte_source{TensorType::kQ8_0, data, 1};
+  CHECK(PackedMatrix::Pack({&ok, 1}, 33).status().message().find("multiple of 32") != std::string::npos);
+  CHECK(PackedMatrix::Pack({&short_source, 1}, 32).status().message().find("holds 20 bytes") != std::string::npos);
+  CHECK(PackedMatrix::Pack({&float_source, 1}, 32).status().message().find("F32") != std::string::npos);
+  WeightSource mixed[] = {ok, byte_source};
+  CHECK(PackedMatrix::Pack(mixed, 32).status().message().find("source 1") != std::string::npos);
+}
+
+TEST_CASE("QuantizedActivations: every ISA quantizes identically", "[kernels][matmul]") {
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal;
+  const int64_t tokens = 5, cols = 256;
+  std::vector<float> x(tokens * cols);
+  for (float& v : x) v = normal(rng) * 3;
+  x[7] = 0;
+  std::fill(x.begin() + 32, x.begin() + 64, 0.0f);  // An all-zero block.
+  QuantizedActivations reference;
+  reference.Quantize(x.data(), tokens, cols, cols, Isa::kScalar);
+  for (Isa isa : SupportedIsas()) {
+    QuantizedActivations qa;
+    qa.Quantize(x.data(), tokens, cols, cols, isa);
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t b = 0; b < cols / kQuantBlock; ++b) {
+        INFO("isa " << IsaName(isa) << " token " << t << " block " << b);
+        const ActivationBlock& a = qa.row(t)[b];
+        const ActivationBlock& e = reference.row(t)[b];
+        REQUIRE(a.d == e.d);
+        REQUIRE(a.s == e.s);
+        REQUIRE(a.sum == e.sum);
+        REQUIRE(std::memcmp(a.q, e.q, kQuantBlock) == 0);
+      }
+    }
+  }
+  // Quantization error is at most half a step per element, plus the scale's rounding to fp16
+  // (relative 2^-11) over up to 127 steps.
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t k = 0; k < cols; ++k) {
+      const ActivationBlock& a = reference.row(t)[k / kQuantBlock];
+      CHECK(std::fabs(a.d * a.q[k % kQuantBlock] - x[t * cols + k]) <= a.d * (0.5f + 127.0f / 2048) + 1e-6f);
+    }
+  }
+}
+
+TEST_CASE("Matmul: every ISA matches the scalar reference and the float product", "[kernels][matmul]") {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  auto type = GENERATE(TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kQ8_0);
+  auto [rows, cols, tokens] = GENERATE(table<int64_t, int64_t, int64_t>({
+      {16, 32, 1}, {37, 64, 3}, {96, 576, 1}, {50, 192, 7}, {160, 96, 9}}));
+  std::vector<uint8_t> data = RandomWeights(type, rows, cols, rng);
+  WeightSource source{type, data, rows};
+  PackedMatrix w = PackedMatrix::Pack({&source, 1}, cols).value();
+  std::vector<float> x(tokens * cols);
+  for (float& v : x) v = normal(rng);
+  QuantizedActivations qa;
+  qa.Quantize(x.data(), tokens, cols, cols, Isa::kScalar);
+
+  // Exact product of the dequantized weights and dequantized activations, in double.
+  std::vector<double> exact(tokens * rows);
+  std::vector<float> wrow(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    DequantizeRow(type, data.data() + r * RowBytes(type, cols), cols, wrow.data());
+    for (int64_t t = 0; t < tokens; ++t) {
+      double sum = 0;
+      for (int64_t k = 0; k < cols; ++k) {
+        const ActivationBlock& a = qa.row(t)[k / kQuantBlock];
+        sum += double(wrow[k]) * a.d * a.q[k % kQuantBlock];
+      }
+      exact[t * rows + r] = sum;
+    }
+  }
+  ThreadPool pool(2);
+  std::vector<float> reference(tokens * rows);
+  Matmul(w, qa, reference.data(), rows, pool, Isa::kScalar);
+  for (Isa isa : SupportedIsas()) {
+    std::vector<float> out(tokens * (rows + 3), -1.0f);  // ld_out > rows: padding untouched.
+    Matmul(w, qa, out.data(), rows + 3, pool, isa);
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t r = 0; r < rows; ++r) {
+        INFO("isa " << IsaName(isa) << " type " << GetTensorTypeInfo(type).name << " rows " << rows
+                    << " cols " << cols << " token " << t << " row " << r);
+        float got = out[t * (rows + 3) + r];
+        REQUIRE(got == Approx(reference[t * rows + r]).margin(1e-4).epsilon(1e-5));
+        // The offset term uses s at fp16 precision (as GGUF's Q8_1 does): bounded error.
+        REQUIRE(got == Approx(exact[t * rows + r]).margin(2e-2));
+      }
+      for (int64_t r = rows; r < rows + 3; ++r) REQUIRE(out[t * (rows + 3) + r] == -1.0f);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tessera::kernels

@@ -1,0 +1,41 @@
+#include "kernels/thread_pool.h"
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <vector>
+
+namespace tessera::kernels {
+namespace {
+
+TEST_CASE("ThreadPool: ParallelFor runs every index exactly once", "[kernels][threads]") {
+  auto threads = GENERATE(1, 2, 4);
+  ThreadPool pool(threads);
+  for (int64_t n : {0, 1, 7, 64, 1000}) {
+    for (int64_t grain : {1, 3, 64, 5000}) {
+      std::vector<std::atomic<int>> hits(n);
+      std::atomic<int> max_thread{0};
+      pool.ParallelFor(n, grain, [&](int64_t begin, int64_t end, int thread) {
+        REQUIRE(begin < end);
+        REQUIRE(end - begin <= grain);
+        for (int64_t i = begin; i < end; ++i) hits[i]++;
+        int seen = max_thread.load();
+        while (thread > seen && !max_thread.compare_exchange_weak(seen, thread)) {}
+      });
+      for (int64_t i = 0; i < n; ++i) REQUIRE(hits[i].load() == 1);
+      CHECK(max_thread.load() < threads);
+    }
+  }
+}
+
+TEST_CASE("ThreadPool: many short jobs back to back all complete", "[kernels][threads]") {
+  ThreadPool pool(2);
+  std::atomic<int64_t> total{0};
+  for (int job = 0; job < 20000; ++job) {
+    pool.ParallelFor(8, 1, [&](int64_t begin, int64_t end) { total += end - begin; });
+  }
+  CHECK(total.load() == 20000 * 8);
+}
+
+}  // namespace
+}  // namespace tessera::kernels
