@@ -20,16 +20,22 @@ void Matmul(const PackedMatrix& w, const QuantizedActivations& x, float* out, in
   });
 }
 
-void QuantizedActivations::Quantize(const float* x, int64_t tokens, int64_t cols, int64_t ld,
-                                    Isa isa) {
+void QuantizedActivations::Reset(int64_t tokens, int64_t cols) {
   TESSERA_CHECK(cols % kQuantBlock == 0);
   tokens_ = tokens;
   cols_ = cols;
   blocks_.resize(static_cast<size_t>(tokens * (cols / kQuantBlock)));
-  const internal::KernelTable& kernels = internal::KernelsFor(isa);
-  for (int64_t t = 0; t < tokens; ++t) {
-    kernels.quantize_row(x + t * ld, cols, blocks_.data() + t * (cols / kQuantBlock));
-  }
+}
+
+void QuantizedActivations::QuantizeRow(int64_t t, const float* x, Isa isa) {
+  TESSERA_DCHECK(t >= 0 && t < tokens_);
+  internal::KernelsFor(isa).quantize_row(x, cols_, mutable_row(t));
+}
+
+void QuantizedActivations::Quantize(const float* x, int64_t tokens, int64_t cols, int64_t ld,
+                                    Isa isa) {
+  Reset(tokens, cols);
+  for (int64_t t = 0; t < tokens; ++t) QuantizeRow(t, x + t * ld, isa);
 }
 
 }  // namespace tessera::kernels

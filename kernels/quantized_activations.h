@@ -28,9 +28,15 @@ class QuantizedActivations {
   // Reuses its buffer across calls.
   void Quantize(const float* x, int64_t tokens, int64_t cols, int64_t ld, Isa isa = DefaultIsa());
 
+  // For callers that quantize rows in parallel: Reset() sizes the buffer, then each row is
+  // written once by QuantizeRow() (distinct rows may be written from different threads).
+  void Reset(int64_t tokens, int64_t cols);
+  void QuantizeRow(int64_t t, const float* x, Isa isa = DefaultIsa());
+
   int64_t tokens() const { return tokens_; }
   int64_t cols() const { return cols_; }
   const ActivationBlock* row(int64_t t) const { return blocks_.data() + t * (cols_ / kQuantBlock); }
+  ActivationBlock* mutable_row(int64_t t) { return blocks_.data() + t * (cols_ / kQuantBlock); }
 
  private:
   int64_t tokens_ = 0;

@@ -113,6 +113,10 @@ class LlamaModel final : public Model {
                         std::span<float> logits) const;
   void Embed(int32_t token, float* out) const;
   void Layer(int32_t layer, std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache);
+  // normed_ = RmsNorm(x_) with `weight`, quantized into quantized_, row by row in parallel.
+  void NormAndQuantize(const std::vector<float>& weight);
+  // x_ += normed_, in parallel.
+  void AddResidual();
 
   kernels::ThreadPool& pool_;
   ModelConfig config_;
@@ -305,16 +309,13 @@ void LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batch, kvcac
   const int64_t hidden = config_.hidden_size;
   const int64_t qkv_dim = q_dim_ + 2 * kv_dim_;
   const int64_t ffn = config_.intermediate_size;
-  const float eps = config_.rms_norm_epsilon;
   const int32_t block_size = cache.shape().block_size;
 
   // Attention block.
-  for (int64_t t = 0; t < tokens_; ++t) {
-    kernels::RmsNorm(x_.data() + t * hidden, w.attn_norm.data(), hidden, eps, normed_.data() + t * hidden);
-  }
-  quantized_.Quantize(normed_.data(), tokens_, hidden, hidden);
+  NormAndQuantize(w.attn_norm);
   kernels::Matmul(w.qkv, quantized_, qkv_.data(), qkv_dim, pool_);
-  for (int64_t t = 0; t < tokens_; ++t) {
+  pool_.ParallelFor(tokens_, 16, [&](int64_t begin, int64_t end) {
+  for (int64_t t = begin; t < end; ++t) {
     float* q = qkv_.data() + t * qkv_dim;
     float* k = q + q_dim_;
     const float* v = k + kv_dim_;
@@ -330,6 +331,7 @@ void LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batch, kvcac
       value_row[i] = kernels::Fp32ToFp16(v[i]);
     }
   }
+  });
 
   // Each sequence's block table resolved to this layer's block pointers.
   std::vector<std::vector<const uint16_t*>> key_ptrs(batch.size()), value_ptrs(batch.size());
@@ -369,23 +371,45 @@ void LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batch, kvcac
                           u.tokens, u.kv_head, attn_.data() + u.first_token * q_dim_, q_dim_);
     }
   });
-  quantized_.Quantize(attn_.data(), tokens_, q_dim_, q_dim_);
+  quantized_.Reset(tokens_, q_dim_);
+  pool_.ParallelFor(tokens_, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) quantized_.QuantizeRow(t, attn_.data() + t * q_dim_);
+  });
   kernels::Matmul(w.output, quantized_, normed_.data(), hidden, pool_);
-  for (int64_t i = 0; i < tokens_ * hidden; ++i) x_[i] += normed_[i];
+  AddResidual();
 
   // Feed-forward block.
-  for (int64_t t = 0; t < tokens_; ++t) {
-    kernels::RmsNorm(x_.data() + t * hidden, w.ffn_norm.data(), hidden, eps, normed_.data() + t * hidden);
-  }
-  quantized_.Quantize(normed_.data(), tokens_, hidden, hidden);
+  NormAndQuantize(w.ffn_norm);
   kernels::Matmul(w.gate_up, quantized_, gate_up_.data(), 2 * ffn, pool_);
-  for (int64_t t = 0; t < tokens_; ++t) {
-    const float* gate = gate_up_.data() + t * 2 * ffn;
-    kernels::SiluMul(gate, gate + ffn, ffn, ffn_.data() + t * ffn);
-  }
-  quantized_.Quantize(ffn_.data(), tokens_, ffn, ffn);
+  quantized_.Reset(tokens_, ffn);
+  pool_.ParallelFor(tokens_, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const float* gate = gate_up_.data() + t * 2 * ffn;
+      kernels::SiluMul(gate, gate + ffn, ffn, ffn_.data() + t * ffn);
+      quantized_.QuantizeRow(t, ffn_.data() + t * ffn);
+    }
+  });
   kernels::Matmul(w.down, quantized_, normed_.data(), hidden, pool_);
-  for (int64_t i = 0; i < tokens_ * hidden; ++i) x_[i] += normed_[i];
+  AddResidual();
+}
+
+void LlamaModel::NormAndQuantize(const std::vector<float>& weight) {
+  const int64_t hidden = config_.hidden_size;
+  quantized_.Reset(tokens_, hidden);
+  pool_.ParallelFor(tokens_, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      kernels::RmsNorm(x_.data() + t * hidden, weight.data(), hidden, config_.rms_norm_epsilon,
+                       normed_.data() + t * hidden);
+      quantized_.QuantizeRow(t, normed_.data() + t * hidden);
+    }
+  });
+}
+
+void LlamaModel::AddResidual() {
+  const int64_t hidden = config_.hidden_size;
+  pool_.ParallelFor(tokens_, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin * hidden; i < end * hidden; ++i) x_[i] += normed_[i];
+  });
 }
 
 }  // namespace
