@@ -6,11 +6,11 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "engine/runtime/loaded_model.h"
 #include "kernels/cpu_features.h"
 #include "kvcache/block_allocator.h"
+#include "nlohmann/json.hpp"
 
 namespace tessera::bench {
 namespace {
@@ -117,7 +117,7 @@ absl::Status RunModelBench(const ModelBenchOptions& options) {
   if (!options.json) {
     std::printf("model %s, %d threads, kernels %s\n", options.model_path.c_str(), options.threads, isa.c_str());
   }
-  std::vector<std::string> prefill_json, decode_json;
+  nlohmann::json report = {{"model", options.model_path}, {"threads", options.threads}, {"isa", isa}};
   for (int length : options.prefill_lengths) {
     if (length < 1 || length > m.model->config().context_length) {
       return absl::InvalidArgumentError(absl::StrCat("prefill length ", length, " is outside 1..",
@@ -126,21 +126,16 @@ absl::Status RunModelBench(const ModelBenchOptions& options) {
     TESSERA_ASSIGN_OR_RETURN(double rate, bench.Prefill(length, options.repetitions));
     if (!options.json) std::printf("prefill %4d tokens: %9.1f tokens/s\n", length, rate);
     std::fflush(stdout);
-    prefill_json.push_back(absl::StrCat("\"", length, "\": ", rate));
+    report["prefill_tokens_per_s"][std::to_string(length)] = rate;
   }
   for (int batch : options.decode_batches) {
     if (batch < 1) return absl::InvalidArgumentError(absl::StrCat("decode batch ", batch, " must be >= 1"));
     TESSERA_ASSIGN_OR_RETURN(double rate, bench.Decode(batch, options.decode_prompt, options.decode_steps));
     if (!options.json) std::printf("decode batch %3d:    %9.1f tokens/s\n", batch, rate);
     std::fflush(stdout);
-    decode_json.push_back(absl::StrCat("\"", batch, "\": ", rate));
+    report["decode_tokens_per_s"][std::to_string(batch)] = rate;
   }
-  if (options.json) {
-    std::printf("{\"model\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"prefill_tokens_per_s\": {%s}, "
-                "\"decode_tokens_per_s\": {%s}}\n",
-                options.model_path.c_str(), options.threads, isa.c_str(),
-                absl::StrJoin(prefill_json, ", ").c_str(), absl::StrJoin(decode_json, ", ").c_str());
-  }
+  if (options.json) std::printf("%s\n", report.dump().c_str());
   return absl::OkStatus();
 }
 
