@@ -1,6 +1,9 @@
 #include "kernels/thread_pool.h"
 
 #include <immintrin.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,18 +16,38 @@ namespace {
 
 constexpr auto kSpinBeforeSleep = std::chrono::microseconds(200);
 
-// Spins until `value` differs from `old`, then falls back to a futex wait.
-template <typename T>
-void WaitForChange(const std::atomic<T>& value, T old) {
+// Sleeping uses the futex system call directly: libstdc++ 12's std::atomic::wait can miss a
+// notification and sleep forever.
+void FutexWait(const std::atomic<uint32_t>& word, uint32_t expected) {
+  syscall(SYS_futex, reinterpret_cast<const uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+
+void FutexWakeAll(const std::atomic<uint32_t>& word) {
+  syscall(SYS_futex, reinterpret_cast<const uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
+}
+
+}  // namespace
+
+// Spins until `word` differs from `old`, then sleeps on it. Pairs with Wake(): the sleeper
+// count and the word are both seq_cst, so a waker either sees the sleeper or the sleeper sees
+// the new value before it sleeps.
+void ThreadPool::WaitForChange(const std::atomic<uint32_t>& word, uint32_t old) {
   auto start = std::chrono::steady_clock::now();
   for (int i = 0;; ++i) {
-    if (value.load(std::memory_order_acquire) != old) return;
+    if (word.load(std::memory_order_acquire) != old) return;
     _mm_pause();
     if ((i & 255) == 255 && std::chrono::steady_clock::now() - start > kSpinBeforeSleep) break;
   }
-  while (value.load(std::memory_order_acquire) == old) value.wait(old, std::memory_order_acquire);
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  while (word.load(std::memory_order_seq_cst) == old) FutexWait(word, old);
+  sleepers_.fetch_sub(1, std::memory_order_seq_cst);
 }
 
+void ThreadPool::Wake(const std::atomic<uint32_t>& word) {
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) FutexWakeAll(word);
+}
+
+namespace {
 }  // namespace
 
 ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads) {
@@ -34,8 +57,8 @@ ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads) {
 
 ThreadPool::~ThreadPool() {
   stop_.store(true, std::memory_order_release);
-  generation_.fetch_add(1, std::memory_order_acq_rel);
-  generation_.notify_all();
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  Wake(generation_);
   for (std::thread& t : workers_) t.join();
 }
 
@@ -61,8 +84,8 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   chunks_done_.store(0, std::memory_order_relaxed);
   uint32_t generation = generation_.load(std::memory_order_relaxed) + 1;
   cursor_.store(uint64_t{generation} << 32, std::memory_order_release);
-  generation_.store(generation, std::memory_order_release);
-  generation_.notify_all();
+  generation_.store(generation, std::memory_order_seq_cst);
+  Wake(generation_);
   RunChunks(generation, 0);
   // Chunks claimed by workers may still be running.
   for (uint32_t done = chunks_done_.load(std::memory_order_acquire); done != chunks_.load(std::memory_order_relaxed);
@@ -83,7 +106,9 @@ void ThreadPool::RunChunks(uint32_t generation, int thread_index) {
     // The job cannot finish before this chunk is counted done, so body_ is still valid.
     int64_t begin = int64_t{chunk} * grain_;
     (*body_)(begin, std::min(n_, begin + grain_), thread_index);
-    if (chunks_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks_.load(std::memory_order_relaxed)) chunks_done_.notify_one();
+    if (chunks_done_.fetch_add(1, std::memory_order_seq_cst) + 1 == chunks_.load(std::memory_order_relaxed)) {
+      Wake(chunks_done_);
+    }
   }
 }
 

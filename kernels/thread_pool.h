@@ -39,6 +39,8 @@ class ThreadPool {
 
  private:
   void WorkerLoop(int thread_index);
+  void WaitForChange(const std::atomic<uint32_t>& word, uint32_t old);
+  void Wake(const std::atomic<uint32_t>& word);
   // Claims and runs chunks of job `generation` until none are left.
   void RunChunks(uint32_t generation, int thread_index);
 
@@ -54,6 +56,7 @@ class ThreadPool {
   std::atomic<uint32_t> generation_{0};
   std::atomic<uint32_t> chunks_done_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<int> sleepers_{0};  // Threads asleep (or about to sleep) in WaitForChange.
 };
 
 }  // namespace tessera::kernels

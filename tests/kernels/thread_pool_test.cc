@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 namespace tessera::kernels {
@@ -35,6 +37,21 @@ TEST_CASE("ThreadPool: many short jobs back to back all complete", "[kernels][th
     pool.ParallelFor(8, 1, [&](int64_t begin, int64_t end) { total += end - begin; });
   }
   CHECK(total.load() == 20000 * 8);
+}
+
+TEST_CASE("ThreadPool: jobs after idle gaps wake the sleeping workers", "[kernels][threads]") {
+  // Gaps longer than the spin phase make workers sleep, so wake-ups are exercised; a lost
+  // wake-up shows as a hang (CTest's timeout fails it).
+  ThreadPool pool(2);
+  std::atomic<int64_t> total{0};
+  for (int job = 0; job < 300; ++job) {
+    std::this_thread::sleep_for(std::chrono::microseconds(job % 3 == 0 ? 50 : 400));
+    pool.ParallelFor(64, 1, [&](int64_t begin, int64_t end) {
+      if (begin % 7 == 0) std::this_thread::sleep_for(std::chrono::microseconds(300));
+      total += end - begin;
+    });
+  }
+  CHECK(total.load() == 300 * 64);
 }
 
 }  // namespace
