@@ -52,17 +52,18 @@ void BM_Matmul(benchmark::State& state) {
     Matmul(w, qa, out.data(), rows, pool, isa);
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(rows * cols * tokens) * state.iterations() / 1e9,
-                                                 benchmark::Counter::kIsRate);
+  state.counters["GMAC/s"] =
+      benchmark::Counter(static_cast<double>(rows * cols * tokens) * state.iterations() / 1e9,
+                         benchmark::Counter::kIsRate);
   state.SetLabel(std::string(IsaName(isa)));
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {
   for (int isa : {0, 1, 2}) {
     for (int tokens : {1, 16, 128}) {
-      b->Args({960, 576, tokens, isa});    // Fused QKV.
-      b->Args({3072, 576, tokens, isa});   // Fused gate/up.
-      b->Args({576, 1536, tokens, isa});   // Down.
+      b->Args({960, 576, tokens, isa});   // Fused QKV.
+      b->Args({3072, 576, tokens, isa});  // Fused gate/up.
+      b->Args({576, 1536, tokens, isa});  // Down.
     }
   }
 }

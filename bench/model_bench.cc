@@ -71,7 +71,8 @@ class Bench {
     for (int i = 0; i < steps; ++i) {
       for (int s = 0; s < batch; ++s) {
         int32_t pos = static_cast<int32_t>(tokens[s].size()) - 1;
-        batch_steps[s] = {std::span<const int32_t>(tokens[s]).subspan(pos, 1), pos, blocks[s], true};
+        batch_steps[s] = {std::span<const int32_t>(tokens[s]).subspan(pos, 1), pos, blocks[s],
+                          true};
       }
       TESSERA_RETURN_IF_ERROR(m_.model->Forward(batch_steps, *cache, logits));
       for (int s = 0; s < batch; ++s) {
@@ -86,7 +87,8 @@ class Bench {
   int BlocksFor(int positions) const { return (positions + kBlockSize - 1) / kBlockSize; }
 
   absl::StatusOr<std::unique_ptr<kvcache::PagedKvCache>> MakeCache(int sequences, int positions) {
-    return kvcache::PagedKvCache::Create(engine::KvShapeFor(config_, kBlockSize, sequences * BlocksFor(positions)));
+    return kvcache::PagedKvCache::Create(
+        engine::KvShapeFor(config_, kBlockSize, sequences * BlocksFor(positions)));
   }
 
   static std::vector<kvcache::BlockId> Blocks(int first, int count) {
@@ -111,13 +113,16 @@ class Bench {
 }  // namespace
 
 absl::Status RunModelBench(const ModelBenchOptions& options) {
-  TESSERA_ASSIGN_OR_RETURN(engine::LoadedModel m, engine::LoadedModel::Load(options.model_path, options.threads));
+  TESSERA_ASSIGN_OR_RETURN(engine::LoadedModel m,
+                           engine::LoadedModel::Load(options.model_path, options.threads));
   Bench bench(m);
   const std::string isa(kernels::IsaName(kernels::DefaultIsa()));
   if (!options.json) {
-    std::printf("model %s, %d threads, kernels %s\n", options.model_path.c_str(), options.threads, isa.c_str());
+    std::printf("model %s, %d threads, kernels %s\n", options.model_path.c_str(), options.threads,
+                isa.c_str());
   }
-  nlohmann::json report = {{"model", options.model_path}, {"threads", options.threads}, {"isa", isa}};
+  nlohmann::json report = {
+      {"model", options.model_path}, {"threads", options.threads}, {"isa", isa}};
   for (int length : options.prefill_lengths) {
     if (length < 1 || length > m.model->config().context_length) {
       return absl::InvalidArgumentError(absl::StrCat("prefill length ", length, " is outside 1..",
@@ -129,8 +134,10 @@ absl::Status RunModelBench(const ModelBenchOptions& options) {
     report["prefill_tokens_per_s"][std::to_string(length)] = rate;
   }
   for (int batch : options.decode_batches) {
-    if (batch < 1) return absl::InvalidArgumentError(absl::StrCat("decode batch ", batch, " must be >= 1"));
-    TESSERA_ASSIGN_OR_RETURN(double rate, bench.Decode(batch, options.decode_prompt, options.decode_steps));
+    if (batch < 1)
+      return absl::InvalidArgumentError(absl::StrCat("decode batch ", batch, " must be >= 1"));
+    TESSERA_ASSIGN_OR_RETURN(double rate,
+                             bench.Decode(batch, options.decode_prompt, options.decode_steps));
     if (!options.json) std::printf("decode batch %3d:    %9.1f tokens/s\n", batch, rate);
     std::fflush(stdout);
     report["decode_tokens_per_s"][std::to_string(batch)] = rate;

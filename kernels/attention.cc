@@ -14,7 +14,8 @@ void AttendTile(const AttentionShape& shape, const PagedKv& kv, const float* q, 
                 int64_t first_pos, int tokens, int32_t kv_head, float* out, int64_t out_stride,
                 Isa isa) {
   TESSERA_DCHECK(shape.head_dim <= kMaxHeadDim);
-  internal::KernelsFor(isa).attend_tile(shape, kv, q, q_stride, first_pos, tokens, kv_head, out, out_stride);
+  internal::KernelsFor(isa).attend_tile(shape, kv, q, q_stride, first_pos, tokens, kv_head, out,
+                                        out_stride);
 }
 
 void AttendOneHead(const AttentionShape& shape, const PagedKv& kv, const float* q, int64_t pos,
@@ -29,7 +30,8 @@ void AttendOneHead(const AttentionShape& shape, const PagedKv& kv, const float* 
   for (int32_t i = 0; i < shape.head_dim; ++i) q16[i] = RoundToFp16(q[i]);
   float max = -INFINITY;
   for (int64_t p = 0; p <= pos; ++p) {
-    const uint16_t* key = kv.key_blocks[p / shape.block_size] + (p % shape.block_size) * kv_dim + head_offset;
+    const uint16_t* key =
+        kv.key_blocks[p / shape.block_size] + (p % shape.block_size) * kv_dim + head_offset;
     scores[p] = k.dot_f32_f16(q16, key, shape.head_dim) * shape.scale;
     max = std::max(max, scores[p]);
   }
@@ -41,7 +43,8 @@ void AttendOneHead(const AttentionShape& shape, const PagedKv& kv, const float* 
   const float inv = 1.0f / sum;
   std::memset(out, 0, sizeof(float) * shape.head_dim);
   for (int64_t p = 0; p <= pos; ++p) {
-    const uint16_t* value = kv.value_blocks[p / shape.block_size] + (p % shape.block_size) * kv_dim + head_offset;
+    const uint16_t* value =
+        kv.value_blocks[p / shape.block_size] + (p % shape.block_size) * kv_dim + head_offset;
     k.axpy_f16(scores[p] * inv, value, out, shape.head_dim);
   }
 }

@@ -46,7 +46,7 @@ inline uint16_t Fp32ToFp16(float f) {
     return static_cast<uint16_t>(sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0));
   }
   if (abs >= 0x477ff000) return static_cast<uint16_t>(sign | 0x7c00);  // Overflows to inf.
-  if (abs < 0x38800000) {  // Subnormal or zero in fp16.
+  if (abs < 0x38800000) {                                              // Subnormal or zero in fp16.
     if (abs < 0x33000000) return static_cast<uint16_t>(sign);
     uint32_t mantissa = (abs & 0x7fffff) | 0x800000;
     int shift = 126 - static_cast<int>(abs >> 23);  // 14..24

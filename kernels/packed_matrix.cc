@@ -70,8 +70,9 @@ absl::StatusOr<PackedFormat> PackedMatrix::FormatOf(TensorType type) {
     case TensorType::kQ8_0:
       return PackedFormat::kByte;
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "weights of type ", GetTensorTypeInfo(type).name, " cannot be packed for the integer kernels"));
+      return absl::InvalidArgumentError(absl::StrCat("weights of type ",
+                                                     GetTensorTypeInfo(type).name,
+                                                     " cannot be packed for the integer kernels"));
   }
 }
 
@@ -109,7 +110,8 @@ absl::StatusOr<PackedMatrix> PackedMatrix::Pack(std::span<const WeightSource> so
   size_t alloc = (m.storage_size_ + 63) / 64 * 64;
   m.storage_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, alloc)));
   if (m.storage_ == nullptr) {
-    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", alloc, " bytes of weights"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate ", alloc, " bytes of weights"));
   }
   std::memset(m.storage_.get(), 0, alloc);  // Padding rows have d = m = 0, so they yield 0.
 

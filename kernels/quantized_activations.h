@@ -16,8 +16,8 @@ namespace tessera::kernels {
 
 struct ActivationBlock {
   float d;
-  float s;       // d * sum(q), for weights with an offset m (Q4_0, Q4_1).
-  int32_t sum;   // sum(q), exact, for 8-bit weights, whose offset cancels in integers.
+  float s;      // d * sum(q), for weights with an offset m (Q4_0, Q4_1).
+  int32_t sum;  // sum(q), exact, for 8-bit weights, whose offset cancels in integers.
   int8_t q[kQuantBlock];
 };
 static_assert(sizeof(ActivationBlock) == 44);

@@ -19,11 +19,13 @@ constexpr auto kSpinBeforeSleep = std::chrono::microseconds(200);
 // Sleeping uses the futex system call directly: libstdc++ 12's std::atomic::wait can miss a
 // notification and sleep forever.
 void FutexWait(const std::atomic<uint32_t>& word, uint32_t expected) {
-  syscall(SYS_futex, reinterpret_cast<const uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+  syscall(SYS_futex, reinterpret_cast<const uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected,
+          nullptr, nullptr, 0);
 }
 
 void FutexWakeAll(const std::atomic<uint32_t>& word) {
-  syscall(SYS_futex, reinterpret_cast<const uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
+  syscall(SYS_futex, reinterpret_cast<const uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT32_MAX,
+          nullptr, nullptr, 0);
 }
 
 }  // namespace
@@ -47,8 +49,7 @@ void ThreadPool::Wake(const std::atomic<uint32_t>& word) {
   if (sleepers_.load(std::memory_order_seq_cst) > 0) FutexWakeAll(word);
 }
 
-namespace {
-}  // namespace
+namespace {}  // namespace
 
 ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads) {
   TESSERA_CHECK(num_threads >= 1);
@@ -88,7 +89,8 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   Wake(generation_);
   RunChunks(generation, 0);
   // Chunks claimed by workers may still be running.
-  for (uint32_t done = chunks_done_.load(std::memory_order_acquire); done != chunks_.load(std::memory_order_relaxed);
+  for (uint32_t done = chunks_done_.load(std::memory_order_acquire);
+       done != chunks_.load(std::memory_order_relaxed);
        done = chunks_done_.load(std::memory_order_acquire)) {
     WaitForChange(chunks_done_, done);
   }
@@ -106,7 +108,8 @@ void ThreadPool::RunChunks(uint32_t generation, int thread_index) {
     // The job cannot finish before this chunk is counted done, so body_ is still valid.
     int64_t begin = int64_t{chunk} * grain_;
     (*body_)(begin, std::min(n_, begin + grain_), thread_index);
-    if (chunks_done_.fetch_add(1, std::memory_order_seq_cst) + 1 == chunks_.load(std::memory_order_relaxed)) {
+    if (chunks_done_.fetch_add(1, std::memory_order_seq_cst) + 1 ==
+        chunks_.load(std::memory_order_relaxed)) {
       Wake(chunks_done_);
     }
   }

@@ -35,7 +35,8 @@ class ThreadPool {
   // thread running the chunk, for per-thread scratch; 0 is the caller.
   void ParallelFor(int64_t n, int64_t grain,
                    const std::function<void(int64_t begin, int64_t end, int thread_index)>& body);
-  void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& body);
+  void ParallelFor(int64_t n, int64_t grain,
+                   const std::function<void(int64_t begin, int64_t end)>& body);
 
  private:
   void WorkerLoop(int thread_index);

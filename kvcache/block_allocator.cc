@@ -15,8 +15,8 @@ BlockAllocator::BlockAllocator(int32_t num_blocks) : in_use_(num_blocks, false) 
 absl::StatusOr<std::vector<BlockId>> BlockAllocator::Allocate(int32_t count) {
   TESSERA_CHECK(count >= 0);
   if (count > num_free()) {
-    return absl::ResourceExhaustedError(absl::StrCat("need ", count, " KV blocks, ", num_free(),
-                                                     " of ", num_blocks(), " free"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("need ", count, " KV blocks, ", num_free(), " of ", num_blocks(), " free"));
   }
   std::vector<BlockId> blocks(free_list_.end() - count, free_list_.end());
   free_list_.resize(free_list_.size() - count);

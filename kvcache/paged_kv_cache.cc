@@ -10,13 +10,13 @@ namespace tessera::kvcache {
 absl::StatusOr<std::unique_ptr<PagedKvCache>> PagedKvCache::Create(const KvCacheShape& shape) {
   auto positive = [](const char* field, int64_t value) -> absl::Status {
     if (value > 0) return absl::OkStatus();
-    return absl::InvalidArgumentError(absl::StrCat("KV cache ", field, " must be positive, got ", value));
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV cache ", field, " must be positive, got ", value));
   };
-  for (absl::Status s : {positive("num_layers", shape.num_layers),
-                         positive("num_kv_heads", shape.num_kv_heads),
-                         positive("head_dim", shape.head_dim),
-                         positive("block_size", shape.block_size),
-                         positive("num_blocks", shape.num_blocks)}) {
+  for (absl::Status s :
+       {positive("num_layers", shape.num_layers), positive("num_kv_heads", shape.num_kv_heads),
+        positive("head_dim", shape.head_dim), positive("block_size", shape.block_size),
+        positive("num_blocks", shape.num_blocks)}) {
     if (!s.ok()) return s;
   }
   try {

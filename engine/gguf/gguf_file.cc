@@ -36,8 +36,8 @@ class Reader {
   template <typename T>
   absl::StatusOr<T> Read(absl::string_view what) {
     if (remaining() < sizeof(T)) {
-      return Error(absl::StrCat("truncated while reading ", what, ": need ", sizeof(T),
-                                " bytes, ", remaining(), " left"),
+      return Error(absl::StrCat("truncated while reading ", what, ": need ", sizeof(T), " bytes, ",
+                                remaining(), " left"),
                    offset_);
     }
     T value;
@@ -50,13 +50,13 @@ class Reader {
     uint64_t start = offset_;
     TESSERA_ASSIGN_OR_RETURN(uint64_t length, Read<uint64_t>(what));
     if (length > kMaxStringBytes) {
-      return Error(absl::StrCat(what, " has length ", length, ", over the limit of ",
-                                kMaxStringBytes),
-                   start);
+      return Error(
+          absl::StrCat(what, " has length ", length, ", over the limit of ", kMaxStringBytes),
+          start);
     }
     if (length > remaining()) {
-      return Error(absl::StrCat("truncated ", what, ": length ", length, " but only ",
-                                remaining(), " bytes left"),
+      return Error(absl::StrCat("truncated ", what, ": length ", length, " but only ", remaining(),
+                                " bytes left"),
                    start);
     }
     std::string value(reinterpret_cast<const char*>(bytes_.data() + offset_), length);
@@ -97,8 +97,8 @@ bool IsKnownType(uint32_t raw) { return raw <= static_cast<uint32_t>(GgufValueTy
 
 bool IsIntegerType(GgufValueType t) {
   return t == GgufValueType::kUint8 || t == GgufValueType::kInt8 || t == GgufValueType::kUint16 ||
-         t == GgufValueType::kInt16 || t == GgufValueType::kUint32 ||
-         t == GgufValueType::kInt32 || t == GgufValueType::kUint64 || t == GgufValueType::kInt64;
+         t == GgufValueType::kInt16 || t == GgufValueType::kUint32 || t == GgufValueType::kInt32 ||
+         t == GgufValueType::kUint64 || t == GgufValueType::kInt64;
 }
 
 }  // namespace
@@ -120,8 +120,7 @@ class GgufParser {
     // Each key/value needs at least 12 bytes and each tensor descriptor at least 24, so counts
     // beyond what the file could hold are rejected before any allocation.
     if (kv_count > reader_.remaining() / 12) {
-      return reader_.Error(absl::StrCat("metadata count ", kv_count, " exceeds the file size"),
-                           16);
+      return reader_.Error(absl::StrCat("metadata count ", kv_count, " exceeds the file size"), 16);
     }
     if (tensor_count > reader_.remaining() / 24) {
       return reader_.Error(absl::StrCat("tensor count ", tensor_count, " exceeds the file size"),
@@ -142,7 +141,8 @@ class GgufParser {
     uint64_t start = reader_.offset();
     TESSERA_ASSIGN_OR_RETURN(std::string key,
                              reader_.ReadString(absl::StrCat("key of metadata entry ", index)));
-    if (key.empty()) return reader_.Error(absl::StrCat("metadata entry ", index, " has an empty key"), start);
+    if (key.empty())
+      return reader_.Error(absl::StrCat("metadata entry ", index, " has an empty key"), start);
     if (file_.metadata_.contains(key)) {
       return reader_.Error(absl::StrCat("duplicate metadata key '", key, "'"), start);
     }
@@ -159,7 +159,8 @@ class GgufParser {
     if (value.type == GgufValueType::kArray) {
       TESSERA_RETURN_IF_ERROR(ReadArray(key, value));
     } else if (value.type == GgufValueType::kString) {
-      TESSERA_ASSIGN_OR_RETURN(std::string s, reader_.ReadString(absl::StrCat("value of '", key, "'")));
+      TESSERA_ASSIGN_OR_RETURN(std::string s,
+                               reader_.ReadString(absl::StrCat("value of '", key, "'")));
       value.value = std::move(s);
     } else {
       TESSERA_RETURN_IF_ERROR(ReadScalarInto(key, value.type, value));
@@ -199,13 +200,20 @@ class GgufParser {
   absl::StatusOr<int64_t> ReadInteger(GgufValueType type, const std::string& what) {
     uint64_t at = reader_.offset();
     switch (type) {
-      case GgufValueType::kUint8: return reader_.Read<uint8_t>(what);
-      case GgufValueType::kInt8: return reader_.Read<int8_t>(what);
-      case GgufValueType::kUint16: return reader_.Read<uint16_t>(what);
-      case GgufValueType::kInt16: return reader_.Read<int16_t>(what);
-      case GgufValueType::kUint32: return reader_.Read<uint32_t>(what);
-      case GgufValueType::kInt32: return reader_.Read<int32_t>(what);
-      case GgufValueType::kInt64: return reader_.Read<int64_t>(what);
+      case GgufValueType::kUint8:
+        return reader_.Read<uint8_t>(what);
+      case GgufValueType::kInt8:
+        return reader_.Read<int8_t>(what);
+      case GgufValueType::kUint16:
+        return reader_.Read<uint16_t>(what);
+      case GgufValueType::kInt16:
+        return reader_.Read<int16_t>(what);
+      case GgufValueType::kUint32:
+        return reader_.Read<uint32_t>(what);
+      case GgufValueType::kInt32:
+        return reader_.Read<int32_t>(what);
+      case GgufValueType::kInt64:
+        return reader_.Read<int64_t>(what);
       case GgufValueType::kUint64: {
         TESSERA_ASSIGN_OR_RETURN(uint64_t v, reader_.Read<uint64_t>(what));
         if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
@@ -223,11 +231,13 @@ class GgufParser {
     TESSERA_ASSIGN_OR_RETURN(uint32_t raw_elem,
                              reader_.Read<uint32_t>(absl::StrCat("element type of '", key, "'")));
     if (!IsKnownType(raw_elem)) {
-      return reader_.Error(absl::StrCat("array '", key, "' has unknown element type ", raw_elem), at);
+      return reader_.Error(absl::StrCat("array '", key, "' has unknown element type ", raw_elem),
+                           at);
     }
     GgufValueType elem = static_cast<GgufValueType>(raw_elem);
     if (elem == GgufValueType::kArray) {
-      return reader_.Error(absl::StrCat("array '", key, "' nests arrays, which is not supported"), at);
+      return reader_.Error(absl::StrCat("array '", key, "' nests arrays, which is not supported"),
+                           at);
     }
     value.array_type = elem;
     uint64_t count_at = reader_.offset();
@@ -235,17 +245,17 @@ class GgufParser {
                              reader_.Read<uint64_t>(absl::StrCat("length of '", key, "'")));
     uint64_t min_elem_bytes = elem == GgufValueType::kString ? 8 : ScalarSize(elem);
     if (count > reader_.remaining() / min_elem_bytes) {
-      return reader_.Error(absl::StrCat("array '", key, "' claims ", count,
-                                        " elements, more than the file holds"),
-                           count_at);
+      return reader_.Error(
+          absl::StrCat("array '", key, "' claims ", count, " elements, more than the file holds"),
+          count_at);
     }
     std::string what = absl::StrCat("element of '", key, "'");
     if (elem == GgufValueType::kString) {
       std::vector<std::string> items;
       items.reserve(count);
       for (uint64_t i = 0; i < count; ++i) {
-        TESSERA_ASSIGN_OR_RETURN(std::string s,
-                                 reader_.ReadString(absl::StrCat("element ", i, " of '", key, "'")));
+        TESSERA_ASSIGN_OR_RETURN(
+            std::string s, reader_.ReadString(absl::StrCat("element ", i, " of '", key, "'")));
         items.push_back(std::move(s));
       }
       value.value = std::move(items);
@@ -289,10 +299,9 @@ class GgufParser {
     }
     if (*alignment <= 0 || *alignment > static_cast<int64_t>(kMaxAlignment) ||
         (*alignment & (*alignment - 1)) != 0) {
-      return reader_.Error(
-          absl::StrCat("general.alignment ", *alignment, " is not a power of two up to ",
-                       kMaxAlignment),
-          alignment_at_);
+      return reader_.Error(absl::StrCat("general.alignment ", *alignment,
+                                        " is not a power of two up to ", kMaxAlignment),
+                           alignment_at_);
     }
     file_.alignment_ = static_cast<uint64_t>(*alignment);
     return absl::OkStatus();
@@ -303,13 +312,14 @@ class GgufParser {
     GgufTensor tensor;
     TESSERA_ASSIGN_OR_RETURN(tensor.name,
                              reader_.ReadString(absl::StrCat("name of tensor ", index)));
-    if (tensor.name.empty()) return reader_.Error(absl::StrCat("tensor ", index, " has an empty name"), start);
+    if (tensor.name.empty())
+      return reader_.Error(absl::StrCat("tensor ", index, " has an empty name"), start);
     if (file_.tensor_index_.contains(tensor.name)) {
       return reader_.Error(absl::StrCat("duplicate tensor '", tensor.name, "'"), start);
     }
     uint64_t dims_at = reader_.offset();
-    TESSERA_ASSIGN_OR_RETURN(uint32_t n_dims,
-                             reader_.Read<uint32_t>(absl::StrCat("dimension count of '", tensor.name, "'")));
+    TESSERA_ASSIGN_OR_RETURN(uint32_t n_dims, reader_.Read<uint32_t>(absl::StrCat(
+                                                  "dimension count of '", tensor.name, "'")));
     if (n_dims == 0 || n_dims > kMaxTensorDims) {
       return reader_.Error(absl::StrCat("tensor '", tensor.name, "' has ", n_dims,
                                         " dimensions (1 to ", kMaxTensorDims, " allowed)"),
@@ -320,8 +330,8 @@ class GgufParser {
     int64_t elements = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       uint64_t dim_at = reader_.offset();
-      TESSERA_ASSIGN_OR_RETURN(uint64_t dim,
-                               reader_.Read<uint64_t>(absl::StrCat("dimension ", d, " of '", tensor.name, "'")));
+      TESSERA_ASSIGN_OR_RETURN(uint64_t dim, reader_.Read<uint64_t>(absl::StrCat(
+                                                 "dimension ", d, " of '", tensor.name, "'")));
       if (dim == 0 || dim > static_cast<uint64_t>(kMaxElements) ||
           elements > kMaxElements / static_cast<int64_t>(dim)) {
         return reader_.Error(absl::StrCat("tensor '", tensor.name, "' dimension ", d, " is ", dim,
@@ -337,20 +347,20 @@ class GgufParser {
                              reader_.Read<uint32_t>(absl::StrCat("type of '", tensor.name, "'")));
     std::optional<kernels::TensorTypeInfo> info = kernels::FindTensorType(raw_type);
     if (!info.has_value()) {
-      return reader_.Error(absl::StrCat("tensor '", tensor.name, "' has unsupported type ", raw_type),
-                           type_at);
+      return reader_.Error(
+          absl::StrCat("tensor '", tensor.name, "' has unsupported type ", raw_type), type_at);
     }
     tensor.type = info->type;
     if (tensor.shape[0] % info->block_elements != 0) {
-      return reader_.Error(absl::StrCat("tensor '", tensor.name, "' of type ", info->name,
-                                        " has rows of ", tensor.shape[0],
-                                        " elements, not a multiple of its block size ",
-                                        info->block_elements),
-                           dims_at + 4);  // Where dimension 0 is.
+      return reader_.Error(
+          absl::StrCat("tensor '", tensor.name, "' of type ", info->name, " has rows of ",
+                       tensor.shape[0], " elements, not a multiple of its block size ",
+                       info->block_elements),
+          dims_at + 4);  // Where dimension 0 is.
     }
     uint64_t offset_at = reader_.offset();
-    TESSERA_ASSIGN_OR_RETURN(tensor.offset,
-                             reader_.Read<uint64_t>(absl::StrCat("data offset of '", tensor.name, "'")));
+    TESSERA_ASSIGN_OR_RETURN(
+        tensor.offset, reader_.Read<uint64_t>(absl::StrCat("data offset of '", tensor.name, "'")));
     if (tensor.offset % file_.alignment_ != 0) {
       return reader_.Error(absl::StrCat("tensor '", tensor.name, "' data offset ", tensor.offset,
                                         " is not aligned to ", file_.alignment_),
@@ -384,16 +394,16 @@ class GgufParser {
                        static_cast<uint64_t>(info.block_bytes);
       if (tensor.offset > data_size || bytes > data_size - tensor.offset) {
         // No end offset in the message: offset + bytes can wrap for a hostile offset.
-        return reader_.Error(absl::StrCat("tensor '", tensor.name, "' data (", bytes,
-                                          " bytes at offset ", tensor.offset,
-                                          ") runs past the end of the ", data_size,
-                                          "-byte data section (file truncated?)"),
-                             descriptor_offsets[i]);
+        return reader_.Error(
+            absl::StrCat("tensor '", tensor.name, "' data (", bytes, " bytes at offset ",
+                         tensor.offset, ") runs past the end of the ", data_size,
+                         "-byte data section (file truncated?)"),
+            descriptor_offsets[i]);
       }
       if (previous != nullptr && tensor.offset < previous_end) {
-        return reader_.Error(absl::StrCat("tensor '", tensor.name, "' overlaps tensor '",
-                                          previous->name, "'"),
-                             descriptor_offsets[i]);
+        return reader_.Error(
+            absl::StrCat("tensor '", tensor.name, "' overlaps tensor '", previous->name, "'"),
+            descriptor_offsets[i]);
       }
       tensor.data = bytes_.subspan(data_start + tensor.offset, bytes);
       previous_end = tensor.offset + bytes;

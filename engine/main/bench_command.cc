@@ -10,17 +10,26 @@ BenchCommand::BenchCommand(CLI::App& app) {
   command_ = app.add_subcommand("bench", "Benchmarks");
   command_->require_subcommand(1);
   model_ = command_->add_subcommand(
-      "model", "Prefill and batched-decode throughput of the model runtime (compare with llama-bench)");
+      "model",
+      "Prefill and batched-decode throughput of the model runtime (compare with llama-bench)");
   model_options_.model_path = DefaultModelPath();
-  model_->add_option("--model", model_options_.model_path, "GGUF model file")->check(CLI::ExistingFile);
-  model_->add_option("--threads", model_options_.threads, "Compute threads")->check(CLI::Range(1, 1024));
-  model_->add_option("--prefill", model_options_.prefill_lengths, "Prompt lengths to prefill")->delimiter(',');
-  model_->add_option("--batches", model_options_.decode_batches, "Decode batch sizes")->delimiter(',');
-  model_->add_option("--decode-prompt", model_options_.decode_prompt, "Tokens per sequence before decoding")
+  model_->add_option("--model", model_options_.model_path, "GGUF model file")
+      ->check(CLI::ExistingFile);
+  model_->add_option("--threads", model_options_.threads, "Compute threads")
+      ->check(CLI::Range(1, 1024));
+  model_->add_option("--prefill", model_options_.prefill_lengths, "Prompt lengths to prefill")
+      ->delimiter(',');
+  model_->add_option("--batches", model_options_.decode_batches, "Decode batch sizes")
+      ->delimiter(',');
+  model_
+      ->add_option("--decode-prompt", model_options_.decode_prompt,
+                   "Tokens per sequence before decoding")
       ->check(CLI::Range(1, 1 << 20));
   model_->add_option("--decode-steps", model_options_.decode_steps, "Decode steps per batch size")
       ->check(CLI::Range(1, 1 << 20));
-  model_->add_option("--repetitions", model_options_.repetitions, "Timed prefill runs (after one warm-up)")
+  model_
+      ->add_option("--repetitions", model_options_.repetitions,
+                   "Timed prefill runs (after one warm-up)")
       ->check(CLI::Range(1, 1000));
   model_->add_flag("--json", model_options_.json, "Print one JSON object");
 }

@@ -20,15 +20,20 @@ GenerateCommand::GenerateCommand(CLI::App& app) {
   command_->add_option("--temperature", sampling_.temperature, "0 for greedy");
   command_->add_option("--top-k", sampling_.top_k, "Keep the k most likely tokens (0: off)");
   command_->add_option("--top-p", sampling_.top_p, "Nucleus sampling mass, in (0, 1]");
-  command_->add_option("--min-p", sampling_.min_p, "Drop tokens below min-p times the top probability");
-  command_->add_option("--repetition-penalty", sampling_.repetition_penalty, "> 1 discourages repeats");
+  command_->add_option("--min-p", sampling_.min_p,
+                       "Drop tokens below min-p times the top probability");
+  command_->add_option("--repetition-penalty", sampling_.repetition_penalty,
+                       "> 1 discourages repeats");
   command_->add_option("--frequency-penalty", sampling_.frequency_penalty, "In [-2, 2]");
   command_->add_option("--presence-penalty", sampling_.presence_penalty, "In [-2, 2]");
-  command_->add_option("--seed", seed_, "Random seed (same seed, same text)")->check(CLI::NonNegativeNumber);
+  command_->add_option("--seed", seed_, "Random seed (same seed, same text)")
+      ->check(CLI::NonNegativeNumber);
   command_->add_option("--stop", sampling_.stop, "Stop before this string (repeatable)");
   command_->add_flag("--ignore-eos", sampling_.ignore_eos, "Keep generating past end-of-sequence");
-  command_->add_option("--threads", threads_, "Compute threads (default: one per core)")->check(CLI::Range(0, 1024));
-  command_->add_option("--block-size", block_size_, "Tokens per KV cache block")->check(CLI::Range(1, 4096));
+  command_->add_option("--threads", threads_, "Compute threads (default: one per core)")
+      ->check(CLI::Range(0, 1024));
+  command_->add_option("--block-size", block_size_, "Tokens per KV cache block")
+      ->check(CLI::Range(1, 4096));
 }
 
 int GenerateCommand::Run() {
@@ -57,7 +62,8 @@ int GenerateCommand::Run() {
   StepLoopOptions options;
   options.block_size = block_size_;
   options.planner.max_sequences_per_step = 1;
-  absl::StatusOr<std::unique_ptr<StepLoop>> loop = StepLoop::Create(*loaded->model, *loaded->tokenizer, options);
+  absl::StatusOr<std::unique_ptr<StepLoop>> loop =
+      StepLoop::Create(*loaded->model, *loaded->tokenizer, options);
   if (!loop.ok()) {
     std::fprintf(stderr, "tessera generate: %s\n", loop.status().ToString().c_str());
     return 1;
@@ -93,12 +99,13 @@ int GenerateCommand::Run() {
     return 1;
   }
   const int decoded = usage.completion_tokens - 1;  // The first token comes from the prefill.
-  std::fprintf(stderr,
-               "[finish: %s] prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s\n",
-               std::string(FinishReasonName(finish)).c_str(), usage.prompt_tokens,
-               usage.prefill_ms > 0 ? usage.prompt_tokens / (usage.prefill_ms / 1e3) : 0.0,
-               usage.completion_tokens,
-               usage.decode_ms > 0 && decoded > 0 ? decoded / (usage.decode_ms / 1e3) : 0.0);
+  std::fprintf(
+      stderr,
+      "[finish: %s] prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s\n",
+      std::string(FinishReasonName(finish)).c_str(), usage.prompt_tokens,
+      usage.prefill_ms > 0 ? usage.prompt_tokens / (usage.prefill_ms / 1e3) : 0.0,
+      usage.completion_tokens,
+      usage.decode_ms > 0 && decoded > 0 ? decoded / (usage.decode_ms / 1e3) : 0.0);
   return 0;
 }
 

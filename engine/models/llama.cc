@@ -45,7 +45,8 @@ class WeightReader {
   absl::StatusOr<const GgufTensor*> Get(const std::string& name, std::vector<int64_t> shape) const {
     const GgufTensor* t = file_.FindTensor(name);
     if (t == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(file_.source_name(), ": tensor '", name, "' is missing"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(file_.source_name(), ": tensor '", name, "' is missing"));
     }
     if (t->shape != shape) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -73,8 +74,8 @@ class WeightReader {
     absl::StatusOr<PackedMatrix> packed = PackedMatrix::Pack(sources, cols);
     if (!packed.ok()) {
       return absl::Status(packed.status().code(),
-                          absl::StrCat(file_.source_name(), ": tensor '", parts[0].first, "': ",
-                                       packed.status().message()));
+                          absl::StrCat(file_.source_name(), ": tensor '", parts[0].first,
+                                       "': ", packed.status().message()));
     }
     return packed;
   }
@@ -140,8 +141,10 @@ absl::Status LlamaModel::Load(const GgufFile& file) {
   config_.name = file.GetString("general.name").value_or("llama");
   constexpr int64_t kLimit = 1 << 20;
   TESSERA_ASSIGN_OR_RETURN(config_.num_layers, PositiveInt(file, arch + ".block_count", 1024));
-  TESSERA_ASSIGN_OR_RETURN(config_.hidden_size, PositiveInt(file, arch + ".embedding_length", kLimit));
-  TESSERA_ASSIGN_OR_RETURN(config_.num_heads, PositiveInt(file, arch + ".attention.head_count", 4096));
+  TESSERA_ASSIGN_OR_RETURN(config_.hidden_size,
+                           PositiveInt(file, arch + ".embedding_length", kLimit));
+  TESSERA_ASSIGN_OR_RETURN(config_.num_heads,
+                           PositiveInt(file, arch + ".attention.head_count", 4096));
   config_.num_kv_heads = config_.num_heads;
   if (file.Has(arch + ".attention.head_count_kv")) {
     TESSERA_ASSIGN_OR_RETURN(config_.num_kv_heads,
@@ -149,12 +152,14 @@ absl::Status LlamaModel::Load(const GgufFile& file) {
   }
   TESSERA_ASSIGN_OR_RETURN(config_.intermediate_size,
                            PositiveInt(file, arch + ".feed_forward_length", kLimit));
-  TESSERA_ASSIGN_OR_RETURN(config_.context_length, PositiveInt(file, arch + ".context_length", kLimit));
+  TESSERA_ASSIGN_OR_RETURN(config_.context_length,
+                           PositiveInt(file, arch + ".context_length", kLimit));
   const std::string where = file.source_name() + ": ";
-  if (config_.hidden_size % config_.num_heads != 0 || config_.num_heads % config_.num_kv_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, "head counts ", config_.num_heads, "/", config_.num_kv_heads,
-        " do not divide embedding_length ", config_.hidden_size));
+  if (config_.hidden_size % config_.num_heads != 0 ||
+      config_.num_heads % config_.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "head counts ", config_.num_heads, "/", config_.num_kv_heads,
+                     " do not divide embedding_length ", config_.hidden_size));
   }
   config_.head_dim = config_.hidden_size / config_.num_heads;
   if (config_.head_dim > kernels::kMaxHeadDim) {
@@ -163,10 +168,12 @@ absl::Status LlamaModel::Load(const GgufFile& file) {
   }
   config_.rope_dim = config_.head_dim;
   if (file.Has(arch + ".rope.dimension_count")) {
-    TESSERA_ASSIGN_OR_RETURN(config_.rope_dim, PositiveInt(file, arch + ".rope.dimension_count", config_.head_dim));
+    TESSERA_ASSIGN_OR_RETURN(config_.rope_dim,
+                             PositiveInt(file, arch + ".rope.dimension_count", config_.head_dim));
   }
   if (config_.rope_dim % 2 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(where, "rope.dimension_count ", config_.rope_dim, " is odd"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "rope.dimension_count ", config_.rope_dim, " is odd"));
   }
   if (file.Has(arch + ".rope.freq_base")) {
     TESSERA_ASSIGN_OR_RETURN(double base, file.GetFloat(arch + ".rope.freq_base"));
@@ -175,7 +182,8 @@ absl::Status LlamaModel::Load(const GgufFile& file) {
   TESSERA_ASSIGN_OR_RETURN(double eps, file.GetFloat(arch + ".attention.layer_norm_rms_epsilon"));
   config_.rms_norm_epsilon = static_cast<float>(eps);
   if (!(config_.rope_base > 0) || !(config_.rms_norm_epsilon > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(where, "rope.freq_base and layer_norm_rms_epsilon must be positive"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "rope.freq_base and layer_norm_rms_epsilon must be positive"));
   }
 
   WeightReader reader(file);
@@ -184,11 +192,13 @@ absl::Status LlamaModel::Load(const GgufFile& file) {
   kv_dim_ = int64_t{config_.num_kv_heads} * config_.head_dim;
   const GgufTensor* embd = file.FindTensor("token_embd.weight");
   if (embd == nullptr || embd->shape.size() != 2 || embd->shape[0] != hidden) {
-    return absl::InvalidArgumentError(absl::StrCat(where, "token_embd.weight is missing or not [", hidden, ", vocab]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "token_embd.weight is missing or not [", hidden, ", vocab]"));
   }
   config_.vocab_size = static_cast<int32_t>(embd->shape[1]);
   token_embedding_ = embd;
-  const std::string head_name = file.FindTensor("output.weight") != nullptr ? "output.weight" : "token_embd.weight";
+  const std::string head_name =
+      file.FindTensor("output.weight") != nullptr ? "output.weight" : "token_embd.weight";
   TESSERA_ASSIGN_OR_RETURN(lm_head_, reader.Matrix({{head_name, config_.vocab_size}}, hidden));
   TESSERA_ASSIGN_OR_RETURN(output_norm_, reader.Vector("output_norm.weight", hidden));
 
@@ -203,16 +213,19 @@ absl::Status LlamaModel::Load(const GgufFile& file) {
                                                    {p + "attn_v.weight", kv_dim_}},
                                                   hidden));
     TESSERA_ASSIGN_OR_RETURN(l.output, reader.Matrix({{p + "attn_output.weight", hidden}}, q_dim_));
-    TESSERA_ASSIGN_OR_RETURN(l.gate_up, reader.Matrix({{p + "ffn_gate.weight", config_.intermediate_size},
-                                                       {p + "ffn_up.weight", config_.intermediate_size}},
-                                                      hidden));
-    TESSERA_ASSIGN_OR_RETURN(l.down, reader.Matrix({{p + "ffn_down.weight", hidden}}, config_.intermediate_size));
+    TESSERA_ASSIGN_OR_RETURN(l.gate_up,
+                             reader.Matrix({{p + "ffn_gate.weight", config_.intermediate_size},
+                                            {p + "ffn_up.weight", config_.intermediate_size}},
+                                           hidden));
+    TESSERA_ASSIGN_OR_RETURN(
+        l.down, reader.Matrix({{p + "ffn_down.weight", hidden}}, config_.intermediate_size));
   }
   return absl::OkStatus();
 }
 
 absl::Status LlamaModel::Validate(std::span<const SequenceStep> batch,
-                                  const kvcache::PagedKvCache& cache, std::span<float> logits) const {
+                                  const kvcache::PagedKvCache& cache,
+                                  std::span<float> logits) const {
   const kvcache::KvCacheShape& shape = cache.shape();
   if (shape.num_layers != config_.num_layers || shape.num_kv_heads != config_.num_kv_heads ||
       shape.head_dim != config_.head_dim) {
@@ -221,32 +234,37 @@ absl::Status LlamaModel::Validate(std::span<const SequenceStep> batch,
   int64_t wanted = 0;
   for (size_t s = 0; s < batch.size(); ++s) {
     const SequenceStep& seq = batch[s];
-    if (seq.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " has no tokens"));
+    if (seq.tokens.empty())
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " has no tokens"));
     int64_t end = int64_t{seq.start_pos} + static_cast<int64_t>(seq.tokens.size());
     if (seq.start_pos < 0 || end > config_.context_length) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " spans positions [", seq.start_pos, ", ", end,
-                                                     "), outside the context of ", config_.context_length));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", s, " spans positions [", seq.start_pos, ", ", end,
+                       "), outside the context of ", config_.context_length));
     }
     if (static_cast<int64_t>(seq.block_table.size()) * shape.block_size < end) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " has ", seq.block_table.size(),
-                                                     " KV blocks, too few for ", end, " positions"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", s, " has ", seq.block_table.size(), " KV blocks, too few for ",
+                       end, " positions"));
     }
     for (kvcache::BlockId b : seq.block_table) {
       if (b < 0 || b >= shape.num_blocks) {
-        return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " names KV block ", b, " of ", shape.num_blocks));
+        return absl::InvalidArgumentError(
+            absl::StrCat("sequence ", s, " names KV block ", b, " of ", shape.num_blocks));
       }
     }
     for (size_t i = 0; i < seq.tokens.size(); ++i) {
       if (seq.tokens[i] < 0 || seq.tokens[i] >= config_.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " token ", i, " has id ", seq.tokens[i],
-                                                       ", outside the vocabulary of ", config_.vocab_size));
+        return absl::InvalidArgumentError(
+            absl::StrCat("sequence ", s, " token ", i, " has id ", seq.tokens[i],
+                         ", outside the vocabulary of ", config_.vocab_size));
       }
     }
     if (seq.want_logits) ++wanted;
   }
   if (static_cast<int64_t>(logits.size()) < wanted * config_.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat("logits buffer holds ", logits.size(), " floats, need ",
-                                                   wanted * config_.vocab_size));
+    return absl::InvalidArgumentError(absl::StrCat("logits buffer holds ", logits.size(),
+                                                   " floats, need ", wanted * config_.vocab_size));
   }
   return absl::OkStatus();
 }
@@ -254,7 +272,8 @@ absl::Status LlamaModel::Validate(std::span<const SequenceStep> batch,
 void LlamaModel::Embed(int32_t token, float* out) const {
   const int64_t hidden = config_.hidden_size;
   const int64_t row_bytes = kernels::RowBytes(token_embedding_->type, hidden);
-  kernels::DequantizeRow(token_embedding_->type, token_embedding_->data.data() + token * row_bytes, hidden, out);
+  kernels::DequantizeRow(token_embedding_->type, token_embedding_->data.data() + token * row_bytes,
+                         hidden, out);
 }
 
 absl::Status LlamaModel::Forward(std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache,
@@ -304,7 +323,8 @@ absl::Status LlamaModel::Forward(std::span<const SequenceStep> batch, kvcache::P
   return absl::OkStatus();
 }
 
-void LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache) {
+void LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batch,
+                       kvcache::PagedKvCache& cache) {
   const LayerWeights& w = layers_[layer];
   const int64_t hidden = config_.hidden_size;
   const int64_t qkv_dim = q_dim_ + 2 * kv_dim_;
@@ -315,22 +335,24 @@ void LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batch, kvcac
   NormAndQuantize(w.attn_norm);
   kernels::Matmul(w.qkv, quantized_, qkv_.data(), qkv_dim, pool_);
   pool_.ParallelFor(tokens_, 16, [&](int64_t begin, int64_t end) {
-  for (int64_t t = begin; t < end; ++t) {
-    float* q = qkv_.data() + t * qkv_dim;
-    float* k = q + q_dim_;
-    const float* v = k + kv_dim_;
-    kernels::ApplyRope(q, config_.num_heads, config_.head_dim, config_.rope_dim, token_pos_[t], config_.rope_base);
-    kernels::ApplyRope(k, config_.num_kv_heads, config_.head_dim, config_.rope_dim, token_pos_[t], config_.rope_base);
-    const SequenceStep& seq = batch[token_seq_[t]];
-    int32_t pos = token_pos_[t];
-    kvcache::BlockId block = seq.block_table[pos / block_size];
-    uint16_t* key_row = cache.keys(layer, block) + (pos % block_size) * kv_dim_;
-    uint16_t* value_row = cache.values(layer, block) + (pos % block_size) * kv_dim_;
-    for (int64_t i = 0; i < kv_dim_; ++i) {
-      key_row[i] = kernels::Fp32ToFp16(k[i]);
-      value_row[i] = kernels::Fp32ToFp16(v[i]);
+    for (int64_t t = begin; t < end; ++t) {
+      float* q = qkv_.data() + t * qkv_dim;
+      float* k = q + q_dim_;
+      const float* v = k + kv_dim_;
+      kernels::ApplyRope(q, config_.num_heads, config_.head_dim, config_.rope_dim, token_pos_[t],
+                         config_.rope_base);
+      kernels::ApplyRope(k, config_.num_kv_heads, config_.head_dim, config_.rope_dim, token_pos_[t],
+                         config_.rope_base);
+      const SequenceStep& seq = batch[token_seq_[t]];
+      int32_t pos = token_pos_[t];
+      kvcache::BlockId block = seq.block_table[pos / block_size];
+      uint16_t* key_row = cache.keys(layer, block) + (pos % block_size) * kv_dim_;
+      uint16_t* value_row = cache.values(layer, block) + (pos % block_size) * kv_dim_;
+      for (int64_t i = 0; i < kv_dim_; ++i) {
+        key_row[i] = kernels::Fp32ToFp16(k[i]);
+        value_row[i] = kernels::Fp32ToFp16(v[i]);
+      }
     }
-  }
   });
 
   // Each sequence's block table resolved to this layer's block pointers.
@@ -341,8 +363,8 @@ void LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batch, kvcac
       value_ptrs[s].push_back(cache.values(layer, b));
     }
   }
-  kernels::AttentionShape shape{config_.num_heads, config_.num_kv_heads, config_.head_dim, block_size,
-                                1.0f / std::sqrt(static_cast<float>(config_.head_dim))};
+  kernels::AttentionShape shape{config_.num_heads, config_.num_kv_heads, config_.head_dim,
+                                block_size, 1.0f / std::sqrt(static_cast<float>(config_.head_dim))};
   // Work units: a tile of up to kQueryTile consecutive tokens of one sequence, for one kv head.
   constexpr int kQueryTile = 16;
   struct Unit {
@@ -367,8 +389,9 @@ void LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batch, kvcac
     for (int64_t i = begin; i < end; ++i) {
       const Unit& u = units[i];
       kernels::PagedKv kv{key_ptrs[u.seq].data(), value_ptrs[u.seq].data()};
-      kernels::AttendTile(shape, kv, qkv_.data() + u.first_token * qkv_dim, qkv_dim, token_pos_[u.first_token],
-                          u.tokens, u.kv_head, attn_.data() + u.first_token * q_dim_, q_dim_);
+      kernels::AttendTile(shape, kv, qkv_.data() + u.first_token * qkv_dim, qkv_dim,
+                          token_pos_[u.first_token], u.tokens, u.kv_head,
+                          attn_.data() + u.first_token * q_dim_, q_dim_);
     }
   });
   quantized_.Reset(tokens_, q_dim_);
@@ -414,7 +437,8 @@ void LlamaModel::AddResidual() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Model>> CreateLlamaModel(const GgufFile& file, const ModelOptions& options) {
+absl::StatusOr<std::unique_ptr<Model>> CreateLlamaModel(const GgufFile& file,
+                                                        const ModelOptions& options) {
   return LlamaModel::Create(file, options);
 }
 

@@ -74,7 +74,8 @@ struct ModelOptions {
 };
 
 // Builds the model that `file` describes (by general.architecture); `file` must outlive it.
-absl::StatusOr<std::unique_ptr<Model>> CreateModel(const GgufFile& file, const ModelOptions& options);
+absl::StatusOr<std::unique_ptr<Model>> CreateModel(const GgufFile& file,
+                                                   const ModelOptions& options);
 
 // The KV cache shape the model needs, for `num_blocks` blocks of `block_size` positions.
 kvcache::KvCacheShape KvShapeFor(const ModelConfig& config, int32_t block_size, int32_t num_blocks);

@@ -25,14 +25,16 @@ absl::StatusOr<ModelFactory> FindModelFactory(absl::string_view architecture) {
       absl::StrCat("model architecture '", architecture, "' is not supported"));
 }
 
-absl::StatusOr<std::unique_ptr<Model>> CreateModel(const GgufFile& file, const ModelOptions& options) {
+absl::StatusOr<std::unique_ptr<Model>> CreateModel(const GgufFile& file,
+                                                   const ModelOptions& options) {
   if (options.pool == nullptr) return absl::InvalidArgumentError("ModelOptions.pool is required");
   TESSERA_ASSIGN_OR_RETURN(std::string architecture, file.GetString("general.architecture"));
   TESSERA_ASSIGN_OR_RETURN(ModelFactory factory, FindModelFactory(architecture));
   return factory(file, options);
 }
 
-kvcache::KvCacheShape KvShapeFor(const ModelConfig& config, int32_t block_size, int32_t num_blocks) {
+kvcache::KvCacheShape KvShapeFor(const ModelConfig& config, int32_t block_size,
+                                 int32_t num_blocks) {
   kvcache::KvCacheShape shape;
   shape.num_layers = config.num_layers;
   shape.num_kv_heads = config.num_kv_heads;

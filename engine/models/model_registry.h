@@ -11,12 +11,14 @@
 
 namespace tessera::engine {
 
-using ModelFactory = absl::StatusOr<std::unique_ptr<Model>> (*)(const GgufFile&, const ModelOptions&);
+using ModelFactory = absl::StatusOr<std::unique_ptr<Model>> (*)(const GgufFile&,
+                                                                const ModelOptions&);
 
 // Architectures known to the engine; the list lives in model_registry.cc.
 absl::StatusOr<ModelFactory> FindModelFactory(absl::string_view architecture);
 
-absl::StatusOr<std::unique_ptr<Model>> CreateLlamaModel(const GgufFile& file, const ModelOptions& options);
+absl::StatusOr<std::unique_ptr<Model>> CreateLlamaModel(const GgufFile& file,
+                                                        const ModelOptions& options);
 
 }  // namespace tessera::engine
 

@@ -19,12 +19,18 @@ double MillisecondsBetween(Clock::time_point a, Clock::time_point b) {
 
 absl::string_view FinishReasonName(FinishReason reason) {
   switch (reason) {
-    case FinishReason::kNone: return "";
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kEos: return "eos";
-    case FinishReason::kCancelled: return "cancelled";
-    case FinishReason::kError: return "error";
+    case FinishReason::kNone:
+      return "";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kEos:
+      return "eos";
+    case FinishReason::kCancelled:
+      return "cancelled";
+    case FinishReason::kError:
+      return "error";
   }
   return "";
 }
@@ -58,7 +64,9 @@ struct StepLoop::Sequence {
 absl::StatusOr<std::unique_ptr<StepLoop>> StepLoop::Create(Model& model, const Tokenizer& tokenizer,
                                                            const StepLoopOptions& options) {
   StepLoopOptions o = options;
-  if (o.block_size <= 0) return absl::InvalidArgumentError(absl::StrCat("block_size must be positive, got ", o.block_size));
+  if (o.block_size <= 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("block_size must be positive, got ", o.block_size));
   const ModelConfig& config = model.config();
   if (o.num_blocks <= 0) {
     int64_t per_context = (config.context_length + o.block_size - 1) / o.block_size;
@@ -67,8 +75,9 @@ absl::StatusOr<std::unique_ptr<StepLoop>> StepLoop::Create(Model& model, const T
     int64_t cap = (int64_t{1} << 30) / bytes_per_block;
     o.num_blocks = static_cast<int32_t>(std::max<int64_t>(per_context, std::min(want, cap)));
   }
-  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<kvcache::PagedKvCache> cache,
-                           kvcache::PagedKvCache::Create(KvShapeFor(config, o.block_size, o.num_blocks)));
+  TESSERA_ASSIGN_OR_RETURN(
+      std::unique_ptr<kvcache::PagedKvCache> cache,
+      kvcache::PagedKvCache::Create(KvShapeFor(config, o.block_size, o.num_blocks)));
   return std::unique_ptr<StepLoop>(new StepLoop(model, tokenizer, o, std::move(cache)));
 }
 
@@ -86,14 +95,15 @@ absl::StatusOr<int64_t> StepLoop::Add(GenerationRequest request) {
   const ModelConfig& config = model_.config();
   if (request.prompt.empty()) return absl::InvalidArgumentError("prompt is empty");
   if (static_cast<int64_t>(request.prompt.size()) >= config.context_length) {
-    return absl::InvalidArgumentError(absl::StrCat("prompt has ", request.prompt.size(),
-                                                   " tokens; the context holds ", config.context_length,
-                                                   " including at least one generated token"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt has ", request.prompt.size(), " tokens; the context holds ",
+                     config.context_length, " including at least one generated token"));
   }
   for (size_t i = 0; i < request.prompt.size(); ++i) {
     if (request.prompt[i] < 0 || request.prompt[i] >= config.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("prompt token ", i, " has id ", request.prompt[i],
-                                                     ", outside the vocabulary of ", config.vocab_size));
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt token ", i, " has id ", request.prompt[i],
+                       ", outside the vocabulary of ", config.vocab_size));
     }
   }
   TESSERA_RETURN_IF_ERROR(ValidateSamplingParams(request.sampling));
@@ -205,7 +215,8 @@ absl::Status StepLoop::Step() {
            absl::ResourceExhaustedError("not enough KV cache blocks for this request"));
     return absl::OkStatus();
   }
-  int64_t wanted = std::count_if(batch.begin(), batch.end(), [](const SequenceStep& s) { return s.want_logits; });
+  int64_t wanted = std::count_if(batch.begin(), batch.end(),
+                                 [](const SequenceStep& s) { return s.want_logits; });
   logits_.resize(static_cast<size_t>(wanted) * model_.config().vocab_size);
   TESSERA_RETURN_IF_ERROR(model_.Forward(batch, *cache_, logits_));
 
@@ -215,7 +226,8 @@ absl::Status StepLoop::Step() {
     Sequence& seq = *members[i];
     seq.computed += static_cast<int32_t>(batch[i].tokens.size());
     if (!batch[i].want_logits) continue;
-    std::span<float> logits(logits_.data() + row * model_.config().vocab_size, model_.config().vocab_size);
+    std::span<float> logits(logits_.data() + row * model_.config().vocab_size,
+                            model_.config().vocab_size);
     ++row;
     sampled.emplace_back(&seq, seq.sampler.Sample(logits));
   }

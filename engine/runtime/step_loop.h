@@ -46,8 +46,8 @@ struct StreamEvent {
   std::vector<int32_t> token_ids;
   std::string text;  // Whole UTF-8; held back across stop-string prefixes.
   FinishReason finish_reason = FinishReason::kNone;  // Set on the last event only.
-  absl::Status error;                                 // With kError.
-  Usage usage;                                        // Complete on the last event.
+  absl::Status error;                                // With kError.
+  Usage usage;                                       // Complete on the last event.
 };
 
 struct GenerationRequest {

@@ -31,7 +31,8 @@ void Sampler::ApplyPenalties(std::span<float> logits) const {
   if (params_.frequency_penalty != 0.0f || params_.presence_penalty != 0.0f) {
     for (const auto& [t, count] : output_counts_) {
       if (t >= 0 && t < vocab) {
-        logits[t] -= params_.frequency_penalty * static_cast<float>(count) + params_.presence_penalty;
+        logits[t] -=
+            params_.frequency_penalty * static_cast<float>(count) + params_.presence_penalty;
       }
     }
   }
@@ -48,7 +49,9 @@ int32_t Sampler::Sample(std::span<float> logits) {
   for (size_t i = 0; i < logits.size(); ++i) {
     candidates_.emplace_back(logits[i] / params_.temperature, static_cast<int32_t>(i));
   }
-  auto better = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  auto better = [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
   size_t keep = candidates_.size();
   if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
     keep = params_.top_k;

@@ -22,7 +22,8 @@ std::string StopMatcher::Push(absl::string_view text) {
   size_t hold = 0;
   for (const std::string& stop : stops_) {
     for (size_t len = std::min(stop.size() - 1, pending_.size()); len > hold; --len) {
-      if (absl::string_view(pending_).substr(pending_.size() - len) == absl::string_view(stop).substr(0, len)) {
+      if (absl::string_view(pending_).substr(pending_.size() - len) ==
+          absl::string_view(stop).substr(0, len)) {
         hold = len;
         break;
       }

@@ -26,8 +26,8 @@ struct KernelTable {
   void (*axpy_f16)(float alpha, const uint16_t* x, float* y, int64_t n);
   // See AttendTile() in kernels/attention.h.
   void (*attend_tile)(const AttentionShape& shape, const PagedKv& kv, const float* q,
-                      int64_t q_stride, int64_t first_pos, int tokens, int32_t kv_head,
-                      float* out, int64_t out_stride);
+                      int64_t q_stride, int64_t first_pos, int tokens, int32_t kv_head, float* out,
+                      int64_t out_stride);
 };
 
 const KernelTable& ScalarKernels();

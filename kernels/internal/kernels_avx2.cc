@@ -51,7 +51,8 @@ inline __m256i HalfDot(const uint8_t* quants, int half, const int8_t* aq) {
     for (int c = 0; c < 8; ++c) {
       __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quants + 64 * c + 32 * half));
       __m256i ws = _mm256_xor_si256(v, bias);
-      __m256i prod = _mm256_maddubs_epi16(_mm256_abs_epi8(ws), _mm256_sign_epi8(Broadcast4(aq + 4 * c), ws));
+      __m256i prod =
+          _mm256_maddubs_epi16(_mm256_abs_epi8(ws), _mm256_sign_epi8(Broadcast4(aq + 4 * c), ws));
       sum32 = _mm256_add_epi32(sum32, _mm256_madd_epi16(prod, ones));
     }
     return sum32;
@@ -72,11 +73,13 @@ void MatmulFormat(const PackedMatrix& w, const QuantizedActivations& x, int64_t 
         const __m256 ad = _mm256_set1_ps(a[b].d);
         const __m256 as = _mm256_set1_ps(a[b].s);
         for (int half = 0; half < 2; ++half) {
-          __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tile + 16 * half)));
+          __m256 d =
+              _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tile + 16 * half)));
           __m256 dot = _mm256_cvtepi32_ps(HalfDot<kNibble>(tile + 64, half, a[b].q));
           acc[half] = _mm256_fmadd_ps(dot, _mm256_mul_ps(d, ad), acc[half]);
           if constexpr (kNibble) {
-            __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tile + 32 + 16 * half)));
+            __m256 m = _mm256_cvtph_ps(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(tile + 32 + 16 * half)));
             acc[half] = _mm256_fmadd_ps(m, as, acc[half]);
           }
           // Byte tiles: the dot above already used the signed quants q - 128, and m = -128 d.
@@ -158,7 +161,8 @@ void AxpyF16Avx2(float alpha, const uint16_t* x, float* y, int64_t n) {
 inline void WidenFp16(const uint16_t* src, float* dst, int n) {
   int i = 0;
   for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+    _mm256_storeu_ps(dst + i,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
   }
   for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
 }

@@ -25,8 +25,9 @@ template <int T, bool kNibble>
 inline void AccumulateTile(const uint8_t* tile, const ActivationBlock* const* a, int64_t b,
                            __m512* acc) {
   const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile)));
-  const __m512 m = kNibble ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + 32)))
-                           : _mm512_setzero_ps();
+  const __m512 m =
+      kNibble ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + 32)))
+              : _mm512_setzero_ps();
   const uint8_t* q = tile + 64;
   __m512i w[8];
   if constexpr (kNibble) {
@@ -93,10 +94,17 @@ void MatmulFormat(const PackedMatrix& w, const QuantizedActivations& x, int64_t 
       GroupTokens<kTokenTile, kNibble>(w, x, g, t, out, ld_out);
     }
     switch (tokens - t) {
-      case 3: GroupTokens<3, kNibble>(w, x, g, t, out, ld_out); break;
-      case 2: GroupTokens<2, kNibble>(w, x, g, t, out, ld_out); break;
-      case 1: GroupTokens<1, kNibble>(w, x, g, t, out, ld_out); break;
-      default: break;
+      case 3:
+        GroupTokens<3, kNibble>(w, x, g, t, out, ld_out);
+        break;
+      case 2:
+        GroupTokens<2, kNibble>(w, x, g, t, out, ld_out);
+        break;
+      case 1:
+        GroupTokens<1, kNibble>(w, x, g, t, out, ld_out);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -164,7 +172,8 @@ void AxpyF16Avx512(float alpha, const uint16_t* x, float* y, int64_t n) {
 inline void WidenFp16(const uint16_t* src, float* dst, int n) {
   int i = 0;
   for (; i + 16 <= n; i += 16) {
-    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
+    _mm512_storeu_ps(
+        dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
   }
   for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
 }
@@ -175,8 +184,8 @@ inline float RoundFp16(float x) { return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NE
 }  // namespace
 
 const KernelTable& Avx512Kernels() {
-  static const KernelTable table = {MatmulAvx512, QuantizeRowAvx512, DotF32F16Avx512,
-                                    AxpyF16Avx512, AttendTileImpl};
+  static const KernelTable table = {MatmulAvx512, QuantizeRowAvx512, DotF32F16Avx512, AxpyF16Avx512,
+                                    AttendTileImpl};
   return table;
 }
 

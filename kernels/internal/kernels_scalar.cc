@@ -94,8 +94,8 @@ inline float RoundFp16(float x) { return RoundToFp16(x); }
 }  // namespace
 
 const KernelTable& ScalarKernels() {
-  static const KernelTable table = {MatmulScalar, QuantizeRowScalar, DotF32F16Scalar,
-                                    AxpyF16Scalar, AttendTileImpl};
+  static const KernelTable table = {MatmulScalar, QuantizeRowScalar, DotF32F16Scalar, AxpyF16Scalar,
+                                    AttendTileImpl};
   return table;
 }
 

@@ -1,11 +1,10 @@
 #include "common/mapped_file.h"
 
-#include <catch2/catch.hpp>
+#include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
-
-#include <unistd.h>
 
 namespace tessera {
 namespace {
@@ -18,7 +17,8 @@ TEST_CASE("MappedFile: maps a file's bytes and reports missing files by path", "
   std::string path = path_template;
   { std::ofstream(path, std::ios::binary) << "tessera"; }
   auto file = MappedFile::Open(path).value();
-  CHECK(std::string(reinterpret_cast<const char*>(file->bytes().data()), file->bytes().size()) == "tessera");
+  CHECK(std::string(reinterpret_cast<const char*>(file->bytes().data()), file->bytes().size()) ==
+        "tessera");
   std::remove(path.c_str());
 
   auto missing = MappedFile::Open("/nonexistent/model.gguf");

@@ -13,9 +13,8 @@
 // attention on and off) differ from each other by as much on this model, and both differ from
 // an exact fp64 forward pass of the same weights by ~0.1-0.3. docs/CORRECTNESS.md has the
 // measured distributions.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <fstream>
 #include <numeric>
 #include <vector>
@@ -32,7 +31,8 @@ constexpr float kLogitTolerance = 0.75f;
 constexpr float kNearTie = 0.5f;
 constexpr int kGreedySteps = 32;
 
-TEST_CASE("Llama: logits and greedy tokens agree with llama.cpp on every golden prompt", "[engine][model][golden]") {
+TEST_CASE("Llama: logits and greedy tokens agree with llama.cpp on every golden prompt",
+          "[engine][model][golden]") {
   std::ifstream in(testing::TestDataPath("goldens/smollm2_q4_1.json"));
   REQUIRE(in.good());
   nlohmann::json golden = nlohmann::json::parse(in);
@@ -69,11 +69,13 @@ TEST_CASE("Llama: logits and greedy tokens agree with llama.cpp on every golden 
       if (step_index < kGreedySteps && !greedy_stopped) {
         const float gap = float(top5[0][1]) - float(top5[1][1]);
         if (gap < kNearTie) {
-          WARN("prompt " << name << ": near-tie at step " << step_index << " (llama.cpp's top two differ by "
-                         << gap << "); greedy tokens not compared further");
+          WARN("prompt " << name << ": near-tie at step " << step_index
+                         << " (llama.cpp's top two differ by " << gap
+                         << "); greedy tokens not compared further");
           greedy_stopped = true;
         } else {
-          const int32_t ours = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+          const int32_t ours =
+              static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
           INFO("prompt " << name << ", step " << step_index);
           CHECK(ours == reference_token);
           ++greedy_checked;
@@ -82,7 +84,8 @@ TEST_CASE("Llama: logits and greedy tokens agree with llama.cpp on every golden 
       // Teacher forcing: continue with llama.cpp's token.
       const int32_t pos = static_cast<int32_t>(tokens.size());
       tokens.push_back(reference_token);
-      REQUIRE(model.Forward({{{std::span(tokens).subspan(pos), pos, blocks, true}}}, *cache, logits).ok());
+      REQUIRE(model.Forward({{{std::span(tokens).subspan(pos), pos, blocks, true}}}, *cache, logits)
+                  .ok());
       ++step_index;
     }
     ++compared_prompts;

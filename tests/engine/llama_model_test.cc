@@ -1,6 +1,5 @@
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <numeric>
 #include <vector>
@@ -36,7 +35,9 @@ struct Harness {
   const int32_t vocab = model.config().vocab_size;
   std::unique_ptr<kvcache::PagedKvCache> cache;
   explicit Harness(int block_size = 16, int blocks = 64)
-      : cache(kvcache::PagedKvCache::Create(KvShapeFor(model.config(), block_size, blocks)).value()) {}
+      : cache(
+            kvcache::PagedKvCache::Create(KvShapeFor(model.config(), block_size, blocks)).value()) {
+  }
 
   std::vector<float> Run(std::vector<SequenceStep> batch) {
     int wanted = 0;
@@ -89,7 +90,8 @@ TEST_CASE("Llama: chunked prefill and other block sizes give the same logits", "
   CHECK(MaxDifference(small.data(), expected.data(), whole.vocab) < 1e-3f);
 }
 
-TEST_CASE("Llama: bad steps are rejected naming what is wrong, and change nothing", "[engine][model]") {
+TEST_CASE("Llama: bad steps are rejected naming what is wrong, and change nothing",
+          "[engine][model]") {
   Harness h;
   std::vector<float> logits(h.vocab);
   std::vector<int32_t> bad_token = {1, 2, 49152};

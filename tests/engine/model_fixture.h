@@ -12,7 +12,8 @@ namespace tessera::testing {
 inline engine::LoadedModel& DefaultModel() {
   static engine::LoadedModel* model = [] {
     absl::StatusOr<engine::LoadedModel> m = engine::LoadedModel::Load(DefaultModelPath(), 2);
-    if (!m.ok()) FAIL("cannot load the default model (run scripts/setup): " << m.status().ToString());
+    if (!m.ok())
+      FAIL("cannot load the default model (run scripts/setup): " << m.status().ToString());
     return new engine::LoadedModel(std::move(*m));
   }();
   return *model;

@@ -1,7 +1,6 @@
 #include "engine/sampling/sampler.h"
 
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <vector>
 
@@ -10,7 +9,8 @@
 namespace tessera::engine {
 namespace {
 
-int32_t SampleOnce(const SamplingParams& params, std::vector<float> logits, std::vector<int32_t> prompt = {}) {
+int32_t SampleOnce(const SamplingParams& params, std::vector<float> logits,
+                   std::vector<int32_t> prompt = {}) {
   Sampler sampler(params, prompt);
   return sampler.Sample(logits);
 }
@@ -21,7 +21,8 @@ TEST_CASE("Sampler: greedy takes the largest logit", "[engine][sampling]") {
   CHECK(SampleOnce(greedy, {-5.0f, -4.0f, -4.5f}) == 1);
 }
 
-TEST_CASE("Sampler: the same seed gives the same tokens, another seed others", "[engine][sampling]") {
+TEST_CASE("Sampler: the same seed gives the same tokens, another seed others",
+          "[engine][sampling]") {
   SamplingParams p;
   p.temperature = 1.0f;
   std::vector<float> logits(50);
@@ -114,7 +115,8 @@ TEST_CASE("ValidateSamplingParams: each bad field is named", "[engine][sampling]
   CHECK(message([](SamplingParams& p) { p.top_k = -2; }).find("top_k") == 0);
   CHECK(message([](SamplingParams& p) { p.min_p = 1; }).find("min_p") == 0);
   CHECK(message([](SamplingParams& p) { p.max_tokens = 0; }).find("max_tokens") == 0);
-  CHECK(message([](SamplingParams& p) { p.repetition_penalty = 0; }).find("repetition_penalty") == 0);
+  CHECK(message([](SamplingParams& p) { p.repetition_penalty = 0; }).find("repetition_penalty") ==
+        0);
   CHECK(message([](SamplingParams& p) { p.temperature = NAN; }).find("temperature") == 0);
   CHECK(message([](SamplingParams& p) { p.stop = {"ok", ""}; }).find("stop[1]") == 0);
 }

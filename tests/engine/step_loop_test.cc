@@ -1,7 +1,6 @@
 #include "engine/runtime/step_loop.h"
 
 #include <catch2/catch.hpp>
-
 #include <map>
 
 #include "tests/engine/model_fixture.h"
@@ -52,7 +51,8 @@ SamplingParams Greedy(int max_tokens) {
   return p;
 }
 
-TEST_CASE("StepLoop: requests batched together generate what they generate alone", "[engine][runtime]") {
+TEST_CASE("StepLoop: requests batched together generate what they generate alone",
+          "[engine][runtime]") {
   const std::vector<std::string> prompts = {"The capital of France is", "def fibonacci(n):",
                                             "Once upon a time, in a small village,", "1, 2, 3, 4,"};
   std::vector<Result> alone(prompts.size());
@@ -132,7 +132,8 @@ TEST_CASE("StepLoop: bad requests are refused and the others carry on", "[engine
   CHECK(loop->Add(std::move(empty)).status().message() == "prompt is empty");
   GenerationRequest bad_token = Request("Hello", Greedy(4), &ignored);
   bad_token.prompt.push_back(1 << 20);
-  CHECK(loop->Add(std::move(bad_token)).status().message().find("prompt token 1 has id 1048576") == 0);
+  CHECK(loop->Add(std::move(bad_token)).status().message().find("prompt token 1 has id 1048576") ==
+        0);
   SamplingParams bad = Greedy(4);
   bad.top_p = 2;
   CHECK(loop->Add(Request("Hello", bad, &ignored)).status().message().find("top_p") == 0);
@@ -158,7 +159,8 @@ TEST_CASE("StepLoop: cancelling frees the request's blocks and tells it", "[engi
   CHECK(loop->allocator().num_free() == loop->allocator().num_blocks());
 }
 
-TEST_CASE("StepLoop: a request the KV cache cannot hold fails alone with ResourceExhausted", "[engine][runtime]") {
+TEST_CASE("StepLoop: a request the KV cache cannot hold fails alone with ResourceExhausted",
+          "[engine][runtime]") {
   StepLoopOptions options;
   options.num_blocks = 2;  // 32 positions.
   auto loop = MakeLoop(options);

@@ -1,7 +1,6 @@
 #include "kernels/attention.h"
 
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <random>
 #include <vector>
@@ -57,18 +56,22 @@ TEST_CASE("AttendTile: every ISA matches the one-head reference", "[kernels][att
   std::vector<float> scores(first_pos + tokens);
   for (int t = 0; t < tokens; ++t) {
     for (int h = 0; h < heads; ++h) {
-      AttendOneHead(shape, cache.kv(), q.data() + t * q_stride + h * shape.head_dim, first_pos + t, h,
-                    scores.data(), expected.data() + t * q_stride + h * shape.head_dim, Isa::kScalar);
+      AttendOneHead(shape, cache.kv(), q.data() + t * q_stride + h * shape.head_dim, first_pos + t,
+                    h, scores.data(), expected.data() + t * q_stride + h * shape.head_dim,
+                    Isa::kScalar);
     }
   }
   for (Isa isa : SupportedIsas()) {
-    INFO("isa " << IsaName(isa) << ", block " << block_size << ", first_pos " << first_pos << ", tokens " << tokens);
+    INFO("isa " << IsaName(isa) << ", block " << block_size << ", first_pos " << first_pos
+                << ", tokens " << tokens);
     std::vector<float> out(tokens * q_stride, NAN);
     for (int h = 0; h < kv_heads; ++h) {
-      AttendTile(shape, cache.kv(), q.data(), q_stride, first_pos, tokens, h, out.data(), q_stride, isa);
+      AttendTile(shape, cache.kv(), q.data(), q_stride, first_pos, tokens, h, out.data(), q_stride,
+                 isa);
     }
     double max_error = 0;
-    for (size_t i = 0; i < out.size(); ++i) max_error = std::max(max_error, double(std::fabs(out[i] - expected[i])));
+    for (size_t i = 0; i < out.size(); ++i)
+      max_error = std::max(max_error, double(std::fabs(out[i] - expected[i])));
     // Same math in another order (online softmax): fp32 rounding only.
     CHECK(max_error < 1e-4);
   }

@@ -1,7 +1,6 @@
 #include <immintrin.h>
 
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstring>
 #include <random>

@@ -1,7 +1,6 @@
 #include "kernels/matmul.h"
 
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -66,9 +65,12 @@ TEST_CASE("PackedMatrix: bad sources are rejected with the reason", "[kernels][m
   WeightSource short_source{TensorType::kQ4_1, std::span<const uint8_t>(data).first(20), 2};
   WeightSource float_source{TensorType::kF32, data, 2};
   WeightSource byte_source{TensorType::kQ8_0, data, 1};
-  CHECK(PackedMatrix::Pack({&ok, 1}, 33).status().message().find("multiple of 32") != std::string::npos);
-  CHECK(PackedMatrix::Pack({&short_source, 1}, 32).status().message().find("holds 20 bytes") != std::string::npos);
-  CHECK(PackedMatrix::Pack({&float_source, 1}, 32).status().message().find("F32") != std::string::npos);
+  CHECK(PackedMatrix::Pack({&ok, 1}, 33).status().message().find("multiple of 32") !=
+        std::string::npos);
+  CHECK(PackedMatrix::Pack({&short_source, 1}, 32).status().message().find("holds 20 bytes") !=
+        std::string::npos);
+  CHECK(PackedMatrix::Pack({&float_source, 1}, 32).status().message().find("F32") !=
+        std::string::npos);
   WeightSource mixed[] = {ok, byte_source};
   CHECK(PackedMatrix::Pack(mixed, 32).status().message().find("source 1") != std::string::npos);
 }
@@ -103,17 +105,19 @@ TEST_CASE("QuantizedActivations: every ISA quantizes identically", "[kernels][ma
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t k = 0; k < cols; ++k) {
       const ActivationBlock& a = reference.row(t)[k / kQuantBlock];
-      CHECK(std::fabs(a.d * a.q[k % kQuantBlock] - x[t * cols + k]) <= a.d * (0.5f + 127.0f / 2048) + 1e-6f);
+      CHECK(std::fabs(a.d * a.q[k % kQuantBlock] - x[t * cols + k]) <=
+            a.d * (0.5f + 127.0f / 2048) + 1e-6f);
     }
   }
 }
 
-TEST_CASE("Matmul: every ISA matches the scalar reference and the float product", "[kernels][matmul]") {
+TEST_CASE("Matmul: every ISA matches the scalar reference and the float product",
+          "[kernels][matmul]") {
   std::mt19937 rng(3);
   std::normal_distribution<float> normal;
   auto type = GENERATE(TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kQ8_0);
-  auto [rows, cols, tokens] = GENERATE(table<int64_t, int64_t, int64_t>({
-      {16, 32, 1}, {37, 64, 3}, {96, 576, 1}, {50, 192, 7}, {160, 96, 9}}));
+  auto [rows, cols, tokens] = GENERATE(table<int64_t, int64_t, int64_t>(
+      {{16, 32, 1}, {37, 64, 3}, {96, 576, 1}, {50, 192, 7}, {160, 96, 9}}));
   std::vector<uint8_t> data = RandomWeights(type, rows, cols, rng);
   WeightSource source{type, data, rows};
   PackedMatrix w = PackedMatrix::Pack({&source, 1}, cols).value();

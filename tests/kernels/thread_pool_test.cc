@@ -1,8 +1,7 @@
 #include "kernels/thread_pool.h"
 
-#include <catch2/catch.hpp>
-
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -22,7 +21,8 @@ TEST_CASE("ThreadPool: ParallelFor runs every index exactly once", "[kernels][th
         REQUIRE(end - begin <= grain);
         for (int64_t i = begin; i < end; ++i) hits[i]++;
         int seen = max_thread.load();
-        while (thread > seen && !max_thread.compare_exchange_weak(seen, thread)) {}
+        while (thread > seen && !max_thread.compare_exchange_weak(seen, thread)) {
+        }
       });
       for (int64_t i = 0; i < n; ++i) REQUIRE(hits[i].load() == 1);
       CHECK(max_thread.load() < threads);

@@ -1,8 +1,7 @@
 #include "kvcache/block_allocator.h"
 
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <set>
 
 #include "kvcache/paged_kv_cache.h"
@@ -38,7 +37,8 @@ TEST_CASE("BlockAllocator: blocks are handed out once and come back when freed",
 }
 
 TEST_CASE("PagedKvCache: blocks are disjoint across layers, blocks, keys and values", "[kvcache]") {
-  KvCacheShape shape{.num_layers = 3, .num_kv_heads = 2, .head_dim = 4, .block_size = 5, .num_blocks = 7};
+  KvCacheShape shape{
+      .num_layers = 3, .num_kv_heads = 2, .head_dim = 4, .block_size = 5, .num_blocks = 7};
   auto cache = PagedKvCache::Create(shape).value();
   // Write a distinct value to every element through the accessors, then read all back.
   uint16_t next = 1;
@@ -63,7 +63,8 @@ TEST_CASE("PagedKvCache: blocks are disjoint across layers, blocks, keys and val
 }
 
 TEST_CASE("PagedKvCache: a bad shape names the field", "[kvcache]") {
-  KvCacheShape shape{.num_layers = 3, .num_kv_heads = 2, .head_dim = 4, .block_size = 0, .num_blocks = 7};
+  KvCacheShape shape{
+      .num_layers = 3, .num_kv_heads = 2, .head_dim = 4, .block_size = 0, .num_blocks = 7};
   auto cache = PagedKvCache::Create(shape);
   REQUIRE(absl::IsInvalidArgument(cache.status()));
   CHECK(cache.status().message().find("block_size") != std::string::npos);

@@ -5,7 +5,8 @@
 namespace tessera::scheduler {
 namespace {
 
-TEST_CASE("PlanStep: decodes go first, then prompts fill the token budget in order", "[scheduler]") {
+TEST_CASE("PlanStep: decodes go first, then prompts fill the token budget in order",
+          "[scheduler]") {
   std::vector<SequenceDemand> demands = {
       {1, 300, false}, {2, 1, true}, {3, 500, false}, {4, 1, true}, {5, 0, false}};
   StepPlannerOptions options{.max_tokens_per_step = 512, .max_sequences_per_step = 8};
