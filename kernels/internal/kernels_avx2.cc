@@ -167,6 +167,9 @@ inline void WidenFp16(const uint16_t* src, float* dst, int n) {
   for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
 }
 inline float RoundFp16(float x) { return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT)); }
+inline void ExpShifted(float* v, int n, float shift) {
+  for (int i = 0; i < n; ++i) v[i] = std::exp(v[i] - shift);
+}
 
 #include "kernels/internal/attention_tile.inc"
 

@@ -11,6 +11,10 @@
 #include "kernels/fp16.h"
 #include "kernels/internal/kernel_table.h"
 
+#ifndef TESSERA_AVX512_TOKEN_TILE
+#define TESSERA_AVX512_TOKEN_TILE 4
+#endif
+
 namespace tessera::kernels::internal {
 namespace {
 
@@ -83,29 +87,31 @@ void GroupTokens(const PackedMatrix& w, const QuantizedActivations& x, int64_t g
   }
 }
 
+// Runs GroupTokens<remaining> for remaining in [1, kMax].
+template <int kMax, bool kNibble>
+inline void RemainderTokens(const PackedMatrix& w, const QuantizedActivations& x, int64_t g,
+                            int64_t t0, int64_t remaining, float* out, int64_t ld_out) {
+  if constexpr (kMax >= 1) {
+    if (remaining == kMax) {
+      GroupTokens<kMax, kNibble>(w, x, g, t0, out, ld_out);
+    } else {
+      RemainderTokens<kMax - 1, kNibble>(w, x, g, t0, remaining, out, ld_out);
+    }
+  }
+}
+
 template <bool kNibble>
 void MatmulFormat(const PackedMatrix& w, const QuantizedActivations& x, int64_t group_begin,
                   int64_t group_end, float* out, int64_t ld_out) {
-  constexpr int kTokenTile = 4;
+  // Up to kTokenTile tokens share each unpacked weight tile; more would spill registers.
+  constexpr int kTokenTile = TESSERA_AVX512_TOKEN_TILE;
   const int64_t tokens = x.tokens();
   for (int64_t g = group_begin; g < group_end; ++g) {
     int64_t t = 0;
     for (; t + kTokenTile <= tokens; t += kTokenTile) {
       GroupTokens<kTokenTile, kNibble>(w, x, g, t, out, ld_out);
     }
-    switch (tokens - t) {
-      case 3:
-        GroupTokens<3, kNibble>(w, x, g, t, out, ld_out);
-        break;
-      case 2:
-        GroupTokens<2, kNibble>(w, x, g, t, out, ld_out);
-        break;
-      case 1:
-        GroupTokens<1, kNibble>(w, x, g, t, out, ld_out);
-        break;
-      default:
-        break;
-    }
+    RemainderTokens<kTokenTile - 1, kNibble>(w, x, g, t, tokens - t, out, ld_out);
   }
 }
 
@@ -179,7 +185,123 @@ inline void WidenFp16(const uint16_t* src, float* dst, int n) {
 }
 inline float RoundFp16(float x) { return _cvtsh_ss(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT)); }
 
+// exp(x) for 16 lanes: x = n ln2 + r with |r| <= ln2 / 2, e^r by the Cephes polynomial
+// (relative error ~1e-7, like expf), scaled by 2^n with VSCALEFPS. Inputs below -87 give ~0
+// rather than denormals; attention only feeds it x <= 0.
+inline __m512 Exp16(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+inline void ExpShifted(float* v, int n, float shift) {
+  for (int i = 0; i < n; i += 16) {
+    __mmask16 mask = n - i >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - i)) - 1);
+    __m512 x = _mm512_maskz_loadu_ps(mask, v + i);
+    _mm512_mask_storeu_ps(v + i, mask, Exp16(_mm512_sub_ps(x, _mm512_set1_ps(shift))));
+  }
+}
+
 #include "kernels/internal/attention_tile.inc"
+
+// Decode: one token, so each KV row is used by only the few query heads of its group. Rows are
+// widened and dotted in registers instead of going through the tile's transposed buffer.
+constexpr int kMaxDecodeGroup = 8;
+constexpr int kMaxDecodeVectors = 8;  // head_dim <= 128.
+
+void AttendDecode(const AttentionShape& shape, const PagedKv& kv, const float* q, int64_t pos,
+                  int32_t kv_head, float* out) {
+  const int group = shape.num_heads / shape.num_kv_heads;
+  const int vectors = shape.head_dim / 16;
+  const int bs = shape.block_size;
+  const int64_t kv_dim = int64_t{shape.num_kv_heads} * shape.head_dim;
+  __m512 qv[kMaxDecodeGroup][kMaxDecodeVectors];
+  __m512 acc[kMaxDecodeGroup][kMaxDecodeVectors];
+  float row_max[kMaxDecodeGroup], row_sum[kMaxDecodeGroup];
+  for (int r = 0; r < group; ++r) {
+    const float* src = q + int64_t{kv_head * group + r} * shape.head_dim;
+    for (int v = 0; v < vectors; ++v) {
+      // Round the query to fp16 (the keys' precision) and fold in the scale, as the tile does.
+      __m512 x = _mm512_cvtph_ps(
+          _mm512_cvtps_ph(_mm512_loadu_ps(src + 16 * v), _MM_FROUND_TO_NEAREST_INT));
+      qv[r][v] = _mm512_mul_ps(x, _mm512_set1_ps(shape.scale));
+      acc[r][v] = _mm512_setzero_ps();
+    }
+    row_max[r] = -INFINITY;
+    row_sum[r] = 0.0f;
+  }
+  alignas(64) float scores[kMaxDecodeGroup][16];
+  for (int64_t start = 0; start <= pos; start += 16) {
+    const int n = static_cast<int>(std::min<int64_t>(16, pos - start + 1));
+    for (int j = 0; j < n; ++j) {
+      const int64_t p = start + j;
+      const uint16_t* key =
+          kv.key_blocks[p / bs] + (p % bs) * kv_dim + int64_t{kv_head} * shape.head_dim;
+      __m512 k[kMaxDecodeVectors];
+      for (int v = 0; v < vectors; ++v) {
+        k[v] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(key + 16 * v)));
+      }
+      for (int r = 0; r < group; ++r) {
+        __m512 dot = _mm512_mul_ps(qv[r][0], k[0]);
+        for (int v = 1; v < vectors; ++v) dot = _mm512_fmadd_ps(qv[r][v], k[v], dot);
+        scores[r][j] = _mm512_reduce_add_ps(dot);
+      }
+    }
+    for (int r = 0; r < group; ++r) {
+      float m = row_max[r];
+      for (int j = 0; j < n; ++j) m = std::max(m, scores[r][j]);
+      const float correction = std::exp(row_max[r] - m);
+      ExpShifted(scores[r], n, m);
+      float sum = 0.0f;
+      for (int j = 0; j < n; ++j) sum += scores[r][j];
+      row_sum[r] = row_sum[r] * correction + sum;
+      row_max[r] = m;
+      if (correction != 1.0f) {
+        for (int v = 0; v < vectors; ++v)
+          acc[r][v] = _mm512_mul_ps(acc[r][v], _mm512_set1_ps(correction));
+      }
+    }
+    for (int j = 0; j < n; ++j) {
+      const int64_t p = start + j;
+      const uint16_t* value =
+          kv.value_blocks[p / bs] + (p % bs) * kv_dim + int64_t{kv_head} * shape.head_dim;
+      for (int v = 0; v < vectors; ++v) {
+        __m512 val =
+            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(value + 16 * v)));
+        for (int r = 0; r < group; ++r) {
+          acc[r][v] = _mm512_fmadd_ps(_mm512_set1_ps(scores[r][j]), val, acc[r][v]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < group; ++r) {
+    float* dst = out + int64_t{kv_head * group + r} * shape.head_dim;
+    const __m512 inv = _mm512_set1_ps(1.0f / row_sum[r]);
+    for (int v = 0; v < vectors; ++v) _mm512_storeu_ps(dst + 16 * v, _mm512_mul_ps(acc[r][v], inv));
+  }
+}
+
+void AttendTileAvx512(const AttentionShape& shape, const PagedKv& kv, const float* q,
+                      int64_t q_stride, int64_t first_pos, int tokens, int32_t kv_head, float* out,
+                      int64_t out_stride) {
+  const int group = shape.num_heads / shape.num_kv_heads;
+  if (tokens == 1 && group <= kMaxDecodeGroup && shape.head_dim % 16 == 0 &&
+      shape.head_dim / 16 <= kMaxDecodeVectors) {
+    AttendDecode(shape, kv, q, first_pos, kv_head, out);
+    return;
+  }
+  AttendTileImpl(shape, kv, q, q_stride, first_pos, tokens, kv_head, out, out_stride);
+}
 
 }  // namespace
 

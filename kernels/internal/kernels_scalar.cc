@@ -88,6 +88,9 @@ inline void WidenFp16(const uint16_t* src, float* dst, int n) {
   for (int i = 0; i < n; ++i) dst[i] = Fp16ToFp32(src[i]);
 }
 inline float RoundFp16(float x) { return RoundToFp16(x); }
+inline void ExpShifted(float* v, int n, float shift) {
+  for (int i = 0; i < n; ++i) v[i] = std::exp(v[i] - shift);
+}
 
 #include "kernels/internal/attention_tile.inc"
 
