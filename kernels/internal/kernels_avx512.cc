@@ -307,7 +307,7 @@ void AttendTileAvx512(const AttentionShape& shape, const PagedKv& kv, const floa
 
 const KernelTable& Avx512Kernels() {
   static const KernelTable table = {MatmulAvx512, QuantizeRowAvx512, DotF32F16Avx512, AxpyF16Avx512,
-                                    AttendTileImpl};
+                                    AttendTileAvx512};
   return table;
 }
 
