@@ -14,7 +14,7 @@ void Matmul(const PackedMatrix& w, const QuantizedActivations& x, float* out, in
   const internal::KernelTable& kernels = internal::KernelsFor(isa);
   // Chunks of a few row groups: small enough to balance two threads on a decode step's
   // smallest matrices, large enough that claiming them costs nothing.
-  int64_t grain = std::max<int64_t>(1, w.row_groups() / (8 * pool.num_threads()));
+  int64_t grain = std::max<int64_t>(1, w.row_groups() / (16 * pool.num_threads()));
   pool.ParallelFor(w.row_groups(), grain, [&](int64_t begin, int64_t end) {
     kernels.matmul(w, x, begin, end, out, ld_out);
   });

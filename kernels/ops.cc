@@ -1,5 +1,7 @@
 #include "kernels/ops.h"
 
+#include "kernels/internal/kernel_table.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -28,11 +30,8 @@ void ApplyRope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim, 
   }
 }
 
-void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
-  for (int64_t i = 0; i < n; ++i) {
-    float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
+void SiluMul(const float* gate, const float* up, int64_t n, float* out, Isa isa) {
+  internal::KernelsFor(isa).silu_mul(gate, up, n, out);
 }
 
 void Softmax(float* x, int64_t n) {

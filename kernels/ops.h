@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "kernels/cpu_features.h"
+
 namespace tessera::kernels {
 
 // out = x / rms(x) * weight, over n elements (out may alias x).
@@ -17,8 +19,8 @@ void RmsNorm(const float* x, const float* weight, int64_t n, float epsilon, floa
 void ApplyRope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
                float base);
 
-// out[i] = silu(gate[i]) * up[i].
-void SiluMul(const float* gate, const float* up, int64_t n, float* out);
+// out[i] = silu(gate[i]) * up[i] (vectorized per ISA, like the matmuls).
+void SiluMul(const float* gate, const float* up, int64_t n, float* out, Isa isa = DefaultIsa());
 
 // In-place softmax over n elements.
 void Softmax(float* x, int64_t n);

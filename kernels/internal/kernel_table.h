@@ -24,6 +24,8 @@ struct KernelTable {
   float (*dot_f32_f16)(const float* a, const uint16_t* b, int64_t n);
   // y[i] += alpha * fp16(x[i]) over n elements.
   void (*axpy_f16)(float alpha, const uint16_t* x, float* y, int64_t n);
+  // out[i] = silu(gate[i]) * up[i] over n elements.
+  void (*silu_mul)(const float* gate, const float* up, int64_t n, float* out);
   // See AttendTile() in kernels/attention.h.
   void (*attend_tile)(const AttentionShape& shape, const PagedKv& kv, const float* q,
                       int64_t q_stride, int64_t first_pos, int tokens, int32_t kv_head, float* out,

@@ -204,6 +204,18 @@ inline __m512 Exp16(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
+void SiluMulAvx512(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; i += 16) {
+    __mmask16 mask = n - i >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - i)) - 1);
+    __m512 g = _mm512_maskz_loadu_ps(mask, gate + i);
+    __m512 u = _mm512_maskz_loadu_ps(mask, up + i);
+    // silu(g) = g / (1 + exp(-g)); exp(-g) for g < -87 is clamped, where silu is ~0 anyway.
+    __m512 e = Exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+    __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    _mm512_mask_storeu_ps(out + i, mask, _mm512_mul_ps(silu, u));
+  }
+}
+
 inline void ExpShifted(float* v, int n, float shift) {
   for (int i = 0; i < n; i += 16) {
     __mmask16 mask = n - i >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - i)) - 1);
@@ -307,7 +319,7 @@ void AttendTileAvx512(const AttentionShape& shape, const PagedKv& kv, const floa
 
 const KernelTable& Avx512Kernels() {
   static const KernelTable table = {MatmulAvx512, QuantizeRowAvx512, DotF32F16Avx512, AxpyF16Avx512,
-                                    AttendTileAvx512};
+                                    SiluMulAvx512, AttendTileAvx512};
   return table;
 }
 

@@ -94,11 +94,15 @@ inline void ExpShifted(float* v, int n, float shift) {
 
 #include "kernels/internal/attention_tile.inc"
 
+void SiluMulPlain(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
 }  // namespace
 
 const KernelTable& ScalarKernels() {
   static const KernelTable table = {MatmulScalar, QuantizeRowScalar, DotF32F16Scalar, AxpyF16Scalar,
-                                    AttendTileImpl};
+                                    SiluMulPlain, AttendTileImpl};
   return table;
 }
 

@@ -84,5 +84,27 @@ TEST_CASE("Ops: RmsNorm, RoPE, SiluMul and Softmax follow their formulas", "[ker
   CHECK(logits[0] > logits[2]);
 }
 
+TEST_CASE("Ops: SiluMul agrees across ISAs", "[kernels][ops]") {
+  std::mt19937 rng(8);
+  std::normal_distribution<float> normal(0.0f, 4.0f);
+  const int n = 1000;  // Not a multiple of 16: the masked tail runs too.
+  std::vector<float> gate(n), up(n), expected(n);
+  for (int i = 0; i < n; ++i) {
+    gate[i] = normal(rng);
+    up[i] = normal(rng);
+  }
+  gate[0] = -100.0f;  // Far below the exp clamp.
+  gate[1] = 90.0f;
+  for (int i = 0; i < n; ++i) expected[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  for (Isa isa : SupportedIsas()) {
+    std::vector<float> out(n);
+    SiluMul(gate.data(), up.data(), n, out.data(), isa);
+    for (int i = 0; i < n; ++i) {
+      INFO("isa " << IsaName(isa) << " gate " << gate[i]);
+      REQUIRE(out[i] == Approx(expected[i]).epsilon(1e-6).margin(1e-30));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tessera::kernels
