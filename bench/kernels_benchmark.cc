@@ -1,4 +1,5 @@
-// Microbenchmarks of the matmul kernels on the default model's shapes, per ISA path:
+// Microbenchmarks of the matmul kernels on the default model's shapes, per ISA path and
+// thread count (args: rows, cols, tokens, isa 0/1/2 = scalar/avx2/avx512, threads):
 //   build/bench/kernels_benchmark --benchmark_filter=Matmul
 // Compare paths by their ratios within one run; absolute times drift on a shared machine.
 #include <benchmark/benchmark.h>
@@ -47,7 +48,7 @@ void BM_Matmul(benchmark::State& state) {
   QuantizedActivations qa;
   qa.Quantize(x.data(), tokens, cols, cols, isa);
   std::vector<float> out(tokens * rows);
-  ThreadPool pool(1);
+  ThreadPool pool(static_cast<int>(state.range(4)));
   for (auto _ : state) {
     Matmul(w, qa, out.data(), rows, pool, isa);
     benchmark::DoNotOptimize(out.data());
@@ -55,15 +56,17 @@ void BM_Matmul(benchmark::State& state) {
   state.counters["GMAC/s"] =
       benchmark::Counter(static_cast<double>(rows * cols * tokens) * state.iterations() / 1e9,
                          benchmark::Counter::kIsRate);
-  state.SetLabel(std::string(IsaName(isa)));
+  state.SetLabel(std::string(IsaName(isa)) + ", " + std::to_string(state.range(4)) + " threads");
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {
-  for (int isa : {0, 1, 2}) {
-    for (int tokens : {1, 16, 128}) {
-      b->Args({960, 576, tokens, isa});   // Fused QKV.
-      b->Args({3072, 576, tokens, isa});  // Fused gate/up.
-      b->Args({576, 1536, tokens, isa});  // Down.
+  for (int threads : {1, 2}) {
+    for (int isa : {0, 1, 2}) {
+      for (int tokens : {1, 16, 128}) {
+        b->Args({960, 576, tokens, isa, threads});   // Fused QKV.
+        b->Args({3072, 576, tokens, isa, threads});  // Fused gate/up.
+        b->Args({576, 1536, tokens, isa, threads});  // Down.
+      }
     }
   }
 }
