@@ -239,46 +239,55 @@ inline void ExpShifted(float* v, int n, float shift) {
 
 // Decode: one token, so each KV row is used by only the few query heads of its group. Rows are
 // widened and dotted in registers instead of going through the tile's transposed buffer.
+// kVectors = head_dim / 16 is a template parameter so each head's accumulators stay in
+// registers across positions.
 constexpr int kMaxDecodeGroup = 8;
-constexpr int kMaxDecodeVectors = 8;  // head_dim <= 128.
 
+template <int kVectors>
 void AttendDecode(const AttentionShape& shape, const PagedKv& kv, const float* q, int64_t pos,
                   int32_t kv_head, float* out) {
   const int group = shape.num_heads / shape.num_kv_heads;
-  const int vectors = shape.head_dim / 16;
   const int bs = shape.block_size;
   const int64_t kv_dim = int64_t{shape.num_kv_heads} * shape.head_dim;
-  __m512 qv[kMaxDecodeGroup][kMaxDecodeVectors];
-  __m512 acc[kMaxDecodeGroup][kMaxDecodeVectors];
+  const int64_t head_offset = int64_t{kv_head} * shape.head_dim;
+  alignas(64) float qv[kMaxDecodeGroup][kVectors * 16];
+  alignas(64) float acc[kMaxDecodeGroup][kVectors * 16] = {};
   float row_max[kMaxDecodeGroup], row_sum[kMaxDecodeGroup];
   for (int r = 0; r < group; ++r) {
     const float* src = q + int64_t{kv_head * group + r} * shape.head_dim;
-    for (int v = 0; v < vectors; ++v) {
+    for (int v = 0; v < kVectors; ++v) {
       // Round the query to fp16 (the keys' precision) and fold in the scale, as the tile does.
       __m512 x = _mm512_cvtph_ps(
           _mm512_cvtps_ph(_mm512_loadu_ps(src + 16 * v), _MM_FROUND_TO_NEAREST_INT));
-      qv[r][v] = _mm512_mul_ps(x, _mm512_set1_ps(shape.scale));
-      acc[r][v] = _mm512_setzero_ps();
+      _mm512_store_ps(qv[r] + 16 * v, _mm512_mul_ps(x, _mm512_set1_ps(shape.scale)));
     }
     row_max[r] = -INFINITY;
     row_sum[r] = 0.0f;
   }
   alignas(64) float scores[kMaxDecodeGroup][16];
+  const uint16_t* rows[16];
   for (int64_t start = 0; start <= pos; start += 16) {
     const int n = static_cast<int>(std::min<int64_t>(16, pos - start + 1));
     for (int j = 0; j < n; ++j) {
       const int64_t p = start + j;
-      const uint16_t* key =
-          kv.key_blocks[p / bs] + (p % bs) * kv_dim + int64_t{kv_head} * shape.head_dim;
-      __m512 k[kMaxDecodeVectors];
-      for (int v = 0; v < vectors; ++v) {
-        k[v] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(key + 16 * v)));
-      }
-      for (int r = 0; r < group; ++r) {
-        __m512 dot = _mm512_mul_ps(qv[r][0], k[0]);
-        for (int v = 1; v < vectors; ++v) dot = _mm512_fmadd_ps(qv[r][v], k[v], dot);
+      rows[j] = kv.key_blocks[p / bs] + (p % bs) * kv_dim + head_offset;
+    }
+    for (int r = 0; r < group; ++r) {
+      __m512 qr[kVectors];
+      for (int v = 0; v < kVectors; ++v) qr[v] = _mm512_load_ps(qv[r] + 16 * v);
+      for (int j = 0; j < n; ++j) {
+        __m512 dot = _mm512_mul_ps(
+            qr[0], _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[j]))));
+        for (int v = 1; v < kVectors; ++v) {
+          __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[j] + 16 * v));
+          dot = _mm512_fmadd_ps(qr[v], _mm512_cvtph_ps(k), dot);
+        }
         scores[r][j] = _mm512_reduce_add_ps(dot);
       }
+    }
+    for (int j = 0; j < n; ++j) {
+      const int64_t p = start + j;
+      rows[j] = kv.value_blocks[p / bs] + (p % bs) * kv_dim + head_offset;
     }
     for (int r = 0; r < group; ++r) {
       float m = row_max[r];
@@ -289,28 +298,26 @@ void AttendDecode(const AttentionShape& shape, const PagedKv& kv, const float* q
       for (int j = 0; j < n; ++j) sum += scores[r][j];
       row_sum[r] = row_sum[r] * correction + sum;
       row_max[r] = m;
-      if (correction != 1.0f) {
-        for (int v = 0; v < vectors; ++v)
-          acc[r][v] = _mm512_mul_ps(acc[r][v], _mm512_set1_ps(correction));
+      __m512 a[kVectors];
+      for (int v = 0; v < kVectors; ++v) {
+        a[v] = _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * v), _mm512_set1_ps(correction));
       }
-    }
-    for (int j = 0; j < n; ++j) {
-      const int64_t p = start + j;
-      const uint16_t* value =
-          kv.value_blocks[p / bs] + (p % bs) * kv_dim + int64_t{kv_head} * shape.head_dim;
-      for (int v = 0; v < vectors; ++v) {
-        __m512 val =
-            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(value + 16 * v)));
-        for (int r = 0; r < group; ++r) {
-          acc[r][v] = _mm512_fmadd_ps(_mm512_set1_ps(scores[r][j]), val, acc[r][v]);
+      for (int j = 0; j < n; ++j) {
+        const __m512 weight = _mm512_set1_ps(scores[r][j]);
+        for (int v = 0; v < kVectors; ++v) {
+          __m256i val = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[j] + 16 * v));
+          a[v] = _mm512_fmadd_ps(weight, _mm512_cvtph_ps(val), a[v]);
         }
       }
+      for (int v = 0; v < kVectors; ++v) _mm512_store_ps(acc[r] + 16 * v, a[v]);
     }
   }
   for (int r = 0; r < group; ++r) {
     float* dst = out + int64_t{kv_head * group + r} * shape.head_dim;
     const __m512 inv = _mm512_set1_ps(1.0f / row_sum[r]);
-    for (int v = 0; v < vectors; ++v) _mm512_storeu_ps(dst + 16 * v, _mm512_mul_ps(acc[r][v], inv));
+    for (int v = 0; v < kVectors; ++v) {
+      _mm512_storeu_ps(dst + 16 * v, _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * v), inv));
+    }
   }
 }
 
@@ -318,10 +325,13 @@ void AttendTileAvx512(const AttentionShape& shape, const PagedKv& kv, const floa
                       int64_t q_stride, int64_t first_pos, int tokens, int32_t kv_head, float* out,
                       int64_t out_stride) {
   const int group = shape.num_heads / shape.num_kv_heads;
-  if (tokens == 1 && group <= kMaxDecodeGroup && shape.head_dim % 16 == 0 &&
-      shape.head_dim / 16 <= kMaxDecodeVectors) {
-    AttendDecode(shape, kv, q, first_pos, kv_head, out);
-    return;
+  if (tokens == 1 && group <= kMaxDecodeGroup) {
+    switch (shape.head_dim) {
+      case 32: return AttendDecode<2>(shape, kv, q, first_pos, kv_head, out);
+      case 64: return AttendDecode<4>(shape, kv, q, first_pos, kv_head, out);
+      case 128: return AttendDecode<8>(shape, kv, q, first_pos, kv_head, out);
+      default: break;
+    }
   }
   AttendTileImpl(shape, kv, q, q_stride, first_pos, tokens, kv_head, out, out_stride);
 }
