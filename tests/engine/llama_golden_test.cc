@@ -1,20 +1,24 @@
-// The model against an independent implementation: llama.cpp (through llama-cpp-python) on
-// the same GGUF file. scripts/reference/make_goldens.py wrote, for each prompt, llama.cpp's
-// greedy tokens and top-5 logits over 64 steps. Here the model is fed the same prompt and the
-// same tokens (teacher forcing, so every step is compared in the same context) and must
-//   - give each of llama.cpp's top-5 tokens a logit within kLogitTolerance of llama.cpp's, and
-//   - pick llama.cpp's greedy token at each of the first 32 steps, unless llama.cpp's own top
-//     two are closer than kNearTie: then either choice is within rounding, and the prompt is
-//     not compared further (reported with WARN).
+// The model against two independent references on the same GGUF file, teacher-forced (fed the
+// reference's tokens, so every step is compared in the same context):
+//   - llama.cpp through llama-cpp-python (scripts/reference/make_goldens.py): greedy tokens and
+//     top-5 logits over 64 steps for 14 prompts;
+//   - an exact fp64 forward pass of the dequantized weights, with no activation quantization
+//     (scripts/reference/make_exact_reference.py), which also recorded llama.cpp's other
+//     attention path (flash attention) on the same steps.
 //
-// Why these tolerances: both runtimes quantize activations to 8 bits per 32 values before
-// every matmul and keep the KV cache in fp16, but round at different points; over 30 layers
-// that moves logits by up to a few tenths. llama.cpp's own two attention paths (flash
-// attention on and off) differ from each other by as much on this model, and both differ from
-// an exact fp64 forward pass of the same weights by ~0.1-0.3. docs/CORRECTNESS.md has the
-// measured distributions.
-#include <algorithm>
+// Tolerances, and why (docs/CORRECTNESS.md has the distributions):
+//   kLogitTolerance = 1.5: ours vs llama.cpp, per top-5 logit. Both runtimes quantize
+//     activations to 8 bits per 32 values before every matmul and round at different points,
+//     and over 30 layers that noise reaches about one logit: llama.cpp's own two attention
+//     paths differ by up to 1.16 on these steps, and each is up to 1.05 / 1.28 from exact.
+//   kNearTie = 0.6: what decides a greedy token is the gap between the top two logits, and
+//     llama.cpp's two paths disagree on that gap by up to 0.56. Where llama.cpp's top two are
+//     closer than this, either token is right.
+//   Against exact: our error must be of the size llama.cpp's is (max and mean).
 #include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <numeric>
 #include <vector>
@@ -27,71 +31,90 @@
 namespace tessera::engine {
 namespace {
 
-constexpr float kLogitTolerance = 0.75f;
-constexpr float kNearTie = 0.5f;
+constexpr float kLogitTolerance = 1.5f;
+constexpr float kNearTie = 0.6f;
 constexpr int kGreedySteps = 32;
 
-TEST_CASE("Llama: logits and greedy tokens agree with llama.cpp on every golden prompt",
-          "[engine][model][golden]") {
-  std::ifstream in(testing::TestDataPath("goldens/smollm2_q4_1.json"));
+nlohmann::json Load(const std::string& name) {
+  std::ifstream in(testing::TestDataPath(name));
   REQUIRE(in.good());
-  nlohmann::json golden = nlohmann::json::parse(in);
+  return nlohmann::json::parse(in);
+}
+
+TEST_CASE("Llama: logits and greedy tokens agree with llama.cpp and the exact forward pass",
+          "[engine][model][golden]") {
+  const nlohmann::json golden = Load("goldens/smollm2_q4_1.json");
+  const nlohmann::json exact = Load("goldens/smollm2_q4_1_exact.json");
   REQUIRE(golden["prompts"].size() >= 12);
+  REQUIRE(exact["prompts"].size() == golden["prompts"].size());
 
   Model& model = *testing::DefaultModel().model;
   const int32_t vocab = model.config().vocab_size;
-  constexpr int kBlockSize = 16;
-  auto cache = kvcache::PagedKvCache::Create(KvShapeFor(model.config(), kBlockSize, 160)).value();
+  auto cache = kvcache::PagedKvCache::Create(KvShapeFor(model.config(), 16, 160)).value();
   std::vector<kvcache::BlockId> blocks(160);
   std::iota(blocks.begin(), blocks.end(), 0);
   std::vector<float> logits(vocab);
 
-  float worst_difference = 0;
-  int compared_prompts = 0, greedy_checked = 0;
-  for (const auto& prompt : golden["prompts"]) {
+  float worst_vs_llama = 0, worst_vs_exact = 0, worst_llama_vs_exact = 0;
+  double sum_vs_exact = 0, sum_llama_vs_exact = 0;
+  int entries = 0, greedy_compared = 0, near_ties = 0;
+  for (size_t p = 0; p < golden["prompts"].size(); ++p) {
+    const auto& prompt = golden["prompts"][p];
+    const auto& exact_steps = exact["prompts"][p]["steps"];
     const std::string name = prompt["name"];
+    REQUIRE(exact["prompts"][p]["name"] == name);
     std::vector<int32_t> tokens = prompt["prompt_ids"].get<std::vector<int32_t>>();
     REQUIRE(model.Forward({{{tokens, 0, blocks, true}}}, *cache, logits).ok());
-    bool greedy_stopped = false;
-    int step_index = 0;
-    for (const auto& step : prompt["steps"]) {
-      const int32_t reference_token = step["token"];
-      const auto& top5 = step["top5"];
-      for (const auto& entry : top5) {
-        const int32_t id = entry[0];
-        const float reference_logit = entry[1];
-        const float difference = std::fabs(logits[id] - reference_logit);
-        worst_difference = std::max(worst_difference, difference);
-        INFO("prompt " << name << ", step " << step_index << ", token " << id << ": ours "
-                       << logits[id] << ", llama.cpp " << reference_logit);
-        CHECK(difference <= kLogitTolerance);
+    bool literal_rule_stopped = false;
+    for (size_t step = 0; step < prompt["steps"].size(); ++step) {
+      const auto& top5 = prompt["steps"][step]["top5"];
+      const auto& exact_top5 = exact_steps[step]["golden_top5_exact"];
+      for (size_t k = 0; k < top5.size(); ++k) {
+        const int32_t id = top5[k][0];
+        const float llama = top5[k][1], truth = exact_top5[k];
+        INFO("prompt " << name << ", step " << step << ", token " << id << ": ours " << logits[id]
+                       << ", llama.cpp " << llama << ", exact " << truth);
+        CHECK(std::fabs(logits[id] - llama) <= kLogitTolerance);
+        worst_vs_llama = std::max(worst_vs_llama, std::fabs(logits[id] - llama));
+        worst_vs_exact = std::max(worst_vs_exact, std::fabs(logits[id] - truth));
+        worst_llama_vs_exact = std::max(worst_llama_vs_exact, std::fabs(llama - truth));
+        sum_vs_exact += std::fabs(logits[id] - truth);
+        sum_llama_vs_exact += std::fabs(llama - truth);
+        ++entries;
       }
-      if (step_index < kGreedySteps && !greedy_stopped) {
-        const float gap = float(top5[0][1]) - float(top5[1][1]);
-        if (gap < kNearTie) {
-          WARN("prompt " << name << ": near-tie at step " << step_index
-                         << " (llama.cpp's top two differ by " << gap
-                         << "); greedy tokens not compared further");
-          greedy_stopped = true;
-        } else {
-          const int32_t ours =
-              static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-          INFO("prompt " << name << ", step " << step_index);
-          CHECK(ours == reference_token);
-          ++greedy_checked;
+      // Greedy: wherever llama.cpp's choice is clear, ours must be the same token. (The rule
+      // "identical for the first 32 steps until the first near-tie" is the part of this
+      // before the first skipped step.)
+      const float gap = float(top5[0][1]) - float(top5[1][1]);
+      const int32_t reference_token = prompt["steps"][step]["token"];
+      if (gap >= kNearTie) {
+        const auto ours = std::max_element(logits.begin(), logits.end()) - logits.begin();
+        INFO("prompt " << name << ", step " << step << ": llama.cpp's top-two gap " << gap);
+        CHECK(ours == reference_token);
+        ++greedy_compared;
+      } else {
+        ++near_ties;
+        if (step < kGreedySteps && !literal_rule_stopped) {
+          literal_rule_stopped = true;
+          WARN("prompt " << name << ": first near-tie at step " << step << " (gap " << gap << ")");
         }
       }
-      // Teacher forcing: continue with llama.cpp's token.
       const int32_t pos = static_cast<int32_t>(tokens.size());
       tokens.push_back(reference_token);
-      REQUIRE(model.Forward({{{std::span(tokens).subspan(pos), pos, blocks, true}}}, *cache, logits)
-                  .ok());
-      ++step_index;
+      REQUIRE(model.Forward({{{std::span(tokens).subspan(pos), pos, blocks, true}}}, *cache, logits).ok());
     }
-    ++compared_prompts;
   }
-  WARN("compared " << compared_prompts << " prompts, " << greedy_checked
-                   << " greedy steps; largest top-5 logit difference " << worst_difference);
+  const double mean_vs_exact = sum_vs_exact / entries;
+  const double mean_llama_vs_exact = sum_llama_vs_exact / entries;
+  WARN("top-5 logits over " << entries << " entries: ours vs llama.cpp max " << worst_vs_llama
+                            << "; vs exact: ours max " << worst_vs_exact << " mean " << mean_vs_exact
+                            << ", llama.cpp max " << worst_llama_vs_exact << " mean "
+                            << mean_llama_vs_exact << "; greedy compared at " << greedy_compared
+                            << " steps, " << near_ties << " near-ties skipped");
+  CHECK(greedy_compared >= 300);
+  // As close to the exact result as llama.cpp is, within a quarter of its own error.
+  CHECK(mean_vs_exact <= 1.25 * mean_llama_vs_exact);
+  CHECK(worst_vs_exact <= 1.25 * worst_llama_vs_exact + 0.25);
 }
 
 }  // namespace
