@@ -94,6 +94,7 @@ int GenerateCommand::Run() {
     }
   }
   std::printf("\n");
+  std::fflush(stdout);  // The text ends before the statistics on stderr start.
   if (finish == FinishReason::kError) {
     std::fprintf(stderr, "tessera generate: %s\n", error.ToString().c_str());
     return 1;
