@@ -7,6 +7,8 @@
 // decode step runs hundreds of short parallel kernels and waking a sleeping thread costs more
 // than most of them take; after ~200 microseconds idle they sleep, so an idle worker process
 // does not burn a core.
+// Compute threads flush denormal floats to zero (FTZ/DAZ): the workers from the start, and the
+// thread that constructs the pool from then on.
 // Thread-safety: ParallelFor() may be called from one thread at a time (the owner, normally the
 // step loop); bodies must not call back into the same pool.
 #ifndef TESSERA_KERNELS_THREAD_POOL_H_
