@@ -31,6 +31,8 @@ absl::string_view FinishReasonName(FinishReason reason) {
       return "cancelled";
     case FinishReason::kError:
       return "error";
+    case FinishReason::kHandoff:
+      return "handoff";
   }
   return "";
 }
@@ -41,6 +43,7 @@ struct StepLoop::Sequence {
   std::vector<int32_t> tokens;  // Prompt, then generated tokens.
   int32_t computed = 0;         // Tokens whose KV is in the cache.
   int32_t generated = 0;
+  bool importing = false;       // KV being copied in by another thread; not scheduled.
   std::vector<kvcache::BlockId> blocks;
   Sampler sampler;
   IncrementalDetokenizer detokenizer;
@@ -55,9 +58,19 @@ struct StepLoop::Sequence {
         tokens(request.prompt),
         sampler(request.sampling, request.prompt),
         detokenizer(tokenizer),
-        stop_matcher(request.sampling.stop) {}
+        stop_matcher(request.sampling.stop) {
+    for (int32_t token : request.generated) {
+      tokens.push_back(token);
+      ++generated;
+      sampler.Replay(token);
+      absl::StatusOr<std::string> piece = detokenizer.Push(token);
+      if (piece.ok()) stop_matcher.Push(*piece);
+    }
+  }
 
-  bool decoding() const { return computed >= static_cast<int32_t>(request.prompt.size()); }
+  int32_t pending() const { return static_cast<int32_t>(tokens.size()) - computed; }
+  // Only the last sampled token lacks KV: one token per step from now on.
+  bool decoding() const { return generated > 0 && pending() <= 1; }
   int32_t prompt_size() const { return static_cast<int32_t>(request.prompt.size()); }
 };
 
@@ -91,32 +104,104 @@ StepLoop::StepLoop(Model& model, const Tokenizer& tokenizer, const StepLoopOptio
 
 StepLoop::~StepLoop() = default;
 
-absl::StatusOr<int64_t> StepLoop::Add(GenerationRequest request) {
+absl::StatusOr<std::unique_ptr<StepLoop::Sequence>> StepLoop::Validate(
+    GenerationRequest request) {
   const ModelConfig& config = model_.config();
   if (request.prompt.empty()) return absl::InvalidArgumentError("prompt is empty");
-  if (static_cast<int64_t>(request.prompt.size()) >= config.context_length) {
+  int64_t total = static_cast<int64_t>(request.prompt.size() + request.generated.size());
+  if (total >= config.context_length) {
     return absl::InvalidArgumentError(
-        absl::StrCat("prompt has ", request.prompt.size(), " tokens; the context holds ",
-                     config.context_length, " including at least one generated token"));
+        absl::StrCat("prompt has ", total, " tokens; the context holds ", config.context_length,
+                     " including at least one generated token"));
   }
-  for (size_t i = 0; i < request.prompt.size(); ++i) {
-    if (request.prompt[i] < 0 || request.prompt[i] >= config.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("prompt token ", i, " has id ", request.prompt[i],
-                       ", outside the vocabulary of ", config.vocab_size));
+  auto check_ids = [&](const std::vector<int32_t>& ids, absl::string_view what) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i] < 0 || ids[i] >= config.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat(what, " token ", i, " has id ", ids[i],
+                                                       ", outside the vocabulary of ",
+                                                       config.vocab_size));
+      }
     }
-  }
+    return absl::OkStatus();
+  };
+  TESSERA_RETURN_IF_ERROR(check_ids(request.prompt, "prompt"));
+  TESSERA_RETURN_IF_ERROR(check_ids(request.generated, "generated"));
   TESSERA_RETURN_IF_ERROR(ValidateSamplingParams(request.sampling));
-  int64_t id = next_id_++;
-  sequences_.emplace(id, std::make_unique<Sequence>(id, std::move(request), tokenizer_));
+  if (static_cast<int32_t>(request.generated.size()) >= request.sampling.max_tokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tokens ", request.sampling.max_tokens, " leaves nothing to generate after ",
+                     request.generated.size(), " generated tokens"));
+  }
+  return std::make_unique<Sequence>(next_id_++, std::move(request), tokenizer_);
+}
+
+absl::StatusOr<int64_t> StepLoop::Add(GenerationRequest request) {
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<Sequence> seq, Validate(std::move(request)));
+  int64_t id = seq->id;
+  sequences_.emplace(id, std::move(seq));
   order_.push_back(id);
   return id;
 }
 
-bool StepLoop::Cancel(int64_t id) {
-  if (!sequences_.contains(id)) return false;
-  Finish(id, FinishReason::kCancelled);
+absl::StatusOr<ImportSlot> StepLoop::AddImporting(GenerationRequest request,
+                                                  int32_t imported_positions) {
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<Sequence> seq, Validate(std::move(request)));
+  if (imported_positions <= 0 || imported_positions >= static_cast<int32_t>(seq->tokens.size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("imported positions ", imported_positions, " must lie in [1, ",
+                     seq->tokens.size(), ")"));
+  }
+  if (!EnsureBlocks(*seq, imported_positions)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("no room for ", imported_positions, " imported KV positions"));
+  }
+  seq->computed = imported_positions;
+  seq->importing = true;
+  ++importing_;
+  ImportSlot slot{seq->id, seq->blocks};
+  sequences_.emplace(seq->id, std::move(seq));
+  order_.push_back(slot.id);
+  return slot;
+}
+
+bool StepLoop::FinishImport(int64_t id) {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end() || !it->second->importing) return false;
+  it->second->importing = false;
+  --importing_;
   return true;
+}
+
+bool StepLoop::Cancel(int64_t id, absl::Status error) {
+  if (!sequences_.contains(id)) return false;
+  if (error.ok()) {
+    Finish(id, FinishReason::kCancelled);
+  } else {
+    Finish(id, FinishReason::kError, std::move(error));
+  }
+  return true;
+}
+
+bool StepLoop::ReleaseHeld(int64_t id) {
+  auto it = held_.find(id);
+  if (it == held_.end()) return false;
+  allocator_.Free(it->second);
+  held_.erase(it);
+  return true;
+}
+
+std::span<const kvcache::BlockId> StepLoop::HeldBlocks(int64_t id) const {
+  auto it = held_.find(id);
+  if (it == held_.end()) return {};
+  return it->second;
+}
+
+int64_t StepLoop::pending_prefill_tokens() const {
+  int64_t total = 0;
+  for (const auto& [id, seq] : sequences_) {
+    if (!seq->importing && !seq->decoding()) total += seq->pending();
+  }
+  return total;
 }
 
 bool StepLoop::EnsureBlocks(Sequence& seq, int32_t positions) {
@@ -135,10 +220,15 @@ void StepLoop::Finish(int64_t id, FinishReason reason, absl::Status error) {
   std::unique_ptr<Sequence> seq = std::move(it->second);
   sequences_.erase(it);
   order_.erase(std::find(order_.begin(), order_.end(), id));
-  allocator_.Free(seq->blocks);
+  if (seq->importing) --importing_;
+  if (reason == FinishReason::kHandoff) {
+    held_.emplace(id, std::move(seq->blocks));
+  } else {
+    allocator_.Free(seq->blocks);
+  }
 
   StreamEvent event;
-  if (reason != FinishReason::kStop) {
+  if (reason != FinishReason::kStop && reason != FinishReason::kHandoff) {
     event.text = seq->detokenizer.Flush();
     event.text = seq->stop_matcher.Push(event.text) + seq->stop_matcher.Flush();
   }
@@ -177,6 +267,8 @@ void StepLoop::Emit(Sequence& seq, int32_t token) {
   } else if (seq.generated >= params.max_tokens ||
              static_cast<int32_t>(seq.tokens.size()) >= model_.config().context_length) {
     reason = FinishReason::kLength;
+  } else if (seq.request.prefill_only) {
+    reason = FinishReason::kHandoff;
   }
   if (seq.request.on_event && (!event.text.empty() || reason == FinishReason::kNone)) {
     seq.request.on_event(event);
@@ -189,8 +281,8 @@ absl::Status StepLoop::Step() {
   std::vector<scheduler::SequenceDemand> demands;
   for (int64_t id : order_) {
     const Sequence& seq = *sequences_.at(id);
-    int32_t pending = static_cast<int32_t>(seq.tokens.size()) - seq.computed;
-    demands.push_back({id, pending, seq.decoding()});
+    if (seq.importing) continue;
+    demands.push_back({id, seq.pending(), seq.decoding()});
   }
   std::vector<scheduler::PlannedChunk> plan = scheduler::PlanStep(demands, options_.planner);
   std::vector<SequenceStep> batch;
@@ -208,17 +300,33 @@ absl::Status StepLoop::Step() {
     members.push_back(&seq);
   }
   if (batch.empty()) {
-    if (sequences_.empty()) return absl::OkStatus();
+    if (!HasWork()) return absl::OkStatus();
     // Nothing fits: the oldest waiting sequence cannot get KV blocks even with the others
     // done. Fail it rather than stall everyone (preemption arrives with the KV manager, #4).
-    Finish(order_.front(), FinishReason::kError,
+    auto oldest = std::find_if(order_.begin(), order_.end(),
+                               [&](int64_t id) { return !sequences_.at(id)->importing; });
+    Finish(*oldest, FinishReason::kError,
            absl::ResourceExhaustedError("not enough KV cache blocks for this request"));
     return absl::OkStatus();
   }
   int64_t wanted = std::count_if(batch.begin(), batch.end(),
                                  [](const SequenceStep& s) { return s.want_logits; });
   logits_.resize(static_cast<size_t>(wanted) * model_.config().vocab_size);
-  TESSERA_RETURN_IF_ERROR(model_.Forward(batch, *cache_, logits_));
+  ForwardOptions forward_options;
+  bool any_kv_listener = std::any_of(members.begin(), members.end(), [](const Sequence* seq) {
+    return static_cast<bool>(seq->request.on_kv_ready);
+  });
+  if (any_kv_listener) {
+    forward_options.on_layer_done = [&](int32_t layer) {
+      for (size_t i = 0; i < batch.size(); ++i) {
+        const Sequence& seq = *members[i];
+        if (!seq.request.on_kv_ready) continue;
+        seq.request.on_kv_ready(
+            layer, batch[i].start_pos + static_cast<int32_t>(batch[i].tokens.size()));
+      }
+    };
+  }
+  TESSERA_RETURN_IF_ERROR(model_.Forward(batch, *cache_, logits_, forward_options));
 
   int64_t row = 0;
   std::vector<std::pair<Sequence*, int32_t>> sampled;

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,9 @@
 
 namespace tessera::engine {
 
-enum class FinishReason { kNone, kStop, kLength, kEos, kCancelled, kError };
+// kHandoff: a prefill-only request produced its first token and its KV now waits, held, for
+// a decode worker to copy it (ReleaseHeld frees it).
+enum class FinishReason { kNone, kStop, kLength, kEos, kCancelled, kError, kHandoff };
 absl::string_view FinishReasonName(FinishReason reason);
 
 struct Usage {
@@ -52,8 +55,24 @@ struct StreamEvent {
 
 struct GenerationRequest {
   std::vector<int32_t> prompt;
+  // Tokens this request already generated elsewhere (a resumed or handed-off request). They
+  // are replayed through the sampler, detokenizer and stop matcher without being emitted, so
+  // the continuation is what one uninterrupted run would have produced.
+  std::vector<int32_t> generated;
   SamplingParams sampling;
   std::function<void(const StreamEvent&)> on_event;
+  // Prefill only: stop after the first generated token and hold the KV (kHandoff) instead of
+  // decoding, unless the request already ended there (EOS, stop string, max_tokens).
+  bool prefill_only = false;
+  // Called on the step thread after each layer of each step that computed this request's
+  // tokens: positions [0, positions_ready) of `layer` are final in the cache.
+  std::function<void(int32_t layer, int32_t positions_ready)> on_kv_ready;
+};
+
+// A sequence whose first positions arrive from elsewhere (a KV handoff).
+struct ImportSlot {
+  int64_t id = 0;
+  std::vector<kvcache::BlockId> blocks;  // Covers the imported positions.
 };
 
 struct StepLoopOptions {
@@ -74,20 +93,38 @@ class StepLoop {
   // Queues a request. InvalidArgument for an empty prompt, a prompt that leaves no room in the
   // context, bad token ids or bad sampling parameters; nothing is queued then.
   absl::StatusOr<int64_t> Add(GenerationRequest request);
-  // Ends a request early; it receives a last event with kCancelled. False if unknown.
-  bool Cancel(int64_t id);
+  // Queues a request whose first `imported_positions` tokens (prompt, then generated) will
+  // have their KV copied in by another thread: the returned blocks are reserved for it and the
+  // step loop does not touch them, nor schedule the request, until FinishImport(). Fails like
+  // Add(), or with ResourceExhausted if the blocks cannot be had.
+  absl::StatusOr<ImportSlot> AddImporting(GenerationRequest request, int32_t imported_positions);
+  // The import's KV is in place: the request joins the batch. False if unknown.
+  bool FinishImport(int64_t id);
+  // Ends a request early; it receives a last event with kCancelled (or kError with `error`).
+  // False if unknown.
+  bool Cancel(int64_t id, absl::Status error = absl::OkStatus());
+  // Frees the KV of a request that ended with kHandoff. False if unknown.
+  bool ReleaseHeld(int64_t id);
+  // Block table of a held request (empty if unknown). Stable until ReleaseHeld().
+  std::span<const kvcache::BlockId> HeldBlocks(int64_t id) const;
+  int32_t held() const { return static_cast<int32_t>(held_.size()); }
+  // Prompt tokens (and replayed tokens) not yet computed, over all live requests.
+  int64_t pending_prefill_tokens() const;
   // Runs one model step. Errors are bugs or resource failures for the whole step; requests
   // that fail alone get their own kError event instead.
   absl::Status Step();
-  bool HasWork() const { return !sequences_.empty(); }
+  // True while a live request can be stepped (imports in progress and held KV are not work).
+  bool HasWork() const { return static_cast<int32_t>(sequences_.size()) > importing_; }
   int32_t running() const { return static_cast<int32_t>(sequences_.size()); }
   const kvcache::BlockAllocator& allocator() const { return allocator_; }
+  kvcache::PagedKvCache& cache() { return *cache_; }
   const Model& model() const { return model_; }
 
  private:
   struct Sequence;
   StepLoop(Model& model, const Tokenizer& tokenizer, const StepLoopOptions& options,
            std::unique_ptr<kvcache::PagedKvCache> cache);
+  absl::StatusOr<std::unique_ptr<Sequence>> Validate(GenerationRequest request);
   bool EnsureBlocks(Sequence& seq, int32_t positions);
   void Finish(int64_t id, FinishReason reason, absl::Status error = absl::OkStatus());
   void Emit(Sequence& seq, int32_t token);
@@ -100,6 +137,8 @@ class StepLoop {
   int64_t next_id_ = 1;
   std::vector<int64_t> order_;  // Arrival order of live sequences.
   absl::flat_hash_map<int64_t, std::unique_ptr<Sequence>> sequences_;
+  absl::flat_hash_map<int64_t, std::vector<kvcache::BlockId>> held_;
+  int32_t importing_ = 0;
   std::vector<float> logits_;
 };
 

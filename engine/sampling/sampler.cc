@@ -14,6 +14,14 @@ Sampler::Sampler(const SamplingParams& params, std::span<const int32_t> prompt)
 
 void Sampler::Accept(int32_t token) { ++output_counts_[token]; }
 
+void Sampler::Replay(int32_t token) {
+  // Sample() draws one uniform double when it samples at all; with a 64-bit engine that is
+  // exactly one engine call.
+  static_assert(std::mt19937_64::word_size >= 53);
+  if (params_.temperature > 0.0f) rng_.discard(1);
+  Accept(token);
+}
+
 void Sampler::ApplyPenalties(std::span<float> logits) const {
   const int32_t vocab = static_cast<int32_t>(logits.size());
   auto repeat = [&](int32_t t) {

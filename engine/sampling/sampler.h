@@ -23,6 +23,10 @@ class Sampler {
   int32_t Sample(std::span<float> logits);
   // Records a generated token, for the penalties.
   void Accept(int32_t token);
+  // Records a token that an earlier run of this request sampled (a resumed or handed-off
+  // request): advances the generator exactly as Sample() did, then Accept()s it, so the
+  // following samples match an uninterrupted run.
+  void Replay(int32_t token);
 
  private:
   void ApplyPenalties(std::span<float> logits) const;

@@ -1,6 +1,7 @@
 #include "engine/runtime/step_loop.h"
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <map>
 
 #include "tests/engine/model_fixture.h"
@@ -170,6 +171,136 @@ TEST_CASE("StepLoop: a request the KV cache cannot hold fails alone with Resourc
   CHECK(r.finish == FinishReason::kError);
   CHECK(absl::IsResourceExhausted(r.error));
   CHECK(loop->allocator().num_free() == 2);
+}
+
+}  // namespace
+}  // namespace tessera::engine
+
+namespace tessera::engine {
+namespace {
+
+SamplingParams Seeded(int max_tokens) {
+  SamplingParams p = Greedy(max_tokens);
+  p.temperature = 0.9f;
+  p.top_p = 0.95f;
+  p.seed = 1234;
+  p.repetition_penalty = 1.1f;
+  return p;
+}
+
+TEST_CASE("StepLoop: a resumed request continues exactly where the first run stopped",
+          "[engine][runtime]") {
+  for (const SamplingParams& sampling : {Greedy(14), Seeded(14)}) {
+    INFO("temperature " << sampling.temperature);
+    Result whole;
+    auto loop = MakeLoop();
+    REQUIRE(loop->Add(Request("Tell me a story about a dragon:", sampling, &whole)).ok());
+    RunToCompletion(*loop);
+    REQUIRE(whole.tokens.size() == 14);
+
+    Result resumed;
+    GenerationRequest r = Request("Tell me a story about a dragon:", sampling, &resumed);
+    r.generated.assign(whole.tokens.begin(), whole.tokens.begin() + 5);
+    auto second = MakeLoop();
+    REQUIRE(second->Add(std::move(r)).ok());
+    RunToCompletion(*second);
+    CHECK(resumed.tokens == std::vector<int32_t>(whole.tokens.begin() + 5, whole.tokens.end()));
+    CHECK(resumed.usage.completion_tokens == 14);
+    // The resumed text is the tail of the whole text.
+    REQUIRE(resumed.text.size() <= whole.text.size());
+    CHECK(whole.text.substr(whole.text.size() - resumed.text.size()) == resumed.text);
+  }
+}
+
+TEST_CASE("StepLoop: KV handed from a prefill-only request to an importing one decodes the same",
+          "[engine][runtime]") {
+  const std::string prompt = "The three primary colours are";
+  Result whole;
+  {
+    auto loop = MakeLoop();
+    REQUIRE(loop->Add(Request(prompt, Greedy(10), &whole)).ok());
+    RunToCompletion(*loop);
+  }
+  // Prefill side, with small chunks so the prompt takes several steps.
+  StepLoopOptions small_steps;
+  small_steps.planner.max_tokens_per_step = 4;
+  auto prefill = MakeLoop(small_steps);
+  Result first;
+  GenerationRequest pr = Request(prompt, Greedy(10), &first);
+  pr.prefill_only = true;
+  const int32_t layers = prefill->model().config().num_layers;
+  std::vector<int32_t> ready(layers, 0);
+  bool monotonic = true;
+  pr.on_kv_ready = [&](int32_t layer, int32_t positions) {
+    if (positions < ready[layer]) monotonic = false;
+    ready[layer] = positions;
+  };
+  const int32_t prompt_size = static_cast<int32_t>(pr.prompt.size());
+  int64_t prefill_id = prefill->Add(std::move(pr)).value();
+  RunToCompletion(*prefill);
+  CHECK(monotonic);
+  for (int32_t layer = 0; layer < layers; ++layer) CHECK(ready[layer] == prompt_size);
+  CHECK(first.finish == FinishReason::kHandoff);
+  REQUIRE(first.tokens.size() == 1);
+  CHECK(first.tokens[0] == whole.tokens[0]);
+  CHECK(prefill->held() == 1);
+  std::span<const kvcache::BlockId> source = prefill->HeldBlocks(prefill_id);
+  REQUIRE_FALSE(source.empty());
+
+  // Decode side: import the prompt's KV, then decode from the first token on.
+  auto decode = MakeLoop();
+  Result rest;
+  GenerationRequest dr = Request(prompt, Greedy(10), &rest);
+  dr.generated = first.tokens;
+  ImportSlot slot = decode->AddImporting(std::move(dr), prompt_size).value();
+  REQUIRE(slot.blocks.size() == source.size());
+  CHECK_FALSE(decode->HasWork());  // Not schedulable until the import finishes.
+  const kvcache::KvCacheShape& shape = prefill->cache().shape();
+  const size_t block_bytes = static_cast<size_t>(shape.block_elements()) * sizeof(uint16_t);
+  for (int32_t layer = 0; layer < layers; ++layer) {
+    for (size_t b = 0; b < source.size(); ++b) {
+      std::memcpy(decode->cache().keys(layer, slot.blocks[b]), prefill->cache().keys(layer, source[b]),
+                  block_bytes);
+      std::memcpy(decode->cache().values(layer, slot.blocks[b]),
+                  prefill->cache().values(layer, source[b]), block_bytes);
+    }
+  }
+  REQUIRE(decode->FinishImport(slot.id));
+  RunToCompletion(*decode);
+  CHECK(rest.tokens == std::vector<int32_t>(whole.tokens.begin() + 1, whole.tokens.end()));
+  CHECK(decode->allocator().num_free() == decode->allocator().num_blocks());
+
+  CHECK(prefill->allocator().num_free() < prefill->allocator().num_blocks());
+  CHECK(prefill->ReleaseHeld(prefill_id));
+  CHECK_FALSE(prefill->ReleaseHeld(prefill_id));
+  CHECK(prefill->allocator().num_free() == prefill->allocator().num_blocks());
+}
+
+TEST_CASE("StepLoop: a prefill-only request that ends at its first token holds nothing",
+          "[engine][runtime]") {
+  auto loop = MakeLoop();
+  Result result;
+  GenerationRequest r = Request("Hello", Greedy(1), &result);
+  r.prefill_only = true;
+  REQUIRE(loop->Add(std::move(r)).ok());
+  RunToCompletion(*loop);
+  CHECK(result.finish == FinishReason::kLength);
+  CHECK(loop->held() == 0);
+  CHECK(loop->allocator().num_free() == loop->allocator().num_blocks());
+}
+
+TEST_CASE("StepLoop: cancelling an import frees its reserved blocks", "[engine][runtime]") {
+  auto loop = MakeLoop();
+  Result result;
+  GenerationRequest r = Request("Hello there, friend", Greedy(4), &result);
+  r.generated = {42};
+  ImportSlot slot = loop->AddImporting(std::move(r), 4).value();
+  CHECK(loop->allocator().num_free() < loop->allocator().num_blocks());
+  CHECK(loop->Cancel(slot.id, absl::UnavailableError("transfer failed")));
+  CHECK(result.finish == FinishReason::kError);
+  CHECK(result.error.code() == absl::StatusCode::kUnavailable);
+  CHECK(loop->allocator().num_free() == loop->allocator().num_blocks());
+  CHECK_FALSE(loop->FinishImport(slot.id));
 }
 
 }  // namespace
