@@ -4,10 +4,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/status_macros.h"
+#include "kvcache/shared_memory.h"
 
 namespace tessera::kvcache {
 
-absl::StatusOr<std::unique_ptr<PagedKvCache>> PagedKvCache::Create(const KvCacheShape& shape) {
+absl::Status ValidateKvCacheShape(const KvCacheShape& shape) {
   auto positive = [](const char* field, int64_t value) -> absl::Status {
     if (value > 0) return absl::OkStatus();
     return absl::InvalidArgumentError(
@@ -19,24 +21,43 @@ absl::StatusOr<std::unique_ptr<PagedKvCache>> PagedKvCache::Create(const KvCache
         positive("num_blocks", shape.num_blocks)}) {
     if (!s.ok()) return s;
   }
-  try {
-    return std::unique_ptr<PagedKvCache>(new PagedKvCache(shape));
-  } catch (const std::bad_alloc&) {
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<PagedKvCache>> PagedKvCache::Create(const KvCacheShape& shape,
+                                                                   bool shared) {
+  TESSERA_RETURN_IF_ERROR(ValidateKvCacheShape(shape));
+  const size_t bytes = KvCacheLayout{shape}.total_bytes();
+  if (shared) {
+    TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<SharedMemoryRegion> region,
+                             SharedMemoryRegion::Create("kv", bytes));
+    return std::unique_ptr<PagedKvCache>(new PagedKvCache(shape, nullptr, std::move(region)));
+  }
+  std::unique_ptr<uint8_t[]> storage(new (std::nothrow) uint8_t[bytes]());
+  if (storage == nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "cannot allocate ", shape.num_blocks, " KV blocks of ", shape.bytes_per_block(), " bytes"));
   }
+  return std::unique_ptr<PagedKvCache>(new PagedKvCache(shape, std::move(storage), nullptr));
 }
 
-PagedKvCache::PagedKvCache(const KvCacheShape& shape)
-    : shape_(shape),
-      keys_(static_cast<size_t>(shape.block_elements()) * shape.num_blocks * shape.num_layers),
-      values_(keys_.size()) {}
+PagedKvCache::PagedKvCache(const KvCacheShape& shape, std::unique_ptr<uint8_t[]> private_storage,
+                           std::unique_ptr<SharedMemoryRegion> shared_storage)
+    : layout_{shape},
+      private_storage_(std::move(private_storage)),
+      shared_storage_(std::move(shared_storage)),
+      base_(shared_storage_ ? shared_storage_->data() : private_storage_.get()) {}
 
-uint16_t* PagedKvCache::slot(std::vector<uint16_t>& pool, int32_t layer, BlockId block) {
-  TESSERA_DCHECK(layer >= 0 && layer < shape_.num_layers);
-  TESSERA_DCHECK(block >= 0 && block < shape_.num_blocks);
-  size_t index = (static_cast<size_t>(layer) * shape_.num_blocks + block) * shape_.block_elements();
-  return pool.data() + index;
+PagedKvCache::~PagedKvCache() = default;
+
+std::string PagedKvCache::shared_memory_name() const {
+  return shared_storage_ ? shared_storage_->name() : std::string();
+}
+
+int32_t PagedKvCache::Checked(int32_t layer, BlockId block) const {
+  TESSERA_DCHECK(layer >= 0 && layer < layout_.shape.num_layers);
+  TESSERA_DCHECK(block >= 0 && block < layout_.shape.num_blocks);
+  return layer;
 }
 
 }  // namespace tessera::kvcache

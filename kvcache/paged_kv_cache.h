@@ -3,6 +3,8 @@
 // the whole model. Within a layer, keys and values are separate arrays of
 // [block][position in block][kv head][head dim] in fp16 (as llama.cpp stores them), so one
 // layer's blocks can be copied out while later layers compute: the layer-by-layer KV handoff.
+// The storage is private memory, or a shared-memory region that other processes on the host
+// map read-only (see KvCacheLayout) to copy handed-off blocks out directly.
 // Thread-safety: the storage itself is not synchronized; the step loop that owns the cache
 // writes only the blocks of sequences in its batch.
 #ifndef TESSERA_KVCACHE_PAGED_KV_CACHE_H_
@@ -10,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -30,20 +33,59 @@ struct KvCacheShape {
   int64_t bytes_per_block() const { return block_elements() * 2 * 2 * num_layers; }
 };
 
+// Where a block's keys and values sit in the cache's storage: all layers' keys, then all
+// layers' values, each [layer][block][position][kv_dim]. Shared with readers in other
+// processes, which compute offsets into the mapped region with it.
+struct KvCacheLayout {
+  KvCacheShape shape;
+
+  size_t total_bytes() const { return 2 * half_elements() * sizeof(uint16_t); }
+  size_t keys_offset(int32_t layer, int32_t block) const {
+    return element_index(layer, block) * sizeof(uint16_t);
+  }
+  size_t values_offset(int32_t layer, int32_t block) const {
+    return (half_elements() + element_index(layer, block)) * sizeof(uint16_t);
+  }
+  size_t block_bytes() const { return static_cast<size_t>(shape.block_elements()) * 2; }
+
+ private:
+  size_t half_elements() const {
+    return static_cast<size_t>(shape.block_elements()) * shape.num_blocks * shape.num_layers;
+  }
+  size_t element_index(int32_t layer, int32_t block) const {
+    return (static_cast<size_t>(layer) * shape.num_blocks + block) * shape.block_elements();
+  }
+};
+
+// Checks every field of a shape (InvalidArgument names the bad one).
+absl::Status ValidateKvCacheShape(const KvCacheShape& shape);
+
+class SharedMemoryRegion;
+
 class PagedKvCache {
  public:
   // Validates the shape and allocates the blocks (InvalidArgument names a bad field,
-  // ResourceExhausted if the memory cannot be had).
-  static absl::StatusOr<std::unique_ptr<PagedKvCache>> Create(const KvCacheShape& shape);
+  // ResourceExhausted if the memory cannot be had). With `shared`, the storage is a
+  // shared-memory region whose name shared_memory_name() gives.
+  static absl::StatusOr<std::unique_ptr<PagedKvCache>> Create(const KvCacheShape& shape,
+                                                              bool shared = false);
+  ~PagedKvCache();
 
   PagedKvCache(const PagedKvCache&) = delete;
   PagedKvCache& operator=(const PagedKvCache&) = delete;
 
-  const KvCacheShape& shape() const { return shape_; }
+  const KvCacheShape& shape() const { return layout_.shape; }
+  const KvCacheLayout& layout() const { return layout_; }
+  // Empty unless created shared.
+  std::string shared_memory_name() const;
 
   // fp16 keys/values of one block in one layer: block_size rows of kv_dim elements.
-  uint16_t* keys(int32_t layer, BlockId block) { return slot(keys_, layer, block); }
-  uint16_t* values(int32_t layer, BlockId block) { return slot(values_, layer, block); }
+  uint16_t* keys(int32_t layer, BlockId block) {
+    return at(layout_.keys_offset(Checked(layer, block), block));
+  }
+  uint16_t* values(int32_t layer, BlockId block) {
+    return at(layout_.values_offset(Checked(layer, block), block));
+  }
   const uint16_t* keys(int32_t layer, BlockId block) const {
     return const_cast<PagedKvCache*>(this)->keys(layer, block);
   }
@@ -52,12 +94,15 @@ class PagedKvCache {
   }
 
  private:
-  explicit PagedKvCache(const KvCacheShape& shape);
-  uint16_t* slot(std::vector<uint16_t>& pool, int32_t layer, BlockId block);
+  PagedKvCache(const KvCacheShape& shape, std::unique_ptr<uint8_t[]> private_storage,
+               std::unique_ptr<SharedMemoryRegion> shared_storage);
+  int32_t Checked(int32_t layer, BlockId block) const;
+  uint16_t* at(size_t offset) { return reinterpret_cast<uint16_t*>(base_ + offset); }
 
-  KvCacheShape shape_;
-  std::vector<uint16_t> keys_;
-  std::vector<uint16_t> values_;
+  KvCacheLayout layout_;
+  std::unique_ptr<uint8_t[]> private_storage_;
+  std::unique_ptr<SharedMemoryRegion> shared_storage_;
+  uint8_t* base_;
 };
 
 }  // namespace tessera::kvcache
