@@ -59,13 +59,15 @@ struct StepLoop::Sequence {
         sampler(request.sampling, request.prompt),
         detokenizer(tokenizer),
         stop_matcher(request.sampling.stop) {
-    for (int32_t token : request.generated) {
-      tokens.push_back(token);
-      ++generated;
-      sampler.Replay(token);
-      absl::StatusOr<std::string> piece = detokenizer.Push(token);
-      if (piece.ok()) stop_matcher.Push(*piece);
-    }
+    for (int32_t token : request.generated) Replay(token);
+  }
+
+  void Replay(int32_t token) {
+    tokens.push_back(token);
+    ++generated;
+    sampler.Replay(token);
+    absl::StatusOr<std::string> piece = detokenizer.Push(token);
+    if (piece.ok()) stop_matcher.Push(*piece);
   }
 
   int32_t pending() const { return static_cast<int32_t>(tokens.size()) - computed; }
@@ -90,7 +92,8 @@ absl::StatusOr<std::unique_ptr<StepLoop>> StepLoop::Create(Model& model, const T
   }
   TESSERA_ASSIGN_OR_RETURN(
       std::unique_ptr<kvcache::PagedKvCache> cache,
-      kvcache::PagedKvCache::Create(KvShapeFor(config, o.block_size, o.num_blocks)));
+      kvcache::PagedKvCache::Create(KvShapeFor(config, o.block_size, o.num_blocks),
+                                    o.shared_kv_memory));
   return std::unique_ptr<StepLoop>(new StepLoop(model, tokenizer, o, std::move(cache)));
 }
 
@@ -143,33 +146,42 @@ absl::StatusOr<int64_t> StepLoop::Add(GenerationRequest request) {
   return id;
 }
 
-absl::StatusOr<ImportSlot> StepLoop::AddImporting(GenerationRequest request,
-                                                  int32_t imported_positions) {
+absl::StatusOr<ImportSlot> StepLoop::AddImporting(GenerationRequest request) {
   TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<Sequence> seq, Validate(std::move(request)));
-  if (imported_positions <= 0 || imported_positions >= static_cast<int32_t>(seq->tokens.size())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("imported positions ", imported_positions, " must lie in [1, ",
-                     seq->tokens.size(), ")"));
-  }
-  if (!EnsureBlocks(*seq, imported_positions)) {
+  const int32_t positions = static_cast<int32_t>(seq->tokens.size());
+  if (!EnsureBlocks(*seq, positions)) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("no room for ", imported_positions, " imported KV positions"));
+        absl::StrCat("no free KV blocks for ", positions, " imported positions"));
   }
-  seq->computed = imported_positions;
+  seq->computed = positions;
   seq->importing = true;
   ++importing_;
-  ImportSlot slot{seq->id, seq->blocks};
+  ImportSlot slot{seq->id, positions, seq->blocks};
   sequences_.emplace(seq->id, std::move(seq));
   order_.push_back(slot.id);
   return slot;
 }
 
-bool StepLoop::FinishImport(int64_t id) {
+absl::Status StepLoop::FinishImport(int64_t id, std::span<const int32_t> sampled) {
   auto it = sequences_.find(id);
-  if (it == sequences_.end() || !it->second->importing) return false;
-  it->second->importing = false;
+  if (it == sequences_.end() || !it->second->importing) {
+    return absl::NotFoundError(absl::StrCat("no import ", id, " in progress"));
+  }
+  Sequence& seq = *it->second;
+  if (sampled.empty()) return absl::InvalidArgumentError("an import needs its sampled tokens");
+  for (int32_t token : sampled) {
+    if (token < 0 || token >= model_.config().vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("sampled token ", token, " is outside the vocabulary"));
+    }
+  }
+  if (seq.tokens.size() + sampled.size() > static_cast<size_t>(model_.config().context_length) ||
+      seq.generated + static_cast<int32_t>(sampled.size()) >= seq.request.sampling.max_tokens) {
+    return absl::InvalidArgumentError("sampled tokens leave nothing to generate");
+  }
+  for (int32_t token : sampled) seq.Replay(token);
+  seq.importing = false;
   --importing_;
-  return true;
+  return absl::OkStatus();
 }
 
 bool StepLoop::Cancel(int64_t id, absl::Status error) {
@@ -322,7 +334,7 @@ absl::Status StepLoop::Step() {
         const Sequence& seq = *members[i];
         if (!seq.request.on_kv_ready) continue;
         seq.request.on_kv_ready(
-            layer, batch[i].start_pos + static_cast<int32_t>(batch[i].tokens.size()));
+            layer, batch[i].start_pos + static_cast<int32_t>(batch[i].tokens.size()), seq.blocks);
       }
     };
   }

@@ -65,19 +65,25 @@ struct GenerationRequest {
   // decoding, unless the request already ended there (EOS, stop string, max_tokens).
   bool prefill_only = false;
   // Called on the step thread after each layer of each step that computed this request's
-  // tokens: positions [0, positions_ready) of `layer` are final in the cache.
-  std::function<void(int32_t layer, int32_t positions_ready)> on_kv_ready;
+  // tokens: positions [0, positions_ready) of `layer` are final in the cache, in `blocks`.
+  std::function<void(int32_t layer, int32_t positions_ready,
+                     std::span<const kvcache::BlockId> blocks)>
+      on_kv_ready;
 };
 
-// A sequence whose first positions arrive from elsewhere (a KV handoff).
+// A sequence whose KV arrives from elsewhere (a KV handoff).
 struct ImportSlot {
   int64_t id = 0;
+  int32_t positions = 0;                 // Prompt plus generated tokens: all imported.
   std::vector<kvcache::BlockId> blocks;  // Covers the imported positions.
 };
 
 struct StepLoopOptions {
   int32_t block_size = 16;
   int32_t num_blocks = 0;  // 0: enough for max_sequences full contexts, capped at 1 GiB.
+  // Keep the KV cache in shared memory, so that decode workers on this host can copy handed-
+  // off blocks straight out of it.
+  bool shared_kv_memory = false;
   scheduler::StepPlannerOptions planner;
 };
 
@@ -93,13 +99,15 @@ class StepLoop {
   // Queues a request. InvalidArgument for an empty prompt, a prompt that leaves no room in the
   // context, bad token ids or bad sampling parameters; nothing is queued then.
   absl::StatusOr<int64_t> Add(GenerationRequest request);
-  // Queues a request whose first `imported_positions` tokens (prompt, then generated) will
-  // have their KV copied in by another thread: the returned blocks are reserved for it and the
-  // step loop does not touch them, nor schedule the request, until FinishImport(). Fails like
-  // Add(), or with ResourceExhausted if the blocks cannot be had.
-  absl::StatusOr<ImportSlot> AddImporting(GenerationRequest request, int32_t imported_positions);
-  // The import's KV is in place: the request joins the batch. False if unknown.
-  bool FinishImport(int64_t id);
+  // Queues a request whose tokens (prompt, then generated) will all have their KV copied in by
+  // another thread: the returned blocks are reserved for it and the step loop neither touches
+  // them nor schedules the request until FinishImport(). Fails like Add(), or with
+  // ResourceExhausted if the blocks cannot be had.
+  absl::StatusOr<ImportSlot> AddImporting(GenerationRequest request);
+  // The import's KV is in place and `sampled` (at least one token) are the tokens the source
+  // generated after it; they are replayed, not emitted, and the request joins the batch.
+  // NotFound if the request is unknown (cancelled meanwhile), InvalidArgument for bad tokens.
+  absl::Status FinishImport(int64_t id, std::span<const int32_t> sampled);
   // Ends a request early; it receives a last event with kCancelled (or kError with `error`).
   // False if unknown.
   bool Cancel(int64_t id, absl::Status error = absl::OkStatus());

@@ -231,7 +231,7 @@ TEST_CASE("StepLoop: KV handed from a prefill-only request to an importing one d
   const int32_t layers = prefill->model().config().num_layers;
   std::vector<int32_t> ready(layers, 0);
   bool monotonic = true;
-  pr.on_kv_ready = [&](int32_t layer, int32_t positions) {
+  pr.on_kv_ready = [&](int32_t layer, int32_t positions, std::span<const kvcache::BlockId>) {
     if (positions < ready[layer]) monotonic = false;
     ready[layer] = positions;
   };
@@ -251,8 +251,8 @@ TEST_CASE("StepLoop: KV handed from a prefill-only request to an importing one d
   auto decode = MakeLoop();
   Result rest;
   GenerationRequest dr = Request(prompt, Greedy(10), &rest);
-  dr.generated = first.tokens;
-  ImportSlot slot = decode->AddImporting(std::move(dr), prompt_size).value();
+  ImportSlot slot = decode->AddImporting(std::move(dr)).value();
+  CHECK(slot.positions == prompt_size);
   REQUIRE(slot.blocks.size() == source.size());
   CHECK_FALSE(decode->HasWork());  // Not schedulable until the import finishes.
   const kvcache::KvCacheShape& shape = prefill->cache().shape();
@@ -265,7 +265,7 @@ TEST_CASE("StepLoop: KV handed from a prefill-only request to an importing one d
                   prefill->cache().values(layer, source[b]), block_bytes);
     }
   }
-  REQUIRE(decode->FinishImport(slot.id));
+  REQUIRE(decode->FinishImport(slot.id, first.tokens).ok());
   RunToCompletion(*decode);
   CHECK(rest.tokens == std::vector<int32_t>(whole.tokens.begin() + 1, whole.tokens.end()));
   CHECK(decode->allocator().num_free() == decode->allocator().num_blocks());
@@ -293,14 +293,13 @@ TEST_CASE("StepLoop: cancelling an import frees its reserved blocks", "[engine][
   auto loop = MakeLoop();
   Result result;
   GenerationRequest r = Request("Hello there, friend", Greedy(4), &result);
-  r.generated = {42};
-  ImportSlot slot = loop->AddImporting(std::move(r), 4).value();
+  ImportSlot slot = loop->AddImporting(std::move(r)).value();
   CHECK(loop->allocator().num_free() < loop->allocator().num_blocks());
   CHECK(loop->Cancel(slot.id, absl::UnavailableError("transfer failed")));
   CHECK(result.finish == FinishReason::kError);
   CHECK(result.error.code() == absl::StatusCode::kUnavailable);
   CHECK(loop->allocator().num_free() == loop->allocator().num_blocks());
-  CHECK_FALSE(loop->FinishImport(slot.id));
+  CHECK(loop->FinishImport(slot.id, std::vector<int32_t>{42}).code() == absl::StatusCode::kNotFound);
 }
 
 }  // namespace
