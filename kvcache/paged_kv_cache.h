@@ -76,6 +76,9 @@ class PagedKvCache {
 
   const KvCacheShape& shape() const { return layout_.shape; }
   const KvCacheLayout& layout() const { return layout_; }
+  // The whole storage, laid out as layout() says.
+  uint8_t* data() { return base_; }
+  const uint8_t* data() const { return base_; }
   // Empty unless created shared.
   std::string shared_memory_name() const;
 

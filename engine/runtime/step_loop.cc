@@ -194,6 +194,11 @@ bool StepLoop::Cancel(int64_t id, absl::Status error) {
   return true;
 }
 
+void StepLoop::CancelAll(const absl::Status& error) {
+  std::vector<int64_t> ids = order_;
+  for (int64_t id : ids) Finish(id, FinishReason::kError, error);
+}
+
 bool StepLoop::ReleaseHeld(int64_t id) {
   auto it = held_.find(id);
   if (it == held_.end()) return false;

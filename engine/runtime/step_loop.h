@@ -111,6 +111,8 @@ class StepLoop {
   // Ends a request early; it receives a last event with kCancelled (or kError with `error`).
   // False if unknown.
   bool Cancel(int64_t id, absl::Status error = absl::OkStatus());
+  // Ends every live request with kError and `error` (a failed step).
+  void CancelAll(const absl::Status& error);
   // Frees the KV of a request that ended with kHandoff. False if unknown.
   bool ReleaseHeld(int64_t id);
   // Block table of a held request (empty if unknown). Stable until ReleaseHeld().

@@ -1,0 +1,67 @@
+#include "engine/server/step_thread.h"
+
+#include <iostream>
+
+namespace tessera::engine::server {
+
+StepThread::StepThread(std::unique_ptr<StepLoop> loop) : loop_(std::move(loop)) {
+  RefreshLoad();
+  thread_ = std::thread([this] { Run(); });
+}
+
+StepThread::~StepThread() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  thread_.join();
+}
+
+void StepThread::Post(std::function<void(StepLoop&)> task) {
+  absl::MutexLock lock(&mu_);
+  tasks_.push_back(std::move(task));
+}
+
+LoopLoad StepThread::load() const {
+  absl::MutexLock lock(&mu_);
+  return load_;
+}
+
+void StepThread::RefreshLoad() {
+  LoopLoad load;
+  load.running_sequences = loop_->running();
+  load.queued_prefill_tokens = loop_->pending_prefill_tokens();
+  load.free_kv_blocks = loop_->allocator().num_free();
+  load.total_kv_blocks = loop_->allocator().num_blocks();
+  load.held_handoffs = loop_->held();
+  absl::MutexLock lock(&mu_);
+  load_ = load;
+}
+
+void StepThread::Run() {
+  std::vector<std::function<void(StepLoop&)>> tasks;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      // Idle: sleep until a task arrives (or stop). Busy: just take what is there.
+      auto ready = [this] { return stop_ || !tasks_.empty(); };
+      if (!loop_->HasWork()) mu_.Await(absl::Condition(&ready));
+      if (stop_) return;
+      tasks.swap(tasks_);
+    }
+    for (auto& task : tasks) task(*loop_);
+    tasks.clear();
+    if (loop_->HasWork()) {
+      absl::Status status = loop_->Step();
+      if (!status.ok()) {
+        // A failed step is a bug or a resource failure for everyone in it: end them all with
+        // the error rather than retry forever.
+        std::cerr << "tessera worker: step failed: " << status << "\n";
+        loop_->CancelAll(status);
+      }
+    }
+    RefreshLoad();
+  }
+}
+
+}  // namespace tessera::engine::server

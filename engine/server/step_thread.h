@@ -1,0 +1,66 @@
+// The one thread that owns a worker's StepLoop (and through it the model and KV cache). RPC
+// handler threads never touch the loop: they post closures that run on the step thread
+// between steps, and receive their request's events through callbacks the loop invokes.
+// Thread-safety: thread-safe.
+#ifndef TESSERA_ENGINE_SERVER_STEP_THREAD_H_
+#define TESSERA_ENGINE_SERVER_STEP_THREAD_H_
+
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/runtime/step_loop.h"
+
+namespace tessera::engine::server {
+
+// A snapshot of the loop's load, refreshed after every step.
+struct LoopLoad {
+  int32_t running_sequences = 0;
+  int64_t queued_prefill_tokens = 0;
+  int32_t free_kv_blocks = 0;
+  int32_t total_kv_blocks = 0;
+  int32_t held_handoffs = 0;
+};
+
+class StepThread {
+ public:
+  explicit StepThread(std::unique_ptr<StepLoop> loop);
+  // Stops after the current step and joins. Requests still in the loop get no more events.
+  ~StepThread();
+  StepThread(const StepThread&) = delete;
+  StepThread& operator=(const StepThread&) = delete;
+
+  // Runs `task` on the step thread before its next step.
+  void Post(std::function<void(StepLoop&)> task);
+
+  // Runs `task` on the step thread and returns its result.
+  template <typename T>
+  T Call(std::function<T(StepLoop&)> task) {
+    std::promise<T> promise;
+    std::future<T> result = promise.get_future();
+    Post([&promise, &task](StepLoop& loop) { promise.set_value(task(loop)); });
+    return result.get();
+  }
+
+  LoopLoad load() const;
+
+ private:
+  void Run();
+  void RefreshLoad();
+
+  std::unique_ptr<StepLoop> loop_;  // Used only on thread_.
+  mutable absl::Mutex mu_;
+  std::vector<std::function<void(StepLoop&)>> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  LoopLoad load_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace tessera::engine::server
+
+#endif  // TESSERA_ENGINE_SERVER_STEP_THREAD_H_
