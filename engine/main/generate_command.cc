@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "engine/runtime/loaded_model.h"
+#include "nlohmann/json.hpp"
 #include "engine/runtime/step_loop.h"
 
 namespace tessera::engine {
@@ -34,6 +35,8 @@ GenerateCommand::GenerateCommand(CLI::App& app) {
       ->check(CLI::Range(0, 1024));
   command_->add_option("--block-size", block_size_, "Tokens per KV cache block")
       ->check(CLI::Range(1, 4096));
+  command_->add_flag("--json", json_,
+                     "Print one JSON object (text, token_ids, finish_reason) instead of streaming");
 }
 
 int GenerateCommand::Run() {
@@ -74,9 +77,16 @@ int GenerateCommand::Run() {
   GenerationRequest request;
   request.prompt = loaded->tokenizer->Encode(text, /*parse_special=*/chat_);
   request.sampling = sampling_;
+  std::string all_text;
+  std::vector<int32_t> token_ids;
   request.on_event = [&](const StreamEvent& event) {
-    std::fwrite(event.text.data(), 1, event.text.size(), stdout);
-    std::fflush(stdout);
+    token_ids.insert(token_ids.end(), event.token_ids.begin(), event.token_ids.end());
+    if (json_) {
+      all_text += event.text;
+    } else {
+      std::fwrite(event.text.data(), 1, event.text.size(), stdout);
+      std::fflush(stdout);
+    }
     if (event.finish_reason != FinishReason::kNone) {
       usage = event.usage;
       finish = event.finish_reason;
@@ -92,6 +102,13 @@ int GenerateCommand::Run() {
       std::fprintf(stderr, "\ntessera generate: %s\n", s.ToString().c_str());
       return 1;
     }
+  }
+  if (json_) {
+    nlohmann::json out = {{"text", all_text},
+                          {"token_ids", token_ids},
+                          {"finish_reason", std::string(FinishReasonName(finish))},
+                          {"prompt_tokens", usage.prompt_tokens}};
+    std::printf("%s", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   }
   std::printf("\n");
   std::fflush(stdout);  // The text ends before the statistics on stderr start.

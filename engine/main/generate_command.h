@@ -25,6 +25,7 @@ class GenerateCommand {
   std::string prompt_;
   std::string system_;
   bool chat_ = false;
+  bool json_ = false;
   int threads_ = 0;
   int block_size_ = 16;
   int64_t seed_ = -1;

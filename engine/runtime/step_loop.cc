@@ -231,7 +231,7 @@ bool StepLoop::EnsureBlocks(Sequence& seq, int32_t positions) {
   return true;
 }
 
-void StepLoop::Finish(int64_t id, FinishReason reason, absl::Status error) {
+void StepLoop::Finish(int64_t id, FinishReason reason, absl::Status error, StreamEvent last) {
   auto it = sequences_.find(id);
   TESSERA_CHECK(it != sequences_.end());
   std::unique_ptr<Sequence> seq = std::move(it->second);
@@ -244,10 +244,10 @@ void StepLoop::Finish(int64_t id, FinishReason reason, absl::Status error) {
     allocator_.Free(seq->blocks);
   }
 
-  StreamEvent event;
+  StreamEvent event = std::move(last);
   if (reason != FinishReason::kStop && reason != FinishReason::kHandoff) {
-    event.text = seq->detokenizer.Flush();
-    event.text = seq->stop_matcher.Push(event.text) + seq->stop_matcher.Flush();
+    std::string rest = seq->detokenizer.Flush();
+    event.text += seq->stop_matcher.Push(rest) + seq->stop_matcher.Flush();
   }
   event.finish_reason = reason;
   event.error = std::move(error);
@@ -287,10 +287,12 @@ void StepLoop::Emit(Sequence& seq, int32_t token) {
   } else if (seq.request.prefill_only) {
     reason = FinishReason::kHandoff;
   }
-  if (seq.request.on_event && (!event.text.empty() || reason == FinishReason::kNone)) {
-    seq.request.on_event(event);
+  if (reason == FinishReason::kNone) {
+    if (seq.request.on_event) seq.request.on_event(event);
+  } else {
+    // The last token travels in the final event, so every sampled id is reported.
+    Finish(seq.id, reason, absl::OkStatus(), std::move(event));
   }
-  if (reason != FinishReason::kNone) Finish(seq.id, reason);
 }
 
 absl::Status StepLoop::Step() {

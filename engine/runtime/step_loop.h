@@ -136,7 +136,9 @@ class StepLoop {
            std::unique_ptr<kvcache::PagedKvCache> cache);
   absl::StatusOr<std::unique_ptr<Sequence>> Validate(GenerationRequest request);
   bool EnsureBlocks(Sequence& seq, int32_t positions);
-  void Finish(int64_t id, FinishReason reason, absl::Status error = absl::OkStatus());
+  // `last` carries the token ids and text of the step that ended the request.
+  void Finish(int64_t id, FinishReason reason, absl::Status error = absl::OkStatus(),
+              StreamEvent last = {});
   void Emit(Sequence& seq, int32_t token);
 
   Model& model_;

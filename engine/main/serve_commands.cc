@@ -1,0 +1,293 @@
+#include "engine/main/serve_commands.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "engine/runtime/loaded_model.h"
+#include "engine/server/shutdown_signal.h"
+#include "tessera/v1/admin.grpc.pb.h"
+
+namespace tessera::engine {
+namespace {
+
+int Fail(absl::string_view command, const absl::Status& status) {
+  std::fprintf(stderr, "tessera %s: %s\n", std::string(command).c_str(), status.ToString().c_str());
+  return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+absl::StatusOr<tessera::v1::ListWorkersResponse> ListWorkers(const std::string& router) {
+  auto stub = tessera::v1::Admin::NewStub(
+      grpc::CreateChannel(router, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  tessera::v1::ListWorkersResponse response;
+  grpc::Status status = stub->ListWorkers(&context, {}, &response);
+  if (!status.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("router at ", router, ": ", status.error_message()));
+  }
+  return response;
+}
+
+}  // namespace
+
+RouterCommand::RouterCommand(CLI::App& app) {
+  command_ = app.add_subcommand("router", "Run the router: the gRPC, HTTP and admin front door");
+  options_.model_path = DefaultModelPath();
+  command_->add_option("--model", options_.model_path, "GGUF model file (tokenizer and facts)")
+      ->check(CLI::ExistingFile);
+  command_->add_option("--grpc", options_.grpc_address, "gRPC listen address");
+  command_->add_option("--http", options_.http_address, "HTTP listen address (empty: none)");
+  command_->add_option("--max-in-flight", options_.frontend.max_in_flight,
+                       "Requests in flight before RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(1, 1 << 20));
+  command_->add_option("--heartbeat-timeout-ms", heartbeat_timeout_ms_,
+                       "Drop a worker after this long without a heartbeat")
+      ->check(CLI::Range(100, 600000));
+}
+
+int RouterCommand::Run() {
+  options_.registry.heartbeat_timeout = std::chrono::milliseconds(heartbeat_timeout_ms_);
+  absl::Status status = server::RunRouter(options_);
+  return status.ok() ? 0 : Fail("router", status);
+}
+
+WorkerCommand::WorkerCommand(CLI::App& app) {
+  command_ = app.add_subcommand("worker", "Run a prefill, decode or colocated worker");
+  options_.model_path = DefaultModelPath();
+  command_->add_option("--model", options_.model_path, "GGUF model file")
+      ->check(CLI::ExistingFile);
+  command_->add_option("--role", role_, "prefill, decode or both")
+      ->check(CLI::IsMember({"prefill", "decode", "both"}));
+  command_->add_option("--router", options_.router_address, "Router gRPC address")->required();
+  command_->add_option("--listen", options_.listen_address, "Listen address (port 0: any)");
+  command_->add_option("--advertise-host", options_.advertise_host,
+                       "Host name other processes reach this worker at");
+  command_->add_option("--threads", options_.threads, "Compute threads (0: one per core)")
+      ->check(CLI::Range(0, 1024));
+  command_->add_option("--block-size", options_.loop.block_size, "Tokens per KV block")
+      ->check(CLI::Range(1, 4096));
+  command_->add_option("--kv-blocks", options_.loop.num_blocks, "KV blocks (0: automatic)")
+      ->check(CLI::Range(0, 1 << 24));
+  command_->add_option("--max-batch", options_.loop.planner.max_sequences_per_step,
+                       "Sequences per step at most")
+      ->check(CLI::Range(1, 4096));
+  command_->add_option("--step-tokens", options_.loop.planner.max_tokens_per_step,
+                       "Token budget per step (chunked prefill)")
+      ->check(CLI::Range(1, 1 << 20));
+  command_->add_option("--max-requests", options_.max_requests,
+                       "Requests in flight before RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(1, 1 << 20));
+  command_->add_flag("--network-kv", options_.force_network_kv,
+                     "Move KV over gRPC even between processes on one host");
+}
+
+int WorkerCommand::Run() {
+  absl::StatusOr<tessera::internal::v1::WorkerRole> role = server::ParseWorkerRole(role_);
+  if (!role.ok()) return Fail("worker", role.status());
+  options_.role = *role;
+  absl::Status status = server::RunWorker(options_);
+  return status.ok() ? 0 : Fail("worker", status);
+}
+
+ServeCommand::ServeCommand(CLI::App& app) {
+  command_ = app.add_subcommand(
+      "serve", "Run a whole deployment on this host: a router and prefill/decode workers");
+  model_path_ = DefaultModelPath();
+  command_->add_option("--model", model_path_, "GGUF model file")->check(CLI::ExistingFile);
+  command_->add_option("--grpc", grpc_address_, "gRPC listen address");
+  command_->add_option("--http", http_address_, "HTTP listen address");
+  command_->add_option("--prefill", prefill_, "Prefill workers")->check(CLI::Range(0, 64));
+  command_->add_option("--decode", decode_, "Decode workers")->check(CLI::Range(0, 64));
+  command_->add_option("--both", both_, "Colocated (prefill and decode) workers")
+      ->check(CLI::Range(0, 64));
+  command_->add_option("--worker-threads", worker_threads_,
+                       "Compute threads per worker (0: the cores shared among the workers)")
+      ->check(CLI::Range(0, 1024));
+  command_->add_option("--max-in-flight", max_in_flight_, "Router admission bound")
+      ->check(CLI::Range(1, 1 << 20));
+  command_->add_flag("--network-kv", network_kv_,
+                     "Move KV over gRPC even though the workers share this host");
+}
+
+int ServeCommand::Run() {
+  const int workers = prefill_ + decode_ + both_;
+  if (workers == 0) {
+    std::fprintf(stderr, "tessera serve: --prefill, --decode and --both are all 0\n");
+    return 2;
+  }
+  if ((prefill_ > 0) != (decode_ > 0) && both_ == 0) {
+    std::fprintf(stderr,
+                 "tessera serve: a disaggregated deployment needs both --prefill and --decode "
+                 "workers (or use --both)\n");
+    return 2;
+  }
+  server::InstallShutdownSignalHandlers();
+  int threads = worker_threads_;
+  if (threads == 0) {
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / workers);
+  }
+  const std::string self = "/proc/self/exe";
+  auto spawn = [&](std::vector<std::string> args) -> pid_t {
+    pid_t pid = fork();
+    if (pid == 0) {
+      // Children take SIGINT/SIGTERM from serve, not from the terminal's process group.
+      setpgid(0, 0);
+      std::vector<char*> argv;
+      std::string name = "tessera";
+      argv.push_back(name.data());
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(self.c_str(), argv.data());
+      std::perror("tessera serve: exec");
+      _exit(127);
+    }
+    return pid;
+  };
+  std::vector<pid_t> worker_pids;
+  pid_t router = spawn({"router", "--model", model_path_, "--grpc", grpc_address_, "--http",
+                        http_address_, "--max-in-flight", std::to_string(max_in_flight_)});
+  auto start_workers = [&](const char* role, int count) {
+    for (int i = 0; i < count; ++i) {
+      std::vector<std::string> args = {"worker", "--role", role, "--router", grpc_address_,
+                                       "--model", model_path_, "--threads",
+                                       std::to_string(threads)};
+      if (network_kv_) args.push_back("--network-kv");
+      worker_pids.push_back(spawn(args));
+    }
+  };
+  start_workers("prefill", prefill_);
+  start_workers("decode", decode_);
+  start_workers("both", both_);
+
+  // Ready when every worker has registered.
+  bool ready = false;
+  for (int i = 0; i < 600 && !server::ShutdownRequested(); ++i) {
+    absl::StatusOr<tessera::v1::ListWorkersResponse> list = ListWorkers(grpc_address_);
+    if (list.ok() && list->workers_size() >= workers) {
+      ready = true;
+      break;
+    }
+    int status = 0;
+    if (waitpid(router, &status, WNOHANG) == router) {
+      std::fprintf(stderr, "tessera serve: the router exited during start-up\n");
+      router = -1;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (ready) {
+    std::printf("tessera serve: ready (%d prefill, %d decode, %d colocated workers)\n", prefill_,
+                decode_, both_);
+    std::printf("  gRPC  %s  (tessera.v1.Inference, tessera.v1.Admin, health, reflection)\n",
+                grpc_address_.c_str());
+    std::printf("  HTTP  http://%s/v1  (OpenAI-compatible; /health, /metrics)\n",
+                http_address_.c_str());
+    std::fflush(stdout);
+  }
+  while (ready && !server::ShutdownRequested()) {
+    int status = 0;
+    pid_t done = waitpid(-1, &status, WNOHANG);
+    if (done == router) {
+      std::fprintf(stderr, "tessera serve: the router exited; stopping\n");
+      router = -1;
+      break;
+    }
+    if (done > 0) {
+      std::fprintf(stderr, "tessera serve: worker pid %d exited (%s %d)\n", done,
+                   WIFSIGNALED(status) ? "signal" : "status",
+                   WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+      std::erase(worker_pids, done);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  // Workers first (they deregister and finish their requests), then the router.
+  for (pid_t pid : worker_pids) kill(pid, SIGTERM);
+  for (pid_t pid : worker_pids) {
+    int status = 0;
+    for (int i = 0; i < 100 && waitpid(pid, &status, WNOHANG) == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (kill(pid, 0) == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+    }
+  }
+  if (router > 0) {
+    kill(router, SIGTERM);
+    int status = 0;
+    waitpid(router, &status, 0);
+  }
+  std::fprintf(stderr, "tessera serve: stopped\n");
+  return ready ? 0 : 1;
+}
+
+AdminCommand::AdminCommand(CLI::App& app) {
+  command_ = app.add_subcommand("admin", "Operate a running deployment");
+  command_->require_subcommand(1);
+  command_->fallthrough();  // --router may come after the subcommand too.
+  command_->add_option("--router", router_, "Router gRPC address");
+  workers_ = command_->add_subcommand("workers", "List the workers with their load");
+  workers_->add_flag("--json", json_, "Print JSON");
+  drain_ = command_->add_subcommand(
+      "drain", "Stop sending work to a worker; it finishes its requests and exits");
+  drain_->add_option("worker", worker_, "Worker id or address")->required();
+}
+
+int AdminCommand::Run() {
+  if (workers_->parsed()) {
+    absl::StatusOr<tessera::v1::ListWorkersResponse> list = ListWorkers(router_);
+    if (!list.ok()) return Fail("admin", list.status());
+    if (json_) {
+      std::printf("[");
+      for (int i = 0; i < list->workers_size(); ++i) {
+        const auto& w = list->workers(i);
+        std::printf("%s{\"worker_id\":\"%s\",\"role\":\"%s\",\"address\":\"%s\",\"state\":\"%s\","
+                    "\"running\":%d,\"queued_prefill_tokens\":%lld,\"free_kv_blocks\":%d,"
+                    "\"total_kv_blocks\":%d,\"in_flight\":%d,\"pid\":%lld}",
+                    i ? "," : "", w.worker_id().c_str(), w.role().c_str(), w.address().c_str(),
+                    w.state().c_str(), w.running_sequences(),
+                    static_cast<long long>(w.queued_prefill_tokens()), w.free_kv_blocks(),
+                    w.total_kv_blocks(), w.in_flight(), static_cast<long long>(w.pid()));
+      }
+      std::printf("]\n");
+      return 0;
+    }
+    std::printf("%-12s %-8s %-22s %-9s %8s %8s %10s %10s %6s\n", "WORKER", "ROLE", "ADDRESS",
+                "STATE", "RUNNING", "QUEUED", "KV USED", "IN FLIGHT", "PID");
+    for (const auto& w : list->workers()) {
+      std::string kv = absl::StrCat(w.total_kv_blocks() - w.free_kv_blocks(), "/",
+                                    w.total_kv_blocks());
+      std::printf("%-12s %-8s %-22s %-9s %8d %8lld %10s %10d %6lld\n", w.worker_id().c_str(),
+                  w.role().c_str(), w.address().c_str(), w.state().c_str(), w.running_sequences(),
+                  static_cast<long long>(w.queued_prefill_tokens()), kv.c_str(), w.in_flight(),
+                  static_cast<long long>(w.pid()));
+    }
+    return 0;
+  }
+  auto stub = tessera::v1::Admin::NewStub(
+      grpc::CreateChannel(router_, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  tessera::v1::DrainWorkerRequest request;
+  request.set_worker_id(worker_);
+  tessera::v1::DrainWorkerResponse response;
+  grpc::Status status = stub->DrainWorker(&context, request, &response);
+  if (!status.ok()) {
+    std::fprintf(stderr, "tessera admin: %s\n", status.error_message().c_str());
+    return status.error_code() == grpc::StatusCode::NOT_FOUND ? 2 : 1;
+  }
+  std::printf("draining %s\n", worker_.c_str());
+  return 0;
+}
+
+}  // namespace tessera::engine

@@ -1,0 +1,265 @@
+#include "engine/server/dispatcher.h"
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "engine/server/proto_convert.h"
+#include "tessera/internal/v1/worker.grpc.pb.h"
+
+namespace tessera::engine::server {
+namespace {
+
+using tessera::internal::v1::DecodeEvent;
+using tessera::internal::v1::DecodeRequest;
+using tessera::internal::v1::PrefillClientMessage;
+using tessera::internal::v1::PrefillServerMessage;
+using tessera::internal::v1::TokenEvent;
+using Clock = std::chrono::steady_clock;
+
+// Whether a worker call's failure is the worker's (try elsewhere and count it against the
+// worker) rather than the request's own.
+bool WorkerFault(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kNotFound:  // A handoff the prefill worker no longer has.
+    case absl::StatusCode::kCancelled:  // The worker shut down under the call.
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool Retryable(absl::StatusCode code) {
+  return WorkerFault(code) || code == absl::StatusCode::kResourceExhausted;
+}
+
+}  // namespace
+
+struct Dispatcher::Attempt {
+  const DispatchJob& job;
+  OutputSink& sink;
+  grpc::ServerContext* parent;
+  absl::Duration timeout;
+  int32_t index = 0;
+  std::vector<int32_t> generated;  // Streamed to the client so far.
+  bool finished = false;
+  bool client_gone = false;
+  double ttft_ms = 0;
+
+  std::unique_ptr<grpc::ClientContext> NewContext(absl::Duration cap) const {
+    std::unique_ptr<grpc::ClientContext> context =
+        parent != nullptr ? grpc::ClientContext::FromServerContext(*parent)
+                          : std::make_unique<grpc::ClientContext>();
+    auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(cap);
+    if (parent == nullptr || parent->deadline() > deadline) context->set_deadline(deadline);
+    return context;
+  }
+
+  tessera::internal::v1::WorkRequest Work(const std::string& id) const {
+    tessera::internal::v1::WorkRequest work;
+    work.set_request_id(id);
+    for (int32_t t : job.prompt) work.add_prompt(t);
+    for (int32_t t : generated) work.add_generated(t);
+    SamplingToProto(job.sampling, work.mutable_sampling());
+    return work;
+  }
+
+  // Forwards a worker's event to the client. False if the client is gone.
+  bool Emit(const TokenEvent& event) {
+    OutputEvent out;
+    out.token_ids.assign(event.token_ids().begin(), event.token_ids().end());
+    out.text = event.text();
+    if (ttft_ms == 0 && !out.token_ids.empty()) {
+      ttft_ms = std::chrono::duration<double, std::milli>(Clock::now() - job.arrival).count();
+    }
+    generated.insert(generated.end(), out.token_ids.begin(), out.token_ids.end());
+    if (!event.finish_reason().empty()) {
+      out.finish_reason = event.finish_reason();
+      out.usage.prompt_tokens = static_cast<int32_t>(job.prompt.size());
+      out.usage.completion_tokens = static_cast<int32_t>(generated.size());
+      out.usage.cached_tokens = event.usage().cached_tokens();
+      out.usage.time_to_first_token_ms = ttft_ms;
+      finished = true;
+    }
+    if (out.token_ids.empty() && out.text.empty() && out.finish_reason.empty()) return true;
+    if (!sink.Send(out)) client_gone = true;
+    return !client_gone;
+  }
+
+  bool Cancelled() const { return client_gone || (parent != nullptr && parent->IsCancelled()); }
+};
+
+absl::Status Dispatcher::Run(const DispatchJob& job, OutputSink& sink,
+                             grpc::ServerContext* parent) {
+  Attempt attempt{.job = job, .sink = sink, .parent = parent, .timeout = options_.request_timeout,
+                  .index = 0, .generated = {}, .finished = false, .client_gone = false,
+                  .ttft_ms = 0};
+  absl::Status last = absl::UnavailableError("no attempt was made");
+  for (attempt.index = 0; attempt.index < options_.max_attempts; ++attempt.index) {
+    const bool disaggregated =
+        registry_.Has(WorkerNeed::kPrefill) && registry_.Has(WorkerNeed::kDecode);
+    if (!disaggregated && !registry_.Has(WorkerNeed::kColocated)) {
+      return absl::UnavailableError(
+          "no worker can serve: the router has neither a prefill and a decode worker nor a "
+          "colocated (--role both) worker");
+    }
+    last = disaggregated ? RunDisaggregated(attempt) : RunColocated(attempt);
+    if (last.ok()) return last;
+    if (attempt.Cancelled()) return absl::CancelledError("the client cancelled the request");
+    if (!Retryable(last.code())) return last;
+  }
+  if (last.code() == absl::StatusCode::kResourceExhausted) return last;
+  return absl::UnavailableError(absl::StrCat("request ", job.request_id, " failed after ",
+                                             options_.max_attempts, " attempts; last: ",
+                                             last.message()));
+}
+
+absl::Status Dispatcher::RunColocated(Attempt& attempt) {
+  absl::StatusOr<WorkerLease> worker = registry_.Acquire(
+      WorkerNeed::kColocated, static_cast<int64_t>(attempt.job.prompt.size()));
+  if (!worker.ok()) return worker.status();
+  auto stub = tessera::internal::v1::Worker::NewStub(channels_.Get(worker->address()));
+  std::unique_ptr<grpc::ClientContext> context = attempt.NewContext(attempt.timeout);
+  DecodeRequest request;
+  *request.mutable_work() = attempt.Work(absl::StrCat(attempt.job.request_id, "/", attempt.index));
+  std::unique_ptr<grpc::ClientReader<DecodeEvent>> reader = stub->Decode(context.get(), request);
+  DecodeEvent event;
+  while (reader->Read(&event)) {
+    if (event.has_tokens() && !attempt.Emit(event.tokens())) context->TryCancel();
+  }
+  absl::Status status = FromGrpcStatus(reader->Finish());
+  if (attempt.finished && status.ok()) {
+    worker->Succeeded();
+    return absl::OkStatus();
+  }
+  if (status.ok()) status = absl::UnavailableError("worker ended the stream without finishing");
+  if (WorkerFault(status.code()) && !attempt.Cancelled()) worker->Failed();
+  return absl::Status(status.code(), absl::StrCat("worker ", worker->worker_id(), ": ",
+                                                  status.message()));
+}
+
+absl::Status Dispatcher::RunDisaggregated(Attempt& attempt) {
+  const int64_t prompt_tokens = static_cast<int64_t>(attempt.job.prompt.size());
+  absl::StatusOr<WorkerLease> prefill = registry_.Acquire(WorkerNeed::kPrefill, prompt_tokens);
+  if (!prefill.ok()) return prefill.status();
+  const std::string handoff_id = absl::StrCat(attempt.job.request_id, "/", attempt.index);
+  const tessera::internal::v1::WorkRequest work = attempt.Work(handoff_id);
+
+  auto prefill_stub = tessera::internal::v1::Worker::NewStub(channels_.Get(prefill->address()));
+  std::unique_ptr<grpc::ClientContext> prefill_context =
+      attempt.NewContext(std::min(attempt.timeout, options_.handoff_lease));
+  auto prefill_stream = prefill_stub->Prefill(prefill_context.get());
+  {
+    PrefillClientMessage message;
+    *message.mutable_request() = work;
+    prefill_stream->Write(message);
+  }
+  auto prefill_failed = [&](absl::string_view what) {
+    prefill_context->TryCancel();
+    absl::Status status = FromGrpcStatus(prefill_stream->Finish());
+    if (status.ok()) status = absl::UnavailableError("prefill stream ended early");
+    if (WorkerFault(status.code()) && !attempt.Cancelled()) prefill->Failed();
+    return absl::Status(status.code(), absl::StrCat(what, " on prefill worker ",
+                                                    prefill->worker_id(), ": ", status.message()));
+  };
+
+  bool have_first = false;
+  absl::flat_hash_set<std::string> tried_decoders;
+  absl::Status last_decode_error = absl::UnavailableError("no decode worker was tried");
+  for (int32_t handoff = 0; handoff < options_.max_handoff_attempts; ++handoff) {
+    absl::StatusOr<WorkerLease> decode =
+        registry_.Acquire(WorkerNeed::kDecode, prompt_tokens, tried_decoders);
+    if (!decode.ok()) {
+      last_decode_error = decode.status();
+      break;
+    }
+    tried_decoders.insert(decode->worker_id());
+    // The decode call starts before the first token is read, so the decode worker pulls the
+    // KV layer by layer while the prefill is still computing.
+    auto decode_stub = tessera::internal::v1::Worker::NewStub(channels_.Get(decode->address()));
+    std::unique_ptr<grpc::ClientContext> decode_context = attempt.NewContext(attempt.timeout);
+    DecodeRequest request;
+    *request.mutable_work() = work;
+    request.mutable_kv_source()->set_address(prefill->address());
+    request.mutable_kv_source()->set_handoff_id(handoff_id);
+    request.mutable_kv_source()->set_host_id(prefill->host_id());
+    auto reader = decode_stub->Decode(decode_context.get(), request);
+
+    if (!have_first) {
+      PrefillServerMessage first;
+      if (!prefill_stream->Read(&first)) {
+        decode_context->TryCancel();
+        reader->Finish();
+        return prefill_failed("prefill");
+      }
+      have_first = true;
+      if (!attempt.Emit(first.first())) {
+        decode_context->TryCancel();
+        prefill_context->TryCancel();
+        reader->Finish();
+        prefill_stream->Finish();
+        return absl::CancelledError("the client went away");
+      }
+      if (!first.kv_held()) {  // The request ended with its first token.
+        decode_context->TryCancel();
+        reader->Finish();
+        prefill_stream->WritesDone();
+        prefill_stream->Finish();
+        prefill->Succeeded();
+        return attempt.finished ? absl::OkStatus()
+                                : absl::InternalError("prefill ended without a finish reason");
+      }
+    }
+
+    DecodeEvent event;
+    if (!reader->Read(&event) || !event.kv_imported()) {
+      decode_context->TryCancel();
+      absl::Status status = FromGrpcStatus(reader->Finish());
+      if (status.ok()) status = absl::UnavailableError("decode stream ended before the KV arrived");
+      if (attempt.Cancelled()) {
+        prefill_context->TryCancel();
+        prefill_stream->Finish();
+        return absl::CancelledError("the client cancelled the request");
+      }
+      if (WorkerFault(status.code())) decode->Failed();
+      last_decode_error = absl::Status(
+          status.code(), absl::StrCat("KV handoff to decode worker ", decode->worker_id(), ": ",
+                                      status.message()));
+      if (!Retryable(status.code())) break;
+      continue;  // The prefill worker still holds the KV: try another decode worker.
+    }
+    // The decode worker has the KV: the prefill worker may free it.
+    {
+      PrefillClientMessage release;
+      release.set_release(true);
+      prefill_stream->Write(release);
+      prefill_stream->WritesDone();
+      prefill_stream->Finish();
+      prefill->Succeeded();
+    }
+    while (reader->Read(&event)) {
+      if (event.has_tokens() && !attempt.Emit(event.tokens())) decode_context->TryCancel();
+    }
+    absl::Status status = FromGrpcStatus(reader->Finish());
+    if (attempt.finished && status.ok()) {
+      decode->Succeeded();
+      return absl::OkStatus();
+    }
+    if (status.ok()) status = absl::UnavailableError("decode stream ended without finishing");
+    if (WorkerFault(status.code()) && !attempt.Cancelled()) decode->Failed();
+    // Mid-stream: the KV is gone from the prefill worker; the caller resumes from the prompt
+    // plus what was streamed.
+    return absl::Status(status.code(), absl::StrCat("decode worker ", decode->worker_id(), ": ",
+                                                    status.message()));
+  }
+  // No decode worker took the KV: let it go.
+  prefill_context->TryCancel();
+  prefill_stream->Finish();
+  return last_decode_error;
+}
+
+}  // namespace tessera::engine::server

@@ -1,0 +1,70 @@
+// What the router's gRPC and HTTP edges share: the model's identity and tokenizer, request
+// validation (every bad input becomes InvalidArgument naming its field), admission control
+// (a bounded number of requests in flight; past it, ResourceExhausted at once), and the
+// dispatcher that runs admitted requests on the workers.
+// Thread-safety: thread-safe.
+#ifndef TESSERA_ENGINE_SERVER_FRONTEND_H_
+#define TESSERA_ENGINE_SERVER_FRONTEND_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/gguf/gguf_file.h"
+#include "engine/server/dispatcher.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "tessera/v1/inference.pb.h"
+
+namespace tessera::engine::server {
+
+struct FrontendOptions {
+  int32_t max_in_flight = 256;
+  int64_t max_request_bytes = 4 << 20;
+};
+
+class Frontend {
+ public:
+  // Loads the tokenizer and model facts (not the weights) from the GGUF file.
+  static absl::StatusOr<std::unique_ptr<Frontend>> Create(const std::string& model_path,
+                                                          Dispatcher& dispatcher,
+                                                          const FrontendOptions& options);
+
+  const std::string& model_id() const { return model_id_; }
+  int32_t context_length() const { return context_length_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const GgufFile& gguf() const { return *file_; }
+
+  // Validates and tokenizes a request.
+  absl::StatusOr<DispatchJob> Prepare(const tessera::v1::GenerateRequest& request) const;
+  // InvalidArgument unless `model` is empty or this router's model.
+  absl::Status CheckModel(absl::string_view model) const;
+
+  // Admits, runs and releases one request (ResourceExhausted when full).
+  absl::Status Run(const DispatchJob& job, OutputSink& sink, grpc::ServerContext* parent);
+
+  int32_t in_flight() const { return in_flight_.load(); }
+  const FrontendOptions& options() const { return options_; }
+
+ private:
+  Frontend(Dispatcher& dispatcher, const FrontendOptions& options)
+      : dispatcher_(dispatcher), options_(options) {}
+
+  Dispatcher& dispatcher_;
+  const FrontendOptions options_;
+  std::unique_ptr<GgufFile> file_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::string model_id_;
+  std::string id_prefix_;
+  int32_t context_length_ = 0;
+  std::atomic<int32_t> in_flight_{0};
+  mutable std::atomic<int64_t> next_request_{1};
+};
+
+// The model id a GGUF path is served under: its file name without ".gguf".
+std::string ModelIdFromPath(const std::string& path);
+
+}  // namespace tessera::engine::server
+
+#endif  // TESSERA_ENGINE_SERVER_FRONTEND_H_

@@ -1,0 +1,58 @@
+#include "engine/server/router_process.h"
+
+#include <iostream>
+#include <thread>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "engine/server/channel_pool.h"
+#include "engine/server/router_services.h"
+#include "engine/server/shutdown_signal.h"
+
+namespace tessera::engine::server {
+
+absl::Status RunRouter(const RouterOptions& options) {
+  InstallShutdownSignalHandlers();
+  WorkerRegistry registry(options.registry);
+  ChannelPool channels;
+  Dispatcher dispatcher(registry, channels, options.dispatcher);
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<Frontend> frontend,
+                           Frontend::Create(options.model_path, dispatcher, options.frontend));
+
+  InferenceService inference(*frontend);
+  AdminService admin(registry);
+  ControlService control(registry);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.grpc_address, grpc::InsecureServerCredentials(), &port);
+  // Oversized requests reach the handler, which refuses them with InvalidArgument naming the
+  // limit, rather than being cut off by the transport.
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::max<int64_t>(options.frontend.max_request_bytes * 4, 16 << 20)));
+  builder.RegisterService(&inference);
+  builder.RegisterService(&admin);
+  builder.RegisterService(&control);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.grpc_address));
+  }
+  std::cerr << "tessera router: gRPC on " << options.grpc_address << " serving "
+            << frontend->model_id() << std::endl;
+
+  while (!ShutdownRequested()) {
+    for (const std::string& id : registry.Reap()) {
+      std::cerr << "tessera router: " << id << " stopped heartbeating; dropped" << std::endl;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::cerr << "tessera router: shutting down" << std::endl;
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return absl::OkStatus();
+}
+
+}  // namespace tessera::engine::server

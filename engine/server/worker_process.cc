@@ -1,0 +1,195 @@
+#include "engine/server/worker_process.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "common/status_macros.h"
+#include "engine/runtime/loaded_model.h"
+#include "engine/server/kv_transfer_service.h"
+#include "engine/server/proto_convert.h"
+#include "engine/server/shutdown_signal.h"
+#include "engine/server/worker_service.h"
+#include "tessera/internal/v1/worker.grpc.pb.h"
+
+namespace tessera::engine::server {
+namespace {
+
+using tessera::internal::v1::Control;
+using tessera::internal::v1::WorkerRole;
+
+tessera::internal::v1::WorkerLoad ToProto(const LoopLoad& load, int32_t queued) {
+  tessera::internal::v1::WorkerLoad proto;
+  proto.set_running_sequences(load.running_sequences);
+  proto.set_queued_prefill_tokens(load.queued_prefill_tokens);
+  proto.set_free_kv_blocks(load.free_kv_blocks);
+  proto.set_total_kv_blocks(load.total_kv_blocks);
+  proto.set_held_handoffs(load.held_handoffs);
+  proto.set_queued_requests(queued);
+  return proto;
+}
+
+std::string ModelId(const std::string& path) {
+  std::string name = path.substr(path.find_last_of('/') + 1);
+  if (absl::EndsWith(name, ".gguf")) name.resize(name.size() - 5);
+  return name;
+}
+
+}  // namespace
+
+std::string LocalHostId() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  std::string boot_id;
+  std::ifstream("/proc/sys/kernel/random/boot_id") >> boot_id;
+  return absl::StrCat(host, "/", boot_id);
+}
+
+absl::StatusOr<WorkerRole> ParseWorkerRole(absl::string_view name) {
+  if (name == "prefill") return tessera::internal::v1::ROLE_PREFILL;
+  if (name == "decode") return tessera::internal::v1::ROLE_DECODE;
+  if (name == "both") return tessera::internal::v1::ROLE_BOTH;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--role must be prefill, decode or both, got '", name, "'"));
+}
+
+absl::string_view WorkerRoleName(WorkerRole role) {
+  switch (role) {
+    case tessera::internal::v1::ROLE_PREFILL:
+      return "prefill";
+    case tessera::internal::v1::ROLE_DECODE:
+      return "decode";
+    case tessera::internal::v1::ROLE_BOTH:
+      return "both";
+    default:
+      return "unknown";
+  }
+}
+
+absl::Status RunWorker(const WorkerOptions& options) {
+  InstallShutdownSignalHandlers();
+  TESSERA_ASSIGN_OR_RETURN(LoadedModel model, LoadedModel::Load(options.model_path, options.threads));
+  StepLoopOptions loop_options = options.loop;
+  loop_options.shared_kv_memory = options.role == tessera::internal::v1::ROLE_PREFILL;
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<StepLoop> loop,
+                           StepLoop::Create(*model.model, *model.tokenizer, loop_options));
+
+  WorkerContext context;
+  context.role = options.role;
+  context.host_id = LocalHostId();
+  context.force_network_kv = options.force_network_kv;
+  context.max_requests = options.max_requests;
+  context.model_config = model.model->config();
+  context.cache = &loop->cache();
+  HandoffRegistry handoffs(model.model->config().num_layers);
+  context.handoffs = &handoffs;
+  ChannelPool channels;
+  KvPuller puller(channels, context.host_id, options.force_network_kv);
+  context.puller = &puller;
+  StepThread step(std::move(loop));
+  context.step = &step;
+
+  WorkerService worker_service(context);
+  KvTransferService transfer_service(context);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(kMaxInternalMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxInternalMessageBytes);
+  builder.RegisterService(&worker_service);
+  builder.RegisterService(&transfer_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+  }
+  std::string host = options.advertise_host;
+  if (host.empty()) {
+    host = options.listen_address.substr(0, options.listen_address.rfind(':'));
+    if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
+  }
+  const std::string address = absl::StrCat(host, ":", port);
+
+  auto control = Control::NewStub(channels.Get(options.router_address));
+  tessera::internal::v1::RegisterRequest registration;
+  registration.set_role(options.role);
+  registration.set_address(address);
+  registration.set_model_id(ModelId(options.model_path));
+  registration.set_context_length(model.model->config().context_length);
+  registration.set_host_id(context.host_id);
+  registration.set_pid(getpid());
+  auto register_once = [&]() -> absl::StatusOr<std::string> {
+    *registration.mutable_load() = ToProto(step.load(), context.active_requests.load());
+    grpc::ClientContext rpc;
+    rpc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    tessera::internal::v1::RegisterResponse response;
+    grpc::Status status = control->Register(&rpc, registration, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return response.worker_id();
+  };
+  // The router may still be starting: retry for a while before giving up.
+  absl::StatusOr<std::string> worker_id = register_once();
+  for (int attempt = 0; !worker_id.ok() && attempt < 60 && !ShutdownRequested(); ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    worker_id = register_once();
+  }
+  if (!worker_id.ok()) {
+    server->Shutdown();
+    return absl::UnavailableError(absl::StrCat("cannot register with the router at ",
+                                               options.router_address, ": ",
+                                               worker_id.status().message()));
+  }
+  std::cerr << "tessera worker " << *worker_id << ": " << WorkerRoleName(options.role)
+            << " on " << address << " (pid " << getpid() << ")" << std::endl;
+
+  // Heartbeats until drained or signalled; then finish what is running and leave.
+  bool leaving = false;
+  absl::Time next_beat = absl::Now();
+  while (true) {
+    if (ShutdownRequested() && !leaving) {
+      leaving = true;
+      context.draining = true;
+    }
+    if (leaving && context.active_requests.load() == 0) break;
+    if (absl::Now() >= next_beat) {
+      next_beat = absl::Now() + options.heartbeat_interval;
+      tessera::internal::v1::HeartbeatRequest beat;
+      beat.set_worker_id(*worker_id);
+      *beat.mutable_load() = ToProto(step.load(), context.active_requests.load());
+      grpc::ClientContext rpc;
+      rpc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+      tessera::internal::v1::HeartbeatResponse response;
+      if (control->Heartbeat(&rpc, beat, &response).ok()) {
+        if (!response.known()) {
+          if (absl::StatusOr<std::string> id = register_once(); id.ok()) worker_id = id;
+        } else if (response.drain() && !leaving) {
+          std::cerr << "tessera worker " << *worker_id << ": draining" << std::endl;
+          leaving = true;
+          context.draining = true;
+        }
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  {
+    tessera::internal::v1::DeregisterRequest request;
+    request.set_worker_id(*worker_id);
+    grpc::ClientContext rpc;
+    rpc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    tessera::internal::v1::DeregisterResponse response;
+    control->Deregister(&rpc, request, &response);
+  }
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  std::cerr << "tessera worker " << *worker_id << ": stopped" << std::endl;
+  return absl::OkStatus();
+}
+
+}  // namespace tessera::engine::server

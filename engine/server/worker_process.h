@@ -1,0 +1,43 @@
+// `tessera worker`: one process that loads the model, serves the Worker and KvTransfer gRPC
+// services, registers with the router and heartbeats its load until it is drained or
+// signalled.
+// Thread-safety: RunWorker is called once per process.
+#ifndef TESSERA_ENGINE_SERVER_WORKER_PROCESS_H_
+#define TESSERA_ENGINE_SERVER_WORKER_PROCESS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "engine/runtime/step_loop.h"
+#include "tessera/internal/v1/worker.pb.h"
+
+namespace tessera::engine::server {
+
+struct WorkerOptions {
+  std::string model_path;
+  int threads = 0;  // 0: one per core.
+  tessera::internal::v1::WorkerRole role = tessera::internal::v1::ROLE_BOTH;
+  std::string router_address;  // host:port of the router's gRPC endpoint.
+  // Where this worker listens; port 0 picks a free one.
+  std::string listen_address = "127.0.0.1:0";
+  // The host other processes reach this worker at (the listen host unless it is 0.0.0.0).
+  std::string advertise_host;
+  StepLoopOptions loop;
+  int32_t max_requests = 256;
+  bool force_network_kv = false;
+  absl::Duration heartbeat_interval = absl::Milliseconds(500);
+};
+
+// Returns when the worker was drained by the router, or on SIGINT/SIGTERM after finishing
+// its requests. Errors: the model cannot be loaded, the port cannot be bound, the router
+// cannot be reached at start-up.
+absl::Status RunWorker(const WorkerOptions& options);
+
+// Parses "prefill", "decode" or "both".
+absl::StatusOr<tessera::internal::v1::WorkerRole> ParseWorkerRole(absl::string_view name);
+absl::string_view WorkerRoleName(tessera::internal::v1::WorkerRole role);
+
+}  // namespace tessera::engine::server
+
+#endif  // TESSERA_ENGINE_SERVER_WORKER_PROCESS_H_

@@ -1,0 +1,203 @@
+#include "engine/server/worker_registry.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "engine/server/worker_process.h"
+
+namespace tessera::engine::server {
+
+using tessera::internal::v1::WorkerRole;
+
+WorkerLease::~WorkerLease() {
+  if (registry_ == nullptr) return;
+  if (!reported_) registry_->Report(worker_id_, true);
+  registry_->Release(worker_id_, prompt_tokens_);
+}
+
+void WorkerLease::Succeeded() {
+  if (registry_ == nullptr || reported_) return;
+  reported_ = true;
+  registry_->Report(worker_id_, true);
+}
+
+void WorkerLease::Failed() {
+  if (registry_ == nullptr || reported_) return;
+  reported_ = true;
+  registry_->Report(worker_id_, false);
+}
+
+std::string WorkerRegistry::Register(const tessera::internal::v1::RegisterRequest& request) {
+  absl::MutexLock lock(&mu_);
+  std::string id = absl::StrCat(WorkerRoleName(request.role()), "-", next_id_++);
+  Worker& worker = workers_[id];
+  worker.info = request;
+  worker.load = request.load();
+  worker.last_heartbeat = Clock::now();
+  worker.breaker = scheduler::CircuitBreaker(options_.breaker);
+  return id;
+}
+
+tessera::internal::v1::HeartbeatResponse WorkerRegistry::Heartbeat(
+    const tessera::internal::v1::HeartbeatRequest& request) {
+  tessera::internal::v1::HeartbeatResponse response;
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(request.worker_id());
+  if (it == workers_.end()) return response;  // known = false: re-register.
+  it->second.load = request.load();
+  it->second.last_heartbeat = Clock::now();
+  response.set_known(true);
+  response.set_drain(it->second.draining);
+  return response;
+}
+
+void WorkerRegistry::Deregister(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  workers_.erase(worker_id);
+}
+
+absl::Status WorkerRegistry::Drain(const std::string& worker_or_address) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, worker] : workers_) {
+    if (id == worker_or_address || worker.info.address() == worker_or_address) {
+      worker.draining = true;
+      return absl::OkStatus();
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("no worker ", worker_or_address));
+}
+
+std::vector<std::string> WorkerRegistry::Reap() {
+  std::vector<std::string> dead;
+  const Clock::time_point now = Clock::now();
+  absl::MutexLock lock(&mu_);
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (now - it->second.last_heartbeat > options_.heartbeat_timeout) {
+      dead.push_back(it->first);
+      workers_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  return dead;
+}
+
+namespace {
+
+bool Serves(WorkerRole role, WorkerNeed need) {
+  switch (need) {
+    case WorkerNeed::kPrefill:
+      return role == tessera::internal::v1::ROLE_PREFILL;
+    case WorkerNeed::kDecode:
+      return role == tessera::internal::v1::ROLE_DECODE;
+    case WorkerNeed::kColocated:
+      return role == tessera::internal::v1::ROLE_BOTH;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool WorkerRegistry::Has(WorkerNeed need) const {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, worker] : workers_) {
+    if (!worker.draining && Serves(worker.info.role(), need)) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<WorkerLease> WorkerRegistry::Acquire(
+    WorkerNeed need, int64_t prompt_tokens, const absl::flat_hash_set<std::string>& exclude) {
+  absl::MutexLock lock(&mu_);
+  const Clock::time_point now = Clock::now();
+  std::vector<Worker*> candidates;
+  std::vector<const std::string*> ids;
+  std::vector<scheduler::WorkerLoadView> loads;
+  for (auto& [id, worker] : workers_) {
+    if (worker.draining || !Serves(worker.info.role(), need) || exclude.contains(id)) continue;
+    // Ejected workers are skipped; an ejected worker whose backoff ended is probed below.
+    if (worker.breaker.state() == scheduler::CircuitBreaker::State::kProbing) continue;
+    if (worker.breaker.state() == scheduler::CircuitBreaker::State::kEjected &&
+        !worker.breaker.Allow(now)) {
+      continue;
+    }
+    candidates.push_back(&worker);
+    ids.push_back(&id);
+    scheduler::WorkerLoadView view;
+    view.queued_prefill_tokens = worker.load.queued_prefill_tokens();
+    view.running_sequences = worker.load.running_sequences();
+    view.free_kv_blocks = worker.load.free_kv_blocks();
+    view.total_kv_blocks = worker.load.total_kv_blocks();
+    view.in_flight = worker.in_flight;
+    view.in_flight_prompt_tokens = worker.in_flight_prompt_tokens;
+    loads.push_back(view);
+  }
+  std::optional<size_t> pick = scheduler::SelectWorker(
+      loads,
+      need == WorkerNeed::kPrefill ? scheduler::WorkKind::kPrefill : scheduler::WorkKind::kDecode,
+      rotation_++, options_.weights);
+  // A worker that was just allowed a probe takes the request: that is the probe.
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (candidates[i]->breaker.state() == scheduler::CircuitBreaker::State::kProbing) pick = i;
+  }
+  if (!pick.has_value()) {
+    return absl::UnavailableError(absl::StrCat(
+        "no ",
+        need == WorkerNeed::kPrefill ? "prefill" : need == WorkerNeed::kDecode ? "decode" : "colocated",
+        " worker is available"));
+  }
+  Worker& chosen = *candidates[*pick];
+  ++chosen.in_flight;
+  chosen.in_flight_prompt_tokens += prompt_tokens;
+  return WorkerLease(this, *ids[*pick], chosen.info.address(), chosen.info.host_id(),
+                     prompt_tokens);
+}
+
+void WorkerRegistry::Release(const std::string& worker_id, int64_t prompt_tokens) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return;
+  --it->second.in_flight;
+  it->second.in_flight_prompt_tokens -= prompt_tokens;
+}
+
+void WorkerRegistry::Report(const std::string& worker_id, bool success) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return;
+  if (success) {
+    it->second.breaker.RecordSuccess();
+  } else {
+    it->second.breaker.RecordFailure(Clock::now());
+  }
+}
+
+std::vector<tessera::v1::WorkerStatus> WorkerRegistry::List() const {
+  std::vector<tessera::v1::WorkerStatus> out;
+  const Clock::time_point now = Clock::now();
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, worker] : workers_) {
+    tessera::v1::WorkerStatus status;
+    status.set_worker_id(id);
+    status.set_role(std::string(WorkerRoleName(worker.info.role())));
+    status.set_address(worker.info.address());
+    status.set_state(worker.draining ? "draining"
+                     : worker.breaker.state() == scheduler::CircuitBreaker::State::kClosed
+                         ? "serving"
+                         : "ejected");
+    status.set_running_sequences(worker.load.running_sequences());
+    status.set_queued_prefill_tokens(worker.load.queued_prefill_tokens());
+    status.set_free_kv_blocks(worker.load.free_kv_blocks());
+    status.set_total_kv_blocks(worker.load.total_kv_blocks());
+    status.set_in_flight(worker.in_flight);
+    status.set_seconds_since_heartbeat(
+        std::chrono::duration<double>(now - worker.last_heartbeat).count());
+    status.set_pid(worker.info.pid());
+    out.push_back(std::move(status));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.worker_id() < b.worker_id(); });
+  return out;
+}
+
+}  // namespace tessera::engine::server
