@@ -17,8 +17,21 @@ std::string ModelIdFromPath(const std::string& path) {
 
 absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Create(const std::string& model_path,
                                                            Dispatcher& dispatcher,
+                                                           Metrics& metrics,
                                                            const FrontendOptions& options) {
-  std::unique_ptr<Frontend> frontend(new Frontend(dispatcher, options));
+  std::unique_ptr<Frontend> frontend(new Frontend(dispatcher, metrics, options));
+  const std::vector<double> latency = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                       1,     2.5,  5,     10,   30,  60,  120};
+  metrics.Declare("tessera_requests_total", Metrics::Type::kCounter,
+                  "Generation requests by API and final status code.");
+  metrics.Declare("tessera_request_duration_seconds", Metrics::Type::kHistogram,
+                  "Time from arrival to the last token.", latency);
+  metrics.Declare("tessera_time_to_first_token_seconds", Metrics::Type::kHistogram,
+                  "Time from arrival to the first token.", latency);
+  metrics.Declare("tessera_prompt_tokens_total", Metrics::Type::kCounter,
+                  "Prompt tokens of finished requests.");
+  metrics.Declare("tessera_generation_tokens_total", Metrics::Type::kCounter,
+                  "Tokens generated for finished requests.");
   TESSERA_ASSIGN_OR_RETURN(frontend->file_, GgufFile::Open(model_path));
   TESSERA_ASSIGN_OR_RETURN(frontend->tokenizer_, Tokenizer::FromGguf(*frontend->file_));
   TESSERA_ASSIGN_OR_RETURN(std::string architecture,
@@ -78,15 +91,50 @@ absl::StatusOr<DispatchJob> Frontend::Prepare(const tessera::v1::GenerateRequest
   return job;
 }
 
-absl::Status Frontend::Run(const DispatchJob& job, OutputSink& sink,
-                           grpc::ServerContext* parent) {
+namespace {
+
+// Passes events through and keeps the last one's usage for the metrics.
+class RecordingSink final : public OutputSink {
+ public:
+  explicit RecordingSink(OutputSink& inner) : inner_(inner) {}
+  bool Send(const OutputEvent& event) override {
+    if (!event.finish_reason.empty()) usage_ = event.usage;
+    return inner_.Send(event);
+  }
+  const Usage& usage() const { return usage_; }
+
+ private:
+  OutputSink& inner_;
+  Usage usage_;
+};
+
+}  // namespace
+
+absl::Status Frontend::Run(const DispatchJob& job, OutputSink& sink, grpc::ServerContext* parent,
+                           absl::string_view api) {
+  absl::Status status;
+  RecordingSink recording(sink);
   if (in_flight_.fetch_add(1) >= options_.max_in_flight) {
     in_flight_.fetch_sub(1);
-    return absl::ResourceExhaustedError(absl::StrCat(
+    status = absl::ResourceExhaustedError(absl::StrCat(
         "the router has ", options_.max_in_flight, " requests in flight, its limit; retry later"));
+  } else {
+    status = dispatcher_.Run(job, recording, parent);
+    in_flight_.fetch_sub(1);
   }
-  absl::Status status = dispatcher_.Run(job, sink, parent);
-  in_flight_.fetch_sub(1);
+  const std::string api_label(api);
+  metrics_.Increment("tessera_requests_total",
+                     {{"api", api_label}, {"code", absl::StatusCodeToString(status.code())}});
+  if (status.ok()) {
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - job.arrival).count();
+    metrics_.Observe("tessera_request_duration_seconds", {{"api", api_label}}, seconds);
+    metrics_.Observe("tessera_time_to_first_token_seconds", {{"api", api_label}},
+                     recording.usage().time_to_first_token_ms / 1000.0);
+    metrics_.Increment("tessera_prompt_tokens_total", {}, recording.usage().prompt_tokens);
+    metrics_.Increment("tessera_generation_tokens_total", {},
+                       recording.usage().completion_tokens);
+  }
   return status;
 }
 

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "engine/gguf/gguf_file.h"
 #include "engine/server/dispatcher.h"
+#include "engine/server/metrics.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "tessera/v1/inference.pb.h"
 
@@ -26,9 +27,11 @@ struct FrontendOptions {
 
 class Frontend {
  public:
-  // Loads the tokenizer and model facts (not the weights) from the GGUF file.
+  // Loads the tokenizer and model facts (not the weights) from the GGUF file. Declares its
+  // metric families in `metrics`.
   static absl::StatusOr<std::unique_ptr<Frontend>> Create(const std::string& model_path,
                                                           Dispatcher& dispatcher,
+                                                          Metrics& metrics,
                                                           const FrontendOptions& options);
 
   const std::string& model_id() const { return model_id_; }
@@ -41,17 +44,26 @@ class Frontend {
   // InvalidArgument unless `model` is empty or this router's model.
   absl::Status CheckModel(absl::string_view model) const;
 
-  // Admits, runs and releases one request (ResourceExhausted when full).
-  absl::Status Run(const DispatchJob& job, OutputSink& sink, grpc::ServerContext* parent);
+  // Admits, runs and releases one request (ResourceExhausted when full), and records it in
+  // the metrics under `api` ("grpc" or "http").
+  absl::Status Run(const DispatchJob& job, OutputSink& sink, grpc::ServerContext* parent,
+                   absl::string_view api);
+
+  // Counts a request refused before it ran (bad input).
+  void CountRejected(absl::string_view api, const absl::Status& status) {
+    metrics_.Increment("tessera_requests_total", {{"api", std::string(api)},
+                                                  {"code", absl::StatusCodeToString(status.code())}});
+  }
 
   int32_t in_flight() const { return in_flight_.load(); }
   const FrontendOptions& options() const { return options_; }
 
  private:
-  Frontend(Dispatcher& dispatcher, const FrontendOptions& options)
-      : dispatcher_(dispatcher), options_(options) {}
+  Frontend(Dispatcher& dispatcher, Metrics& metrics, const FrontendOptions& options)
+      : dispatcher_(dispatcher), metrics_(metrics), options_(options) {}
 
   Dispatcher& dispatcher_;
+  Metrics& metrics_;
   const FrontendOptions options_;
   std::unique_ptr<GgufFile> file_;
   std::unique_ptr<Tokenizer> tokenizer_;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/server/channel_pool.h"
+#include "engine/server/openai_http.h"
 #include "engine/server/router_services.h"
 #include "engine/server/shutdown_signal.h"
 
@@ -19,8 +20,10 @@ absl::Status RunRouter(const RouterOptions& options) {
   WorkerRegistry registry(options.registry);
   ChannelPool channels;
   Dispatcher dispatcher(registry, channels, options.dispatcher);
-  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<Frontend> frontend,
-                           Frontend::Create(options.model_path, dispatcher, options.frontend));
+  Metrics metrics;
+  TESSERA_ASSIGN_OR_RETURN(
+      std::unique_ptr<Frontend> frontend,
+      Frontend::Create(options.model_path, dispatcher, metrics, options.frontend));
 
   InferenceService inference(*frontend);
   AdminService admin(registry);
@@ -43,6 +46,14 @@ absl::Status RunRouter(const RouterOptions& options) {
   }
   std::cerr << "tessera router: gRPC on " << options.grpc_address << " serving "
             << frontend->model_id() << std::endl;
+  OpenAiHttpServer http(*frontend, registry, metrics);
+  if (!options.http_address.empty()) {
+    if (absl::Status status = http.Start(options.http_address); !status.ok()) {
+      server->Shutdown();
+      return status;
+    }
+    std::cerr << "tessera router: HTTP on " << options.http_address << std::endl;
+  }
 
   while (!ShutdownRequested()) {
     for (const std::string& id : registry.Reap()) {
@@ -51,6 +62,7 @@ absl::Status RunRouter(const RouterOptions& options) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   std::cerr << "tessera router: shutting down" << std::endl;
+  http.Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return absl::OkStatus();
 }

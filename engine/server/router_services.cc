@@ -34,9 +34,12 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* context,
                                         const tessera::v1::GenerateRequest* request,
                                         grpc::ServerWriter<tessera::v1::GenerateResponse>* writer) {
   absl::StatusOr<DispatchJob> job = frontend_.Prepare(*request);
-  if (!job.ok()) return ToGrpcStatus(job.status());
+  if (!job.ok()) {
+    frontend_.CountRejected("grpc", job.status());
+    return ToGrpcStatus(job.status());
+  }
   GrpcSink sink(writer);
-  return ToGrpcStatus(frontend_.Run(*job, sink, context));
+  return ToGrpcStatus(frontend_.Run(*job, sink, context, "grpc"));
 }
 
 grpc::Status InferenceService::Tokenize(grpc::ServerContext*,
