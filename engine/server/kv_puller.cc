@@ -146,6 +146,7 @@ absl::StatusOr<KvPullResult> KvPuller::Pull(const tessera::internal::v1::KvSourc
     return fail(absl::StatusCode::kDataLoss, "the transfer ended before every layer arrived");
   }
   total_bytes_.fetch_add(result.bytes);
+  (result.shared_memory ? shared_memory_pulls_ : network_pulls_).fetch_add(1);
   return result;
 }
 

@@ -47,6 +47,8 @@ class KvPuller {
                                     grpc::ServerContext* parent);
 
   int64_t total_bytes() const { return total_bytes_.load(); }
+  int64_t shared_memory_pulls() const { return shared_memory_pulls_.load(); }
+  int64_t network_pulls() const { return network_pulls_.load(); }
 
  private:
   absl::StatusOr<std::shared_ptr<kvcache::SharedMemoryRegion>> MapPeer(const std::string& name,
@@ -56,6 +58,8 @@ class KvPuller {
   const std::string local_host_id_;
   const bool force_network_;
   std::atomic<int64_t> total_bytes_{0};
+  std::atomic<int64_t> shared_memory_pulls_{0};
+  std::atomic<int64_t> network_pulls_{0};
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<kvcache::SharedMemoryRegion>> peers_
       ABSL_GUARDED_BY(mu_);

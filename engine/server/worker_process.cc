@@ -25,7 +25,8 @@ namespace {
 using tessera::internal::v1::Control;
 using tessera::internal::v1::WorkerRole;
 
-tessera::internal::v1::WorkerLoad ToProto(const LoopLoad& load, int32_t queued) {
+tessera::internal::v1::WorkerLoad ToProto(const LoopLoad& load, int32_t queued,
+                                          const KvPuller& puller) {
   tessera::internal::v1::WorkerLoad proto;
   proto.set_running_sequences(load.running_sequences);
   proto.set_queued_prefill_tokens(load.queued_prefill_tokens);
@@ -33,6 +34,9 @@ tessera::internal::v1::WorkerLoad ToProto(const LoopLoad& load, int32_t queued) 
   proto.set_total_kv_blocks(load.total_kv_blocks);
   proto.set_held_handoffs(load.held_handoffs);
   proto.set_queued_requests(queued);
+  proto.set_kv_pulls_shared_memory(puller.shared_memory_pulls());
+  proto.set_kv_pulls_network(puller.network_pulls());
+  proto.set_kv_bytes_pulled(puller.total_bytes());
   return proto;
 }
 
@@ -127,7 +131,7 @@ absl::Status RunWorker(const WorkerOptions& options) {
   registration.set_host_id(context.host_id);
   registration.set_pid(getpid());
   auto register_once = [&]() -> absl::StatusOr<std::string> {
-    *registration.mutable_load() = ToProto(step.load(), context.active_requests.load());
+    *registration.mutable_load() = ToProto(step.load(), context.active_requests.load(), puller);
     grpc::ClientContext rpc;
     rpc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     tessera::internal::v1::RegisterResponse response;
@@ -163,7 +167,7 @@ absl::Status RunWorker(const WorkerOptions& options) {
       next_beat = absl::Now() + options.heartbeat_interval;
       tessera::internal::v1::HeartbeatRequest beat;
       beat.set_worker_id(*worker_id);
-      *beat.mutable_load() = ToProto(step.load(), context.active_requests.load());
+      *beat.mutable_load() = ToProto(step.load(), context.active_requests.load(), puller);
       grpc::ClientContext rpc;
       rpc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
       tessera::internal::v1::HeartbeatResponse response;

@@ -193,6 +193,9 @@ std::vector<tessera::v1::WorkerStatus> WorkerRegistry::List() const {
     status.set_seconds_since_heartbeat(
         std::chrono::duration<double>(now - worker.last_heartbeat).count());
     status.set_pid(worker.info.pid());
+    status.set_kv_pulls_shared_memory(worker.load.kv_pulls_shared_memory());
+    status.set_kv_pulls_network(worker.load.kv_pulls_network());
+    status.set_kv_bytes_pulled(worker.load.kv_bytes_pulled());
     out.push_back(std::move(status));
   }
   std::sort(out.begin(), out.end(),
