@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -52,6 +53,16 @@ absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> SharedMemoryRegion::Create(
   static std::atomic<int> counter{0};
   if (bytes == 0) return absl::InvalidArgumentError("shared memory size must be positive");
   SweepStale(tag);
+  // Pages of a shared-memory file are allocated on first touch; if /dev/shm (often 64 MiB in
+  // containers) cannot hold the region, touching it later would kill the process with
+  // SIGBUS. Refuse up front instead.
+  struct statvfs fs;
+  if (statvfs("/dev/shm", &fs) == 0 &&
+      static_cast<unsigned long long>(fs.f_bavail) * fs.f_frsize < bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("/dev/shm has ", static_cast<unsigned long long>(fs.f_bavail) * fs.f_frsize,
+                     " bytes free, fewer than the ", bytes, " requested"));
+  }
   std::string name = absl::StrCat("/tessera-", tag, "-", getpid(), "-", counter.fetch_add(1));
   int fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
   if (fd < 0) return Errno("creating", name);

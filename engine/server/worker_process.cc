@@ -81,9 +81,19 @@ absl::Status RunWorker(const WorkerOptions& options) {
   InstallShutdownSignalHandlers();
   TESSERA_ASSIGN_OR_RETURN(LoadedModel model, LoadedModel::Load(options.model_path, options.threads));
   StepLoopOptions loop_options = options.loop;
+  // Prefill workers keep their KV in shared memory so decode workers on this host copy it
+  // straight out; without room in /dev/shm they fall back to sending it over gRPC.
   loop_options.shared_kv_memory = options.role == tessera::internal::v1::ROLE_PREFILL;
-  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<StepLoop> loop,
-                           StepLoop::Create(*model.model, *model.tokenizer, loop_options));
+  absl::StatusOr<std::unique_ptr<StepLoop>> created =
+      StepLoop::Create(*model.model, *model.tokenizer, loop_options);
+  if (!created.ok() && loop_options.shared_kv_memory) {
+    std::cerr << "tessera worker: KV cache not shareable (" << created.status().message()
+              << "); decode workers will receive KV over gRPC" << std::endl;
+    loop_options.shared_kv_memory = false;
+    created = StepLoop::Create(*model.model, *model.tokenizer, loop_options);
+  }
+  if (!created.ok()) return created.status();
+  std::unique_ptr<StepLoop> loop = *std::move(created);
 
   WorkerContext context;
   context.role = options.role;
