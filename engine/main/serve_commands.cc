@@ -89,6 +89,9 @@ WorkerCommand::WorkerCommand(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 20));
   command_->add_flag("--network-kv", options_.force_network_kv,
                      "Move KV over gRPC even between processes on one host");
+  command_->add_option("--fault-fail-kv-pulls", options_.fault_fail_kv_pulls,
+                       "Fault injection for tests: break this many incoming KV transfers")
+      ->check(CLI::Range(0, 1 << 20));
 }
 
 int WorkerCommand::Run() {

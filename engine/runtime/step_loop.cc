@@ -71,8 +71,12 @@ struct StepLoop::Sequence {
   }
 
   int32_t pending() const { return static_cast<int32_t>(tokens.size()) - computed; }
-  // Only the last sampled token lacks KV: one token per step from now on.
-  bool decoding() const { return generated > 0 && pending() <= 1; }
+  // Past the prompt, tokens are computed one per step, as decoding computes them. A resumed
+  // request's replayed tokens thus get exactly the numerics of the run that generated them,
+  // and its greedy continuation is the same as that run's (a multi-token chunk would round
+  // differently and could flip a near-tie).
+  bool decoding() const { return computed >= prompt_size() && pending() >= 1; }
+  int32_t plannable() const { return decoding() ? 1 : prompt_size() - computed; }
   int32_t prompt_size() const { return static_cast<int32_t>(request.prompt.size()); }
 };
 
@@ -301,7 +305,7 @@ absl::Status StepLoop::Step() {
   for (int64_t id : order_) {
     const Sequence& seq = *sequences_.at(id);
     if (seq.importing) continue;
-    demands.push_back({id, seq.pending(), seq.decoding()});
+    demands.push_back({id, seq.plannable(), seq.decoding()});
   }
   std::vector<scheduler::PlannedChunk> plan = scheduler::PlanStep(demands, options_.planner);
   std::vector<SequenceStep> batch;

@@ -93,6 +93,16 @@ struct Dispatcher::Attempt {
   bool Cancelled() const { return client_gone || (parent != nullptr && parent->IsCancelled()); }
 };
 
+Dispatcher::Dispatcher(WorkerRegistry& registry, ChannelPool& channels, Metrics& metrics,
+                       DispatcherOptions options)
+    : registry_(registry), channels_(channels), metrics_(metrics), options_(options) {
+  metrics_.Declare("tessera_request_retries_total", Metrics::Type::kCounter,
+                   "Requests restarted on other workers (from the prompt plus the tokens "
+                   "already streamed) after a worker failed, by the error.");
+  metrics_.Declare("tessera_handoff_retries_total", Metrics::Type::kCounter,
+                   "KV handoffs retried on another decode worker.");
+}
+
 absl::Status Dispatcher::Run(const DispatchJob& job, OutputSink& sink,
                              grpc::ServerContext* parent) {
   Attempt attempt{.job = job, .sink = sink, .parent = parent, .timeout = options_.request_timeout,
@@ -111,6 +121,8 @@ absl::Status Dispatcher::Run(const DispatchJob& job, OutputSink& sink,
     if (last.ok()) return last;
     if (attempt.Cancelled()) return absl::CancelledError("the client cancelled the request");
     if (!Retryable(last.code())) return last;
+    metrics_.Increment("tessera_request_retries_total",
+                       {{"code", absl::StatusCodeToString(last.code())}});
   }
   if (last.code() == absl::StatusCode::kResourceExhausted) return last;
   return absl::UnavailableError(absl::StrCat("request ", job.request_id, " failed after ",
@@ -230,6 +242,7 @@ absl::Status Dispatcher::RunDisaggregated(Attempt& attempt) {
           status.code(), absl::StrCat("KV handoff to decode worker ", decode->worker_id(), ": ",
                                       status.message()));
       if (!Retryable(status.code())) break;
+      metrics_.Increment("tessera_handoff_retries_total");
       continue;  // The prefill worker still holds the KV: try another decode worker.
     }
     // The decode worker has the KV: the prefill worker may free it.

@@ -24,6 +24,7 @@
 #include "engine/runtime/step_loop.h"
 #include "engine/sampling/sampling_params.h"
 #include "engine/server/channel_pool.h"
+#include "engine/server/metrics.h"
 #include "engine/server/worker_registry.h"
 
 namespace tessera::engine::server {
@@ -58,8 +59,9 @@ struct DispatcherOptions {
 
 class Dispatcher {
  public:
-  Dispatcher(WorkerRegistry& registry, ChannelPool& channels, DispatcherOptions options = {})
-      : registry_(registry), channels_(channels), options_(options) {}
+  // Declares its metric families (retries) in `metrics`.
+  Dispatcher(WorkerRegistry& registry, ChannelPool& channels, Metrics& metrics,
+             DispatcherOptions options = {});
 
   // On OK the sink received the last event (with finish_reason). `parent` (may be null) is
   // the client's RPC: its deadline and cancellation reach every worker call.
@@ -72,6 +74,7 @@ class Dispatcher {
 
   WorkerRegistry& registry_;
   ChannelPool& channels_;
+  Metrics& metrics_;
   const DispatcherOptions options_;
 };
 

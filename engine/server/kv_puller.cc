@@ -133,6 +133,11 @@ absl::StatusOr<KvPullResult> KvPuller::Pull(const tessera::internal::v1::KvSourc
     }
     copied[layer] = first + count;
     result.bytes += static_cast<int64_t>(2 * count * row_bytes);
+    if (faults_left_.load() > 0 && faults_left_.fetch_sub(1) > 0) {
+      context->TryCancel();
+      reader->Finish();
+      return fail(absl::StatusCode::kUnavailable, "injected fault: the transfer broke off");
+    }
   }
   grpc::Status status = reader->Finish();
   if (!done || !status.ok()) {

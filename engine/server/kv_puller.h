@@ -34,9 +34,12 @@ struct KvPullResult {
 
 class KvPuller {
  public:
-  KvPuller(ChannelPool& channels, std::string local_host_id, bool force_network)
+  // `fail_first_pulls` injects faults for failure tests: that many pulls break off after
+  // their first chunk, as if the link dropped.
+  KvPuller(ChannelPool& channels, std::string local_host_id, bool force_network,
+           int32_t fail_first_pulls = 0)
       : channels_(channels), local_host_id_(std::move(local_host_id)),
-        force_network_(force_network) {}
+        force_network_(force_network), faults_left_(fail_first_pulls) {}
 
   // Copies every position of `slot` from `source` into `cache`. `parent` (may be null) bounds
   // the pull by its deadline and cancellation. Unavailable if the source cannot be reached,
@@ -57,6 +60,7 @@ class KvPuller {
   ChannelPool& channels_;
   const std::string local_host_id_;
   const bool force_network_;
+  std::atomic<int32_t> faults_left_;
   std::atomic<int64_t> total_bytes_{0};
   std::atomic<int64_t> shared_memory_pulls_{0};
   std::atomic<int64_t> network_pulls_{0};

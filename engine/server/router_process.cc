@@ -19,8 +19,8 @@ absl::Status RunRouter(const RouterOptions& options) {
   InstallShutdownSignalHandlers();
   WorkerRegistry registry(options.registry);
   ChannelPool channels;
-  Dispatcher dispatcher(registry, channels, options.dispatcher);
   Metrics metrics;
+  Dispatcher dispatcher(registry, channels, metrics, options.dispatcher);
   TESSERA_ASSIGN_OR_RETURN(
       std::unique_ptr<Frontend> frontend,
       Frontend::Create(options.model_path, dispatcher, metrics, options.frontend));

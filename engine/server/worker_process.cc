@@ -105,7 +105,8 @@ absl::Status RunWorker(const WorkerOptions& options) {
   HandoffRegistry handoffs(model.model->config().num_layers);
   context.handoffs = &handoffs;
   ChannelPool channels;
-  KvPuller puller(channels, context.host_id, options.force_network_kv);
+  KvPuller puller(channels, context.host_id, options.force_network_kv,
+                  options.fault_fail_kv_pulls);
   context.puller = &puller;
   StepThread step(std::move(loop));
   context.step = &step;

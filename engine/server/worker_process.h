@@ -26,6 +26,7 @@ struct WorkerOptions {
   StepLoopOptions loop;
   int32_t max_requests = 256;
   bool force_network_kv = false;
+  int32_t fault_fail_kv_pulls = 0;  // Fault injection for tests: break this many KV pulls.
   absl::Duration heartbeat_interval = absl::Milliseconds(500);
 };
 

@@ -111,6 +111,22 @@ class Deployment:
             last = response
         return ids, text, last
 
+    def metric(self, name, labels=None):
+        """Sum of a metric's series (optionally those with the given labels) from /metrics."""
+        import urllib.request
+        text = urllib.request.urlopen("http://%s/metrics" % self.http_address, timeout=10).read()
+        total = 0.0
+        for line in text.decode().splitlines():
+            if line.startswith("#") or not line.startswith(name):
+                continue
+            series, value = line.rsplit(" ", 1)
+            if series.split("{")[0] != name:
+                continue
+            if labels and not all('%s="%s"' % kv in series for kv in labels.items()):
+                continue
+            total += float(value)
+        return total
+
     def workers(self):
         return list(self.admin.ListWorkers(self.admin_pb.ListWorkersRequest(), timeout=5).workers)
 
@@ -135,3 +151,58 @@ def reference_generate(prompt, max_tokens, extra=()):
                           str(max_tokens), "--json"] + list(extra),
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+class Cluster(Deployment):
+    """A router started alone, with workers added one by one (`tessera router` and
+    `tessera worker` processes), for tests that grow, drain or kill individual workers."""
+
+    def __init__(self, router_extra=(), ready_timeout=60):
+        self.grpc_address = "127.0.0.1:%d" % free_port()
+        self.http_address = "127.0.0.1:%d" % free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix="tessera-cluster-", suffix=".log",
+                                               delete=False)
+        self.process = subprocess.Popen(
+            [TESSERA, "router", "--grpc", self.grpc_address, "--http", self.http_address] +
+            list(router_extra), stdout=self.log, stderr=self.log)
+        self.workers_started = []
+        import grpc
+        self.channel = grpc.insecure_channel(self.grpc_address)
+        grpc.channel_ready_future(self.channel).result(timeout=ready_timeout)
+        pb, rpc, admin_pb, admin_rpc = stubs()
+        self.pb, self.admin_pb = pb, admin_pb
+        self.inference = rpc.InferenceStub(self.channel)
+        self.admin = admin_rpc.AdminStub(self.channel)
+
+    def add_worker(self, role, extra=(), timeout=60):
+        """Starts a worker and waits until the router lists it; returns (process, worker_id)."""
+        before = {w.worker_id for w in self.workers()}
+        process = subprocess.Popen(
+            [TESSERA, "worker", "--role", role, "--router", self.grpc_address, "--threads", "1"] +
+            list(extra), stdout=self.log, stderr=self.log)
+        self.workers_started.append(process)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for w in self.workers():
+                if w.worker_id not in before and w.pid == process.pid:
+                    return process, w.worker_id
+            if process.poll() is not None:
+                raise RuntimeError("worker exited during start-up:\n" + self.logs())
+            time.sleep(0.1)
+        raise RuntimeError("worker did not register:\n" + self.logs())
+
+    def stop(self):
+        for process in self.workers_started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.workers_started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
