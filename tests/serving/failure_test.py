@@ -90,11 +90,13 @@ class FailureTest(unittest.TestCase):
             pool, futures = run_concurrently(c, 24, max_tokens=LONG_TOKENS)
             # Kill once the victim is decoding for some of the requests.
             deadline = time.time() + 30
+            running = {}
             while time.time() < deadline:
                 running = {w.worker_id: w.running_sequences for w in c.workers()}
                 if running.get(victim_id, 0) >= 4:
                     break
                 time.sleep(0.05)
+            self.assertGreaterEqual(running.get(victim_id, 0), 4, running)
             killed_at = time.time()
             os.kill(victim.pid, signal.SIGKILL)
             results = [f.result() for f in futures]
@@ -109,15 +111,17 @@ class FailureTest(unittest.TestCase):
                     self.assertEqual(ids, self.long_reference[PROMPTS[i % len(PROMPTS)]],
                                      "request %d" % i)
             self.assertGreater([code for _, code, _, _ in results].count("OK"), 0)
+            print("kill -9: %d/%d completed, the rest UNAVAILABLE, all done %.1f s after the kill"
+                  % ([r[1] for r in results].count("OK"), len(results), finished_by))
             # Some requests really were cut off and resumed elsewhere.
-            self.assertGreater(c.metric("tessera_request_retries_total"), 0)
+            self.assertGreater(c.metric("tessera_request_retries_total"), 0,
+                               "finished %.2f s after the kill; router log:\n%s"
+                               % (finished_by, c.logs()[-3000:]))
             # The router drops the dead worker within its heartbeat timeout.
             deadline = time.time() + 10
             while victim_id in [w.worker_id for w in c.workers()] and time.time() < deadline:
                 time.sleep(0.2)
             self.assertNotIn(victim_id, [w.worker_id for w in c.workers()])
-            print("kill -9: %d/%d completed, the rest UNAVAILABLE, all done %.1f s after the kill"
-                  % ([r[1] for r in results].count("OK"), len(results), finished_by))
             c.wait_all_kv_free()
 
     def test_failed_kv_transfers_are_retried_and_leak_nothing(self):
