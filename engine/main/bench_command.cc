@@ -32,6 +32,16 @@ BenchCommand::BenchCommand(CLI::App& app) {
                    "Timed prefill runs (after one warm-up)")
       ->check(CLI::Range(1, 1000));
   model_->add_flag("--json", model_options_.json, "Print one JSON object");
+
+  kv_transfer_ = command_->add_subcommand(
+      "kv-transfer",
+      "KV handoff bandwidth between two processes (shared memory, gRPC) against memcpy");
+  kv_transfer_->add_option("--positions", kv_transfer_options_.positions,
+                           "Prompt lengths whose KV is moved")
+      ->delimiter(',');
+  kv_transfer_->add_option("--repetitions", kv_transfer_options_.repetitions, "Timed runs")
+      ->check(CLI::Range(1, 10000));
+  kv_transfer_->add_flag("--json", kv_transfer_options_.json, "Print JSON");
 }
 
 int BenchCommand::Run() {
@@ -39,6 +49,14 @@ int BenchCommand::Run() {
     absl::Status status = bench::RunModelBench(model_options_);
     if (!status.ok()) {
       std::fprintf(stderr, "tessera bench model: %s\n", status.ToString().c_str());
+      return 1;
+    }
+    return 0;
+  }
+  if (kv_transfer_->parsed()) {
+    absl::Status status = bench::RunKvTransferBench(kv_transfer_options_);
+    if (!status.ok()) {
+      std::fprintf(stderr, "tessera bench kv-transfer: %s\n", status.ToString().c_str());
       return 1;
     }
     return 0;

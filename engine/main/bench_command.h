@@ -3,6 +3,7 @@
 #define TESSERA_ENGINE_MAIN_BENCH_COMMAND_H_
 
 #include "CLI/CLI.hpp"
+#include "bench/kv_transfer_bench.h"
 #include "bench/model_bench.h"
 
 namespace tessera::engine {
@@ -17,6 +18,8 @@ class BenchCommand {
   CLI::App* command_;
   CLI::App* model_;
   bench::ModelBenchOptions model_options_;
+  CLI::App* kv_transfer_;
+  bench::KvTransferBenchOptions kv_transfer_options_;
 };
 
 }  // namespace tessera::engine
