@@ -7,6 +7,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "engine/server/channel_pool.h"
 #include "engine/server/openai_http.h"
@@ -17,6 +18,9 @@ namespace tessera::engine::server {
 
 absl::Status RunRouter(const RouterOptions& options) {
   InstallShutdownSignalHandlers();
+  // Debian's abseil checks every lock acquisition for deadlock cycles; that bookkeeping is
+  // measurable per request and buys nothing in a release build.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   WorkerRegistry registry(options.registry);
   ChannelPool channels;
   Metrics metrics;
@@ -37,6 +41,9 @@ absl::Status RunRouter(const RouterOptions& options) {
   // limit, rather than being cut off by the transport.
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(std::max<int64_t>(options.frontend.max_request_bytes * 4, 16 << 20)));
+  // Keep a few idle handler threads instead of creating one per burst of requests.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 2);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 8);
   builder.RegisterService(&inference);
   builder.RegisterService(&admin);
   builder.RegisterService(&control);

@@ -20,6 +20,9 @@ class GrpcSink final : public OutputSink {
     if (!event.finish_reason.empty()) {
       response.set_finish_reason(event.finish_reason);
       UsageToProto(event.usage, response.mutable_usage());
+      // The last message leaves together with the call's status: one write, not two.
+      writer_->WriteLast(response, grpc::WriteOptions());
+      return true;
     }
     return writer_->Write(response);
   }

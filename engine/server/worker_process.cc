@@ -10,6 +10,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/match.h"
 #include "common/status_macros.h"
 #include "engine/runtime/loaded_model.h"
@@ -79,6 +80,8 @@ absl::string_view WorkerRoleName(WorkerRole role) {
 
 absl::Status RunWorker(const WorkerOptions& options) {
   InstallShutdownSignalHandlers();
+  // See RunRouter: no deadlock-cycle bookkeeping on every lock in release builds.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   TESSERA_ASSIGN_OR_RETURN(LoadedModel model, LoadedModel::Load(options.model_path, options.threads));
   StepLoopOptions loop_options = options.loop;
   // Prefill workers keep their KV in shared memory so decode workers on this host copy it
