@@ -89,54 +89,58 @@ absl::StatusOr<KvPullResult> KvPuller::Pull(const tessera::internal::v1::KvSourc
   const size_t row_bytes = static_cast<size_t>(local.kv_dim()) * sizeof(uint16_t);
   std::vector<int32_t> copied(local.num_layers, 0);
   bool done = false;
-  while (reader->Read(&response)) {
+  // The first message may already carry chunks (and even the end).
+  bool have_message = true;
+  while (have_message || reader->Read(&response)) {
+    have_message = false;
+    for (const auto& chunk : response.chunks()) {
+      const int32_t layer = chunk.layer(), first = chunk.first_position(),
+                    count = chunk.num_positions();
+      if (layer < 0 || layer >= local.num_layers || first != copied[layer] || count <= 0 ||
+          first + count > slot.positions) {
+        context->TryCancel();
+        return fail(absl::StatusCode::kDataLoss, "chunk for layer ", layer, " positions [",
+                    first, ", ", first + count, ") does not continue the transfer");
+      }
+      if (peer != nullptr) {
+        const int32_t bs = source_shape.block_size;
+        const int32_t blocks_needed = (first + count - 1) / bs - first / bs + 1;
+        bool valid = chunk.source_blocks_size() == blocks_needed &&
+                     std::all_of(chunk.source_blocks().begin(), chunk.source_blocks().end(),
+                                 [&](int32_t b) { return b >= 0 && b < source_shape.num_blocks; });
+        if (!valid) {
+          context->TryCancel();
+          return fail(absl::StatusCode::kDataLoss, "chunk for layer ", layer, " names bad blocks");
+        }
+        std::vector<kvcache::BlockId> blocks(chunk.source_blocks().begin(),
+                                             chunk.source_blocks().end());
+        auto from = kvcache::KvRows::InCache(peer->data(), source_layout, blocks, first);
+        kvcache::CopyKvRows(from, destination, layer, first, count);
+      } else {
+        if (chunk.keys().size() != count * row_bytes ||
+            chunk.values().size() != count * row_bytes) {
+          context->TryCancel();
+          return fail(absl::StatusCode::kDataLoss, "chunk for layer ", layer, " carries ",
+                      chunk.keys().size(), " key bytes for ", count, " positions");
+        }
+        auto from = kvcache::KvRows::Flat(reinterpret_cast<const uint8_t*>(chunk.keys().data()),
+                                          reinterpret_cast<const uint8_t*>(chunk.values().data()),
+                                          local.kv_dim(), first);
+        kvcache::CopyKvRows(from, destination, layer, first, count);
+      }
+      copied[layer] = first + count;
+      result.bytes += static_cast<int64_t>(2 * count * row_bytes);
+      if (faults_left_.load() > 0 && faults_left_.fetch_sub(1) > 0) {
+        context->TryCancel();
+        reader->Finish();
+        return fail(absl::StatusCode::kUnavailable, "injected fault: the transfer broke off");
+      }
+    }
     if (response.has_done()) {
       result.generated.assign(response.done().generated().begin(),
                               response.done().generated().end());
       done = true;
       break;
-    }
-    if (!response.has_chunk()) continue;
-    const auto& chunk = response.chunk();
-    const int32_t layer = chunk.layer(), first = chunk.first_position(),
-                  count = chunk.num_positions();
-    if (layer < 0 || layer >= local.num_layers || first != copied[layer] || count <= 0 ||
-        first + count > slot.positions) {
-      context->TryCancel();
-      return fail(absl::StatusCode::kDataLoss, "chunk for layer ", layer, " positions [", first,
-                  ", ", first + count, ") does not continue the transfer");
-    }
-    if (peer != nullptr) {
-      const int32_t bs = source_shape.block_size;
-      const int32_t blocks_needed = (first + count - 1) / bs - first / bs + 1;
-      bool valid = chunk.source_blocks_size() == blocks_needed &&
-                   std::all_of(chunk.source_blocks().begin(), chunk.source_blocks().end(),
-                               [&](int32_t b) { return b >= 0 && b < source_shape.num_blocks; });
-      if (!valid) {
-        context->TryCancel();
-        return fail(absl::StatusCode::kDataLoss, "chunk for layer ", layer, " names bad blocks");
-      }
-      std::vector<kvcache::BlockId> blocks(chunk.source_blocks().begin(),
-                                           chunk.source_blocks().end());
-      auto from = kvcache::KvRows::InCache(peer->data(), source_layout, blocks, first);
-      kvcache::CopyKvRows(from, destination, layer, first, count);
-    } else {
-      if (chunk.keys().size() != count * row_bytes || chunk.values().size() != count * row_bytes) {
-        context->TryCancel();
-        return fail(absl::StatusCode::kDataLoss, "chunk for layer ", layer, " carries ",
-                    chunk.keys().size(), " key bytes for ", count, " positions");
-      }
-      auto from = kvcache::KvRows::Flat(reinterpret_cast<const uint8_t*>(chunk.keys().data()),
-                                        reinterpret_cast<const uint8_t*>(chunk.values().data()),
-                                        local.kv_dim(), first);
-      kvcache::CopyKvRows(from, destination, layer, first, count);
-    }
-    copied[layer] = first + count;
-    result.bytes += static_cast<int64_t>(2 * count * row_bytes);
-    if (faults_left_.load() > 0 && faults_left_.fetch_sub(1) > 0) {
-      context->TryCancel();
-      reader->Finish();
-      return fail(absl::StatusCode::kUnavailable, "injected fault: the transfer broke off");
     }
   }
   grpc::Status status = reader->Finish();

@@ -22,8 +22,8 @@ grpc::Status KvTransferService::Pull(grpc::ServerContext* context,
   const bool shared = !context_.force_network_kv && !request->host_id().empty() &&
                       request->host_id() == context_.host_id &&
                       !context_.cache->shared_memory_name().empty();
+  PullResponse response;
   {
-    PullResponse response;
     auto* out = response.mutable_layout();
     out->set_num_layers(layout.shape.num_layers);
     out->set_num_kv_heads(layout.shape.num_kv_heads);
@@ -32,7 +32,6 @@ grpc::Status KvTransferService::Pull(grpc::ServerContext* context,
     out->set_num_blocks(layout.shape.num_blocks);
     if (shared) out->set_shared_memory_name(context_.cache->shared_memory_name());
     out->set_positions(view->positions);
-    if (!writer->Write(response)) return grpc::Status(grpc::StatusCode::CANCELLED, "puller left");
   }
 
   const int32_t layers = layout.shape.num_layers;
@@ -48,8 +47,7 @@ grpc::Status KvTransferService::Pull(grpc::ServerContext* context,
       const int32_t ready = view->layer_ready[layer];
       if (ready <= sent[layer]) continue;
       const int32_t first = sent[layer], count = ready - first;
-      PullResponse response;
-      auto* chunk = response.mutable_chunk();
+      auto* chunk = response.add_chunks();
       chunk->set_layer(layer);
       chunk->set_first_position(first);
       chunk->set_num_positions(count);
@@ -67,17 +65,25 @@ grpc::Status KvTransferService::Pull(grpc::ServerContext* context,
                                         layout.shape.kv_dim(), first);
         kvcache::CopyKvRows(from, to, layer, first, count);
       }
-      if (!writer->Write(response)) return grpc::Status(grpc::StatusCode::CANCELLED, "puller left");
       sent[layer] = ready;
+      // Rows travelling in the messages go in pieces of about a megabyte, which gRPC streams
+      // best; through shared memory a message is only block ids, so one carries everything.
+      if (!shared && response.ByteSizeLong() >= (1u << 20)) {
+        if (!writer->Write(response)) return grpc::Status(grpc::StatusCode::CANCELLED, "puller left");
+        response.Clear();
+      }
     }
     const bool all_sent = std::all_of(sent.begin(), sent.end(),
                                       [&](int32_t n) { return n >= view->positions; });
-    if (view->finished && all_sent) {
-      PullResponse response;
+    const bool done = view->finished && all_sent;
+    if (done) {
       for (int32_t token : view->generated) response.mutable_done()->add_generated(token);
-      writer->Write(response);
-      return grpc::Status::OK;
     }
+    if (response.has_layout() || response.chunks_size() > 0 || done) {
+      if (!writer->Write(response)) return grpc::Status(grpc::StatusCode::CANCELLED, "puller left");
+      response.Clear();
+    }
+    if (done) return grpc::Status::OK;
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "pull cancelled");
     const int64_t version = view->version;
     view = handoffs.Wait(id, version, absl::Milliseconds(200));
