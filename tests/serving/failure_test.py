@@ -124,6 +124,37 @@ class FailureTest(unittest.TestCase):
             self.assertNotIn(victim_id, [w.worker_id for w in c.workers()])
             c.wait_all_kv_free()
 
+    def test_kill_9_of_a_prefill_worker_under_load(self):
+        with harness.Cluster(["--heartbeat-timeout-ms", "2000"]) as c:
+            victim, victim_id = c.add_worker("prefill")
+            c.add_worker("prefill")
+            c.add_worker("decode")
+            pool, futures = run_concurrently(c, 16, max_tokens=MAX_TOKENS)
+            # Kill while the victim has prompts to compute or KV waiting to be picked up.
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                busy = {w.worker_id: w.in_flight for w in c.workers()}
+                if busy.get(victim_id, 0) >= 1:
+                    break
+                time.sleep(0.01)
+            killed_at = time.time()
+            os.kill(victim.pid, signal.SIGKILL)
+            results = [f.result() for f in futures]
+            pool.shutdown()
+            self.assertLess(time.time() - killed_at, KILL_BOUND_SECONDS)
+            for i, code, ids, _ in results:
+                self.assertIn(code, ("OK", "UNAVAILABLE"), "request %d" % i)
+                if code == "OK":
+                    self.assertEqual(ids, self.reference[PROMPTS[i % len(PROMPTS)]],
+                                     "request %d" % i)
+            # The victim had work when it died: those requests were restarted elsewhere.
+            self.assertGreater(c.metric("tessera_request_retries_total"), 0)
+            deadline = time.time() + 10
+            while victim_id in [w.worker_id for w in c.workers()] and time.time() < deadline:
+                time.sleep(0.2)
+            self.assertNotIn(victim_id, [w.worker_id for w in c.workers()])
+            c.wait_all_kv_free()
+
     def test_failed_kv_transfers_are_retried_and_leak_nothing(self):
         with harness.Cluster() as c:
             c.add_worker("prefill")

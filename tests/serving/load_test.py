@@ -111,6 +111,21 @@ class AdmissionTest(unittest.TestCase):
             slowest_refusal = max(t for code, t in results if code == "RESOURCE_EXHAUSTED")
             fastest_success = min(t for code, t in results if code == "OK")
             self.assertLess(slowest_refusal, fastest_success)
+            # Over HTTP the refusal is a 429 with OpenAI's error body.
+            import openai
+            client = openai.OpenAI(base_url="http://%s/v1" % d.http_address, api_key="none",
+                                   max_retries=0)
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                busy = [pool.submit(d.generate, PROMPTS[0], max_tokens=200, ignore_eos=True)
+                        for _ in range(2)]
+                time.sleep(0.3)
+                for stream in (False, True):
+                    with self.assertRaises(openai.RateLimitError) as caught:
+                        client.completions.create(model="SmolLM2-135M-Instruct.Q4_1",
+                                                  prompt="Hi", max_tokens=4, stream=stream)
+                    self.assertEqual(caught.exception.status_code, 429)
+                    self.assertEqual(caught.exception.body["type"], "rate_limit_error")
+                [f.result() for f in busy]
             d.wait_all_kv_free()
 
 
