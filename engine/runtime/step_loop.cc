@@ -44,6 +44,10 @@ struct StepLoop::Sequence {
   int32_t computed = 0;         // Tokens whose KV is in the cache.
   int32_t generated = 0;
   bool importing = false;       // KV being copied in by another thread; not scheduled.
+  bool matched = false;         // The prefix cache was consulted since the KV was last empty.
+  int32_t published = 0;        // Leading full blocks published to the prefix cache.
+  kvcache::BlockHash chain = 0;  // Hash of the last published block (the model seed at 0).
+  int32_t cached_tokens = 0;    // Prompt tokens taken from the prefix cache.
   std::vector<kvcache::BlockId> blocks;
   Sampler sampler;
   IncrementalDetokenizer detokenizer;
@@ -94,20 +98,43 @@ absl::StatusOr<std::unique_ptr<StepLoop>> StepLoop::Create(Model& model, const T
     int64_t cap = (int64_t{1} << 30) / bytes_per_block;
     o.num_blocks = static_cast<int32_t>(std::max<int64_t>(per_context, std::min(want, cap)));
   }
+  if (o.host_blocks < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("host_blocks must be >= 0, got ", o.host_blocks));
+  }
   TESSERA_ASSIGN_OR_RETURN(
       std::unique_ptr<kvcache::PagedKvCache> cache,
       kvcache::PagedKvCache::Create(KvShapeFor(config, o.block_size, o.num_blocks),
                                     o.shared_kv_memory));
-  return std::unique_ptr<StepLoop>(new StepLoop(model, tokenizer, o, std::move(cache)));
+  std::unique_ptr<kvcache::PagedKvCache> host_cache;
+  if (o.host_blocks > 0) {
+    TESSERA_ASSIGN_OR_RETURN(host_cache, kvcache::PagedKvCache::Create(
+                                             KvShapeFor(config, o.block_size, o.host_blocks)));
+  }
+  return std::unique_ptr<StepLoop>(
+      new StepLoop(model, tokenizer, o, std::move(cache), std::move(host_cache)));
 }
 
 StepLoop::StepLoop(Model& model, const Tokenizer& tokenizer, const StepLoopOptions& options,
-                   std::unique_ptr<kvcache::PagedKvCache> cache)
+                   std::unique_ptr<kvcache::PagedKvCache> cache,
+                   std::unique_ptr<kvcache::PagedKvCache> host_cache)
     : model_(model),
       tokenizer_(tokenizer),
       options_(options),
       cache_(std::move(cache)),
-      allocator_(options.num_blocks) {}
+      host_cache_(std::move(host_cache)),
+      mover_(std::make_unique<kvcache::PagedBlockMover>(*cache_, host_cache_.get())),
+      blocks_(std::make_unique<kvcache::BlockManager>(
+          kvcache::BlockManagerOptions{.device_blocks = options.num_blocks,
+                                       .host_blocks = options.host_blocks,
+                                       .prefix_caching = options.prefix_caching},
+          mover_.get())) {
+  // Blocks are only interchangeable between identical models and block sizes.
+  const ModelConfig& config = model.config();
+  hash_seed_ = kvcache::ModelHashSeed(absl::StrCat(
+      config.architecture, "/", config.name, "/", config.num_layers, "/", config.hidden_size, "/",
+      config.vocab_size, "/", options.block_size));
+}
 
 StepLoop::~StepLoop() = default;
 
@@ -154,9 +181,11 @@ absl::StatusOr<ImportSlot> StepLoop::AddImporting(GenerationRequest request) {
   TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<Sequence> seq, Validate(std::move(request)));
   const int32_t positions = static_cast<int32_t>(seq->tokens.size());
   if (!EnsureBlocks(*seq, positions)) {
+    ReleaseBlocks(*seq);
     return absl::ResourceExhaustedError(
         absl::StrCat("no free KV blocks for ", positions, " imported positions"));
   }
+  seq->matched = true;  // Its KV arrives whole; nothing to take from the cache.
   seq->computed = positions;
   seq->importing = true;
   ++importing_;
@@ -185,6 +214,7 @@ absl::Status StepLoop::FinishImport(int64_t id, std::span<const int32_t> sampled
   for (int32_t token : sampled) seq.Replay(token);
   seq.importing = false;
   --importing_;
+  PublishFullBlocks(seq);  // Imported blocks can serve later requests too.
   return absl::OkStatus();
 }
 
@@ -206,7 +236,7 @@ void StepLoop::CancelAll(const absl::Status& error) {
 bool StepLoop::ReleaseHeld(int64_t id) {
   auto it = held_.find(id);
   if (it == held_.end()) return false;
-  allocator_.Free(it->second);
+  blocks_->Release(it->second);
   held_.erase(it);
   return true;
 }
@@ -226,13 +256,76 @@ int64_t StepLoop::pending_prefill_tokens() const {
 }
 
 bool StepLoop::EnsureBlocks(Sequence& seq, int32_t positions) {
-  int32_t need = (positions + options_.block_size - 1) / options_.block_size -
-                 static_cast<int32_t>(seq.blocks.size());
-  if (need <= 0) return true;
-  absl::StatusOr<std::vector<kvcache::BlockId>> blocks = allocator_.Allocate(need);
-  if (!blocks.ok()) return false;
-  seq.blocks.insert(seq.blocks.end(), blocks->begin(), blocks->end());
+  const int32_t bs = options_.block_size;
+  // The block the next position goes into may be shared (taken from the prefix cache):
+  // write into a copy, never into what others read.
+  if (seq.computed % bs != 0 && seq.computed / bs < static_cast<int32_t>(seq.blocks.size())) {
+    kvcache::BlockId& partial = seq.blocks[seq.computed / bs];
+    if (blocks_->IsShared(partial)) {
+      absl::StatusOr<kvcache::BlockId> own = blocks_->MakeExclusive(partial);
+      if (!own.ok()) return false;
+      partial = *own;
+    }
+  }
+  const int32_t need = (positions + bs - 1) / bs;
+  while (static_cast<int32_t>(seq.blocks.size()) < need) {
+    absl::StatusOr<kvcache::BlockId> block = blocks_->Allocate();
+    if (!block.ok()) return false;  // The blocks taken so far stay with the sequence.
+    seq.blocks.push_back(*block);
+  }
   return true;
+}
+
+void StepLoop::ReleaseBlocks(Sequence& seq) {
+  blocks_->Release(seq.blocks);
+  seq.blocks.clear();
+  seq.published = 0;
+  seq.chain = hash_seed_;
+}
+
+int32_t StepLoop::MatchPrefix(Sequence& seq) {
+  seq.matched = true;
+  seq.chain = hash_seed_;
+  if (!blocks_->prefix_caching() || !seq.blocks.empty()) return 0;
+  // At least the prompt's last token is computed here, for its logits.
+  const int32_t max_blocks = (seq.prompt_size() - 1) / options_.block_size;
+  std::vector<kvcache::BlockHash> hashes = kvcache::PrefixBlockHashes(
+      std::span<const int32_t>(seq.tokens).first(seq.prompt_size()), options_.block_size,
+      hash_seed_, max_blocks);
+  seq.blocks = blocks_->AcquirePrefix(hashes);
+  const int32_t matched = static_cast<int32_t>(seq.blocks.size());
+  if (matched > 0) seq.chain = hashes[matched - 1];
+  seq.published = matched;
+  seq.computed = matched * options_.block_size;
+  return seq.computed;
+}
+
+void StepLoop::PublishFullBlocks(Sequence& seq) {
+  if (!blocks_->prefix_caching()) return;
+  const int32_t bs = options_.block_size;
+  const int32_t full = std::min(seq.computed / bs, static_cast<int32_t>(seq.blocks.size()));
+  for (; seq.published < full; ++seq.published) {
+    seq.chain = kvcache::ChainBlockHash(
+        seq.chain, std::span<const int32_t>(seq.tokens).subspan(
+                       static_cast<size_t>(seq.published) * bs, bs));
+    blocks_->Publish(seq.blocks[seq.published], seq.chain);
+  }
+}
+
+bool StepLoop::PreemptOne(const Sequence& keep, std::span<Sequence* const> busy) {
+  for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
+    Sequence& victim = *sequences_.at(*it);
+    if (&victim == &keep || victim.importing || victim.blocks.empty()) continue;
+    if (std::find(busy.begin(), busy.end(), &victim) != busy.end()) continue;
+    // Recompute: drop the KV, keep everything else. Its prompt may come back from the prefix
+    // cache; its generated tokens are recomputed one per step, as they were decoded.
+    ReleaseBlocks(victim);
+    victim.computed = 0;
+    victim.matched = false;
+    ++preemptions_;
+    return true;
+  }
+  return false;
 }
 
 void StepLoop::Finish(int64_t id, FinishReason reason, absl::Status error, StreamEvent last) {
@@ -245,7 +338,7 @@ void StepLoop::Finish(int64_t id, FinishReason reason, absl::Status error, Strea
   if (reason == FinishReason::kHandoff) {
     held_.emplace(id, std::move(seq->blocks));
   } else {
-    allocator_.Free(seq->blocks);
+    ReleaseBlocks(*seq);
   }
 
   StreamEvent event = std::move(last);
@@ -258,6 +351,7 @@ void StepLoop::Finish(int64_t id, FinishReason reason, absl::Status error, Strea
   Clock::time_point now = Clock::now();
   event.usage.prompt_tokens = seq->prompt_size();
   event.usage.completion_tokens = seq->generated;
+  event.usage.cached_tokens = seq->cached_tokens;
   if (seq->first_token.has_value()) {
     event.usage.time_to_first_token_ms = MillisecondsBetween(seq->arrived, *seq->first_token);
     event.usage.prefill_ms = MillisecondsBetween(*seq->first_scheduled, *seq->first_token);
@@ -303,16 +397,30 @@ absl::Status StepLoop::Step() {
   // Demands in arrival order; a sequence whose KV blocks cannot be had waits this step.
   std::vector<scheduler::SequenceDemand> demands;
   for (int64_t id : order_) {
-    const Sequence& seq = *sequences_.at(id);
+    Sequence& seq = *sequences_.at(id);
     if (seq.importing) continue;
+    if (!seq.matched) {
+      const int32_t cached = MatchPrefix(seq);
+      if (!seq.first_scheduled.has_value()) seq.cached_tokens = cached;
+    }
     demands.push_back({id, seq.plannable(), seq.decoding()});
   }
   std::vector<scheduler::PlannedChunk> plan = scheduler::PlanStep(demands, options_.planner);
   std::vector<SequenceStep> batch;
   std::vector<Sequence*> members;
+  Sequence* stuck = nullptr;  // The first sequence that could not get its blocks.
   for (const scheduler::PlannedChunk& chunk : plan) {
     Sequence& seq = *sequences_.at(chunk.sequence_id);
-    if (!EnsureBlocks(seq, seq.computed + chunk.num_tokens)) continue;
+    // Preempted earlier in this planning: its plan is stale; it comes back next step.
+    if (!seq.matched) continue;
+    bool placed = EnsureBlocks(seq, seq.computed + chunk.num_tokens);
+    while (!placed && PreemptOne(seq, members)) {
+      placed = EnsureBlocks(seq, seq.computed + chunk.num_tokens);
+    }
+    if (!placed) {
+      if (stuck == nullptr) stuck = &seq;
+      continue;
+    }
     SequenceStep step;
     step.tokens = std::span<const int32_t>(seq.tokens).subspan(seq.computed, chunk.num_tokens);
     step.start_pos = seq.computed;
@@ -324,11 +432,10 @@ absl::Status StepLoop::Step() {
   }
   if (batch.empty()) {
     if (!HasWork()) return absl::OkStatus();
-    // Nothing fits: the oldest waiting sequence cannot get KV blocks even with the others
-    // done. Fail it rather than stall everyone (preemption arrives with the KV manager, #4).
-    auto oldest = std::find_if(order_.begin(), order_.end(),
-                               [&](int64_t id) { return !sequences_.at(id)->importing; });
-    Finish(*oldest, FinishReason::kError,
+    // Nothing fits even with every other sequence preempted: the oldest waiting sequence
+    // needs more KV than the whole device tier holds. Fail it rather than stall everyone.
+    if (stuck == nullptr) return absl::OkStatus();  // Only preempted sequences: next step.
+    Finish(stuck->id, FinishReason::kError,
            absl::ResourceExhaustedError("not enough KV cache blocks for this request"));
     return absl::OkStatus();
   }
@@ -356,6 +463,7 @@ absl::Status StepLoop::Step() {
   for (size_t i = 0; i < batch.size(); ++i) {
     Sequence& seq = *members[i];
     seq.computed += static_cast<int32_t>(batch[i].tokens.size());
+    PublishFullBlocks(seq);
     if (!batch[i].want_logits) continue;
     std::span<float> logits(logits_.data() + row * model_.config().vocab_size,
                             model_.config().vocab_size);

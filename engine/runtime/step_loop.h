@@ -1,7 +1,10 @@
 // Continuous batching on one worker: requests join at any step, every step runs the decoding
 // sequences plus chunks of waiting prompts under a token budget (scheduler::PlanStep), and a
-// sequence leaves the batch the step it finishes. KV blocks are taken as sequences grow and
-// returned when they finish.
+// sequence leaves the batch the step it finishes. KV blocks come from a BlockManager as
+// sequences grow: a prompt whose leading full blocks are cached takes them instead of
+// computing them, every full block a sequence computes is published for later requests, and
+// when the device tier is full the newest sequence is preempted (its KV dropped and
+// recomputed later, with the same numerics), so requests wait rather than fail.
 //
 // Thread-safety: owned by one thread (the step thread). Add(), Cancel() and Step() must be
 // called from it; serving code hands requests over through a queue.
@@ -24,7 +27,8 @@
 #include "engine/sampling/sampling_params.h"
 #include "engine/sampling/stop_matcher.h"
 #include "engine/tokenizer/tokenizer.h"
-#include "kvcache/block_allocator.h"
+#include "kvcache/block_manager.h"
+#include "kvcache/paged_block_mover.h"
 #include "kvcache/paged_kv_cache.h"
 #include "scheduler/step_planner.h"
 
@@ -80,7 +84,11 @@ struct ImportSlot {
 
 struct StepLoopOptions {
   int32_t block_size = 16;
-  int32_t num_blocks = 0;  // 0: enough for max_sequences full contexts, capped at 1 GiB.
+  int32_t num_blocks = 0;  // Device tier. 0: enough for max_sequences full contexts, capped at 1 GiB.
+  int32_t host_blocks = 0;  // Host tier: evicted cached blocks wait here. 0: none.
+  // Reuse the KV of full blocks whose tokens (and everything before them) match a cached
+  // block, and skip their prefill.
+  bool prefix_caching = true;
   // Keep the KV cache in shared memory, so that decode workers on this host can copy handed-
   // off blocks straight out of it.
   bool shared_kv_memory = false;
@@ -126,14 +134,25 @@ class StepLoop {
   // True while a live request can be stepped (imports in progress and held KV are not work).
   bool HasWork() const { return static_cast<int32_t>(sequences_.size()) > importing_; }
   int32_t running() const { return static_cast<int32_t>(sequences_.size()); }
-  const kvcache::BlockAllocator& allocator() const { return allocator_; }
+  const kvcache::BlockManager& block_manager() const { return *blocks_; }
+  int64_t preemptions() const { return preemptions_; }
+  int64_t kv_bytes_moved() const { return mover_->bytes_moved(); }
   kvcache::PagedKvCache& cache() { return *cache_; }
   const Model& model() const { return model_; }
 
  private:
   struct Sequence;
   StepLoop(Model& model, const Tokenizer& tokenizer, const StepLoopOptions& options,
-           std::unique_ptr<kvcache::PagedKvCache> cache);
+           std::unique_ptr<kvcache::PagedKvCache> cache,
+           std::unique_ptr<kvcache::PagedKvCache> host_cache);
+  // Takes cached blocks for a sequence that has no KV yet; returns the tokens they cover.
+  int32_t MatchPrefix(Sequence& seq);
+  // Publishes the sequence's newly completed full blocks.
+  void PublishFullBlocks(Sequence& seq);
+  // Frees the KV of the newest running sequence other than `keep` and not in `busy`, to be
+  // recomputed later. False if there is none.
+  bool PreemptOne(const Sequence& keep, std::span<Sequence* const> busy);
+  void ReleaseBlocks(Sequence& seq);
   absl::StatusOr<std::unique_ptr<Sequence>> Validate(GenerationRequest request);
   bool EnsureBlocks(Sequence& seq, int32_t positions);
   // `last` carries the token ids and text of the step that ended the request.
@@ -145,7 +164,11 @@ class StepLoop {
   const Tokenizer& tokenizer_;
   StepLoopOptions options_;
   std::unique_ptr<kvcache::PagedKvCache> cache_;
-  kvcache::BlockAllocator allocator_;
+  std::unique_ptr<kvcache::PagedKvCache> host_cache_;
+  std::unique_ptr<kvcache::PagedBlockMover> mover_;
+  std::unique_ptr<kvcache::BlockManager> blocks_;
+  kvcache::BlockHash hash_seed_ = 0;
+  int64_t preemptions_ = 0;
   int64_t next_id_ = 1;
   std::vector<int64_t> order_;  // Arrival order of live sequences.
   absl::flat_hash_map<int64_t, std::unique_ptr<Sequence>> sequences_;

@@ -31,8 +31,8 @@ void StepThread::RefreshLoad() {
   LoopLoad load;
   load.running_sequences = loop_->running();
   load.queued_prefill_tokens = loop_->pending_prefill_tokens();
-  load.free_kv_blocks = loop_->allocator().num_free();
-  load.total_kv_blocks = loop_->allocator().num_blocks();
+  load.free_kv_blocks = loop_->block_manager().unreferenced();
+  load.total_kv_blocks = loop_->block_manager().device_blocks();
   load.held_handoffs = loop_->held();
   absl::MutexLock lock(&mu_);
   load_ = load;

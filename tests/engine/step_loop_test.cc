@@ -83,7 +83,7 @@ TEST_CASE("StepLoop: requests batched together generate what they generate alone
     CHECK(together[i].usage.completion_tokens == 12);
     CHECK(together[i].usage.prompt_tokens > 0);
   }
-  CHECK(loop->allocator().num_free() == loop->allocator().num_blocks());
+  CHECK(loop->block_manager().unreferenced() == loop->block_manager().device_blocks());
 }
 
 TEST_CASE("StepLoop: the same seed gives the same text", "[engine][runtime]") {
@@ -152,12 +152,12 @@ TEST_CASE("StepLoop: cancelling frees the request's blocks and tells it", "[engi
   Result r;
   int64_t id = loop->Add(Request("Tell me a long story.", Greedy(100), &r)).value();
   for (int i = 0; i < 3; ++i) REQUIRE(loop->Step().ok());
-  CHECK(loop->allocator().num_free() < loop->allocator().num_blocks());
+  CHECK(loop->block_manager().unreferenced() < loop->block_manager().device_blocks());
   CHECK(loop->Cancel(id));
   CHECK_FALSE(loop->Cancel(id));
   CHECK(r.finish == FinishReason::kCancelled);
   CHECK_FALSE(loop->HasWork());
-  CHECK(loop->allocator().num_free() == loop->allocator().num_blocks());
+  CHECK(loop->block_manager().unreferenced() == loop->block_manager().device_blocks());
 }
 
 TEST_CASE("StepLoop: a request the KV cache cannot hold fails alone with ResourceExhausted",
@@ -170,7 +170,7 @@ TEST_CASE("StepLoop: a request the KV cache cannot hold fails alone with Resourc
   RunToCompletion(*loop);
   CHECK(r.finish == FinishReason::kError);
   CHECK(absl::IsResourceExhausted(r.error));
-  CHECK(loop->allocator().num_free() == 2);
+  CHECK(loop->block_manager().unreferenced() == 2);
 }
 
 }  // namespace
@@ -268,12 +268,12 @@ TEST_CASE("StepLoop: KV handed from a prefill-only request to an importing one d
   REQUIRE(decode->FinishImport(slot.id, first.tokens).ok());
   RunToCompletion(*decode);
   CHECK(rest.tokens == std::vector<int32_t>(whole.tokens.begin() + 1, whole.tokens.end()));
-  CHECK(decode->allocator().num_free() == decode->allocator().num_blocks());
+  CHECK(decode->block_manager().unreferenced() == decode->block_manager().device_blocks());
 
-  CHECK(prefill->allocator().num_free() < prefill->allocator().num_blocks());
+  CHECK(prefill->block_manager().unreferenced() < prefill->block_manager().device_blocks());
   CHECK(prefill->ReleaseHeld(prefill_id));
   CHECK_FALSE(prefill->ReleaseHeld(prefill_id));
-  CHECK(prefill->allocator().num_free() == prefill->allocator().num_blocks());
+  CHECK(prefill->block_manager().unreferenced() == prefill->block_manager().device_blocks());
 }
 
 TEST_CASE("StepLoop: a prefill-only request that ends at its first token holds nothing",
@@ -286,7 +286,7 @@ TEST_CASE("StepLoop: a prefill-only request that ends at its first token holds n
   RunToCompletion(*loop);
   CHECK(result.finish == FinishReason::kLength);
   CHECK(loop->held() == 0);
-  CHECK(loop->allocator().num_free() == loop->allocator().num_blocks());
+  CHECK(loop->block_manager().unreferenced() == loop->block_manager().device_blocks());
 }
 
 TEST_CASE("StepLoop: cancelling an import frees its reserved blocks", "[engine][runtime]") {
@@ -294,12 +294,117 @@ TEST_CASE("StepLoop: cancelling an import frees its reserved blocks", "[engine][
   Result result;
   GenerationRequest r = Request("Hello there, friend", Greedy(4), &result);
   ImportSlot slot = loop->AddImporting(std::move(r)).value();
-  CHECK(loop->allocator().num_free() < loop->allocator().num_blocks());
+  CHECK(loop->block_manager().unreferenced() < loop->block_manager().device_blocks());
   CHECK(loop->Cancel(slot.id, absl::UnavailableError("transfer failed")));
   CHECK(result.finish == FinishReason::kError);
   CHECK(result.error.code() == absl::StatusCode::kUnavailable);
-  CHECK(loop->allocator().num_free() == loop->allocator().num_blocks());
+  CHECK(loop->block_manager().unreferenced() == loop->block_manager().device_blocks());
   CHECK(loop->FinishImport(slot.id, std::vector<int32_t>{42}).code() == absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace tessera::engine
+
+namespace tessera::engine {
+namespace {
+
+const std::string kSharedPrefix =
+    "You are a helpful assistant for a bakery. The bakery opens at seven in the morning and "
+    "closes at six in the evening. It sells bread, croissants, cakes and coffee. Answer "
+    "briefly and politely. Customer question: ";
+
+std::vector<Result> RunEach(StepLoop& loop, const std::vector<std::string>& prompts, int tokens) {
+  std::vector<Result> results(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    REQUIRE(loop.Add(Request(prompts[i], Greedy(tokens), &results[i])).ok());
+    RunToCompletion(loop);
+    REQUIRE(results[i].finish == FinishReason::kLength);
+  }
+  return results;
+}
+
+TEST_CASE("StepLoop: prefix caching skips cached blocks and changes no token", "[engine][kvcache]") {
+  const std::vector<std::string> prompts = {kSharedPrefix + "When do you open?",
+                                            kSharedPrefix + "Do you sell coffee?",
+                                            kSharedPrefix + "When do you open?"};
+  StepLoopOptions off;
+  off.prefix_caching = false;
+  auto plain = MakeLoop(off);
+  std::vector<Result> expected = RunEach(*plain, prompts, 12);
+  CHECK(plain->block_manager().stats().device_hits == 0);
+
+  auto cached = MakeLoop();
+  std::vector<Result> got = RunEach(*cached, prompts, 12);
+  const int32_t prefix_blocks =
+      static_cast<int32_t>(testing::DefaultModel().tokenizer->Encode(kSharedPrefix, false).size()) / 16;
+  REQUIRE(prefix_blocks >= 2);
+  CHECK(got[0].usage.cached_tokens == 0);
+  CHECK(got[1].usage.cached_tokens >= (prefix_blocks - 1) * 16);
+  // The repeated prompt reuses everything but the block with its last token.
+  CHECK(got[2].usage.cached_tokens == (got[2].usage.prompt_tokens - 1) / 16 * 16);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    INFO("prompt " << i);
+    CHECK(got[i].tokens == expected[i].tokens);
+    CHECK(got[i].text == expected[i].text);
+  }
+  CHECK(cached->block_manager().stats().device_hits > 0);
+  CHECK(cached->block_manager().referenced() == 0);
+}
+
+TEST_CASE("StepLoop: blocks offloaded to the host tier come back and give the same tokens",
+          "[engine][kvcache]") {
+  const std::string first = kSharedPrefix + "What cakes do you have?";
+  StepLoopOptions off;
+  off.prefix_caching = false;
+  auto plain = MakeLoop(off);
+  std::vector<Result> expected = RunEach(*plain, {first}, 10);
+
+  StepLoopOptions tiered;
+  tiered.num_blocks = 6;  // 96 positions: one request at a time.
+  tiered.host_blocks = 32;
+  auto loop = MakeLoop(tiered);
+  RunEach(*loop, {first}, 10);
+  // Unrelated requests need every device block, which pushes the cached prefix to the host.
+  RunEach(*loop, {"Write a short poem about the sea and the wind over it, with rhymes.",
+                  "List the planets of the solar system in order from the sun, with one fact each."},
+          64);
+  CHECK(loop->block_manager().stats().offloaded > 0);
+  std::vector<Result> again = RunEach(*loop, {first}, 10);
+  CHECK(loop->block_manager().stats().host_hits > 0);
+  CHECK(loop->block_manager().stats().restored > 0);
+  CHECK(again[0].usage.cached_tokens > 0);
+  CHECK(again[0].tokens == expected[0].tokens);
+  CHECK(loop->kv_bytes_moved() > 0);
+  CHECK(loop->block_manager().referenced() == 0);
+}
+
+TEST_CASE("StepLoop: under memory pressure sequences are preempted, never failed, and finish "
+          "with the tokens they produce alone", "[engine][kvcache]") {
+  const std::vector<std::string> prompts = {
+      "Explain why the sky is blue.", "Describe a busy train station at rush hour.",
+      "What makes a good cup of tea?", "Tell me about the history of the bicycle.",
+      "How do bees make honey?", "Why do cats purr?"};
+  std::vector<Result> alone;
+  {
+    auto loop = MakeLoop();
+    alone = RunEach(*loop, prompts, 40);
+  }
+  StepLoopOptions tight;
+  tight.num_blocks = 12;  // 192 positions for six sequences of ~50 each.
+  tight.prefix_caching = false;
+  auto loop = MakeLoop(tight);
+  std::vector<Result> together(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    REQUIRE(loop->Add(Request(prompts[i], Greedy(40), &together[i])).ok());
+  }
+  RunToCompletion(*loop);
+  CHECK(loop->preemptions() > 0);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    INFO("prompt " << i);
+    CHECK(together[i].finish == FinishReason::kLength);
+    CHECK(together[i].tokens == alone[i].tokens);
+  }
+  CHECK(loop->block_manager().referenced() == 0);
 }
 
 }  // namespace
