@@ -76,8 +76,20 @@ WorkerCommand::WorkerCommand(CLI::App& app) {
       ->check(CLI::Range(0, 1024));
   command_->add_option("--block-size", options_.loop.block_size, "Tokens per KV block")
       ->check(CLI::Range(1, 4096));
-  command_->add_option("--kv-blocks", options_.loop.num_blocks, "KV blocks (0: automatic)")
+  command_->add_option("--kv-blocks", options_.loop.num_blocks,
+                       "Device-tier KV blocks (0: automatic)")
       ->check(CLI::Range(0, 1 << 24));
+  command_->add_option("--kv-bytes", options_.device_kv_bytes,
+                       "Device-tier KV budget in bytes (instead of --kv-blocks)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 44));
+  command_->add_option("--host-kv-blocks", options_.loop.host_blocks,
+                       "Host-tier KV blocks: where evicted cached blocks wait (0: none)")
+      ->check(CLI::Range(0, 1 << 24));
+  command_->add_option("--host-kv-bytes", options_.host_kv_bytes,
+                       "Host-tier KV budget in bytes (instead of --host-kv-blocks)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 44));
+  command_->add_flag("--no-prefix-caching", no_prefix_caching_,
+                     "Never reuse cached KV blocks across requests");
   command_->add_option("--max-batch", options_.loop.planner.max_sequences_per_step,
                        "Sequences per step at most")
       ->check(CLI::Range(1, 4096));
@@ -98,6 +110,7 @@ int WorkerCommand::Run() {
   absl::StatusOr<tessera::internal::v1::WorkerRole> role = server::ParseWorkerRole(role_);
   if (!role.ok()) return Fail("worker", role.status());
   options_.role = *role;
+  options_.loop.prefix_caching = !no_prefix_caching_;
   absl::Status status = server::RunWorker(options_);
   return status.ok() ? 0 : Fail("worker", status);
 }
@@ -120,6 +133,9 @@ ServeCommand::ServeCommand(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 20));
   command_->add_flag("--network-kv", network_kv_,
                      "Move KV over gRPC even though the workers share this host");
+  command_->add_option("--worker-flag", worker_flags_,
+                       "Pass a flag to every worker (repeatable), e.g. "
+                       "--worker-flag=--host-kv-blocks=2048");
 }
 
 int ServeCommand::Run() {
@@ -165,6 +181,7 @@ int ServeCommand::Run() {
                                        "--model", model_path_, "--threads",
                                        std::to_string(threads)};
       if (network_kv_) args.push_back("--network-kv");
+      args.insert(args.end(), worker_flags_.begin(), worker_flags_.end());
       worker_pids.push_back(spawn(args));
     }
   };
@@ -256,23 +273,38 @@ int AdminCommand::Run() {
         const auto& w = list->workers(i);
         std::printf("%s{\"worker_id\":\"%s\",\"role\":\"%s\",\"address\":\"%s\",\"state\":\"%s\","
                     "\"running\":%d,\"queued_prefill_tokens\":%lld,\"free_kv_blocks\":%d,"
-                    "\"total_kv_blocks\":%d,\"in_flight\":%d,\"pid\":%lld}",
+                    "\"total_kv_blocks\":%d,\"in_flight\":%d,\"pid\":%lld,"
+                    "\"kv_lookups\":%lld,\"kv_device_hits\":%lld,\"kv_host_hits\":%lld,"
+                    "\"kv_offloaded\":%lld,\"kv_restored\":%lld,\"preemptions\":%lld}",
                     i ? "," : "", w.worker_id().c_str(), w.role().c_str(), w.address().c_str(),
                     w.state().c_str(), w.running_sequences(),
                     static_cast<long long>(w.queued_prefill_tokens()), w.free_kv_blocks(),
-                    w.total_kv_blocks(), w.in_flight(), static_cast<long long>(w.pid()));
+                    w.total_kv_blocks(), w.in_flight(), static_cast<long long>(w.pid()),
+                    static_cast<long long>(w.kv_lookups()),
+                    static_cast<long long>(w.kv_device_hits()),
+                    static_cast<long long>(w.kv_host_hits()),
+                    static_cast<long long>(w.kv_offloaded()),
+                    static_cast<long long>(w.kv_restored()),
+                    static_cast<long long>(w.preemptions()));
       }
       std::printf("]\n");
       return 0;
     }
-    std::printf("%-12s %-8s %-22s %-9s %8s %8s %10s %10s %6s\n", "WORKER", "ROLE", "ADDRESS",
-                "STATE", "RUNNING", "QUEUED", "KV USED", "IN FLIGHT", "PID");
+    std::printf("%-12s %-8s %-22s %-9s %8s %8s %11s %10s %9s %9s %7s\n", "WORKER", "ROLE",
+                "ADDRESS", "STATE", "RUNNING", "QUEUED", "KV USED", "IN FLIGHT", "KV HITS",
+                "ON HOST", "PID");
     for (const auto& w : list->workers()) {
       std::string kv = absl::StrCat(w.total_kv_blocks() - w.free_kv_blocks(), "/",
                                     w.total_kv_blocks());
-      std::printf("%-12s %-8s %-22s %-9s %8d %8lld %10s %10d %6lld\n", w.worker_id().c_str(),
-                  w.role().c_str(), w.address().c_str(), w.state().c_str(), w.running_sequences(),
-                  static_cast<long long>(w.queued_prefill_tokens()), kv.c_str(), w.in_flight(),
+      std::string hits =
+          w.kv_lookups() > 0
+              ? absl::StrCat((100 * (w.kv_device_hits() + w.kv_host_hits())) / w.kv_lookups(), "%")
+              : "-";
+      std::string on_host = absl::StrCat(w.cached_host_blocks(), "/", w.host_blocks());
+      std::printf("%-12s %-8s %-22s %-9s %8d %8lld %11s %10d %9s %9s %7lld\n",
+                  w.worker_id().c_str(), w.role().c_str(), w.address().c_str(), w.state().c_str(),
+                  w.running_sequences(), static_cast<long long>(w.queued_prefill_tokens()),
+                  kv.c_str(), w.in_flight(), hits.c_str(), on_host.c_str(),
                   static_cast<long long>(w.pid()));
     }
     return 0;

@@ -34,6 +34,7 @@ class WorkerCommand {
   CLI::App* command_;
   server::WorkerOptions options_;
   std::string role_ = "both";
+  bool no_prefix_caching_ = false;
 };
 
 class ServeCommand {
@@ -53,6 +54,7 @@ class ServeCommand {
   int worker_threads_ = 0;
   int max_in_flight_ = 256;
   bool network_kv_ = false;
+  std::vector<std::string> worker_flags_;
 };
 
 class AdminCommand {

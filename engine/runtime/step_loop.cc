@@ -402,6 +402,7 @@ absl::Status StepLoop::Step() {
     if (!seq.matched) {
       const int32_t cached = MatchPrefix(seq);
       if (!seq.first_scheduled.has_value()) seq.cached_tokens = cached;
+      cached_prompt_tokens_ += cached;
     }
     demands.push_back({id, seq.plannable(), seq.decoding()});
   }

@@ -136,6 +136,8 @@ class StepLoop {
   int32_t running() const { return static_cast<int32_t>(sequences_.size()); }
   const kvcache::BlockManager& block_manager() const { return *blocks_; }
   int64_t preemptions() const { return preemptions_; }
+  // Prompt tokens that requests took from the prefix cache instead of computing.
+  int64_t cached_prompt_tokens() const { return cached_prompt_tokens_; }
   int64_t kv_bytes_moved() const { return mover_->bytes_moved(); }
   kvcache::PagedKvCache& cache() { return *cache_; }
   const Model& model() const { return model_; }
@@ -169,6 +171,7 @@ class StepLoop {
   std::unique_ptr<kvcache::BlockManager> blocks_;
   kvcache::BlockHash hash_seed_ = 0;
   int64_t preemptions_ = 0;
+  int64_t cached_prompt_tokens_ = 0;
   int64_t next_id_ = 1;
   std::vector<int64_t> order_;  // Arrival order of live sequences.
   absl::flat_hash_map<int64_t, std::unique_ptr<Sequence>> sequences_;

@@ -49,6 +49,7 @@ struct Dispatcher::Attempt {
   bool finished = false;
   bool client_gone = false;
   double ttft_ms = 0;
+  int32_t prefill_cached_tokens = 0;  // Reported by a prefill worker.
 
   std::unique_ptr<grpc::ClientContext> NewContext(absl::Duration cap) const {
     std::unique_ptr<grpc::ClientContext> context =
@@ -81,7 +82,7 @@ struct Dispatcher::Attempt {
       out.finish_reason = event.finish_reason();
       out.usage.prompt_tokens = static_cast<int32_t>(job.prompt.size());
       out.usage.completion_tokens = static_cast<int32_t>(generated.size());
-      out.usage.cached_tokens = event.usage().cached_tokens();
+      out.usage.cached_tokens = std::max(event.usage().cached_tokens(), prefill_cached_tokens);
       out.usage.time_to_first_token_ms = ttft_ms;
       finished = true;
     }
@@ -211,6 +212,7 @@ absl::Status Dispatcher::RunDisaggregated(Attempt& attempt) {
     if (!attempt.Wait([&] { return prefill_stream->Read(&first); })) {
       return prefill_failed("prefill");
     }
+    attempt.prefill_cached_tokens = first.cached_tokens();
     const bool delivered = attempt.Emit(first.first());
     if (first.kv_held() || !delivered) prefill_context->TryCancel();
     prefill_stream->WritesDone();
@@ -251,6 +253,7 @@ absl::Status Dispatcher::RunDisaggregated(Attempt& attempt) {
         return prefill_failed("prefill");
       }
       have_first = true;
+      attempt.prefill_cached_tokens = first.cached_tokens();
       if (!attempt.Emit(first.first())) {
         decode_context->TryCancel();
         prefill_context->TryCancel();

@@ -83,6 +83,20 @@ void Metrics::ClearGauge(const std::string& name) {
   it->second.series.clear();
 }
 
+void Metrics::SetCounter(const std::string& name, const Labels& labels, double value) {
+  absl::MutexLock lock(&mu_);
+  auto it = families_.find(name);
+  TESSERA_CHECK(it != families_.end() && it->second.type == Type::kCounter);
+  it->second.series[RenderLabels(labels)].value = value;
+}
+
+void Metrics::Clear(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = families_.find(name);
+  TESSERA_CHECK(it != families_.end());
+  it->second.series.clear();
+}
+
 void Metrics::Observe(const std::string& name, const Labels& labels, double value) {
   absl::MutexLock lock(&mu_);
   auto it = families_.find(name);

@@ -34,6 +34,10 @@ class Metrics {
   void Observe(const std::string& name, const Labels& labels, double value);
   // Removes every series of a gauge family (before re-setting a snapshot).
   void ClearGauge(const std::string& name);
+  // Mirrors a counter kept elsewhere (a worker's, reported in its heartbeat): sets the series
+  // to `value`. Clear() drops a mirrored family's series before a new snapshot.
+  void SetCounter(const std::string& name, const Labels& labels, double value);
+  void Clear(const std::string& name);
 
   // The exposition text.
   std::string Render() const;

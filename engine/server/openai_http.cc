@@ -371,17 +371,44 @@ OpenAiHttpServer::OpenAiHttpServer(Frontend& frontend, WorkerRegistry& registry,
                    "Each worker's KV blocks, free and total (last heartbeat).");
   metrics_.Declare("tessera_worker_in_flight", Metrics::Type::kGauge,
                    "Requests the router has on each worker now.");
+  using T = Metrics::Type;
+  metrics_.Declare("tessera_kv_lookups_total", T::kCounter,
+                   "Full prompt blocks looked up in each worker's prefix cache.");
+  metrics_.Declare("tessera_kv_hits_total", T::kCounter,
+                   "Prefix-cache hits by worker and tier (device, host).");
+  metrics_.Declare("tessera_kv_hit_rate", T::kGauge,
+                   "Prefix-cache hits per lookup over all workers, by tier.");
+  metrics_.Declare("tessera_kv_blocks_offloaded_total", T::kCounter,
+                   "Cached device blocks moved to the host tier.");
+  metrics_.Declare("tessera_kv_blocks_restored_total", T::kCounter,
+                   "Host-tier blocks copied back to the device tier.");
+  metrics_.Declare("tessera_kv_blocks_evicted_total", T::kCounter,
+                   "Cached blocks evicted, by tier.");
+  metrics_.Declare("tessera_kv_tier_bytes_moved_total", T::kCounter,
+                   "KV bytes copied between tiers (and for copy on write).");
+  metrics_.Declare("tessera_kv_handoff_bytes_total", T::kCounter,
+                   "KV bytes each decode worker pulled from prefill workers.");
+  metrics_.Declare("tessera_preemptions_total", T::kCounter,
+                   "Sequences preempted for lack of KV blocks.");
+  metrics_.Declare("tessera_kv_cached_blocks", T::kGauge,
+                   "Unreferenced blocks holding reusable content, by worker and tier.");
 }
 
 OpenAiHttpServer::~OpenAiHttpServer() { Stop(); }
 
 void OpenAiHttpServer::RefreshGauges() {
   metrics_.Set("tessera_requests_in_flight", {}, frontend_.in_flight());
-  for (const char* family : {"tessera_workers", "tessera_worker_running_sequences",
-                             "tessera_worker_queued_prefill_tokens", "tessera_worker_kv_blocks",
-                             "tessera_worker_in_flight"}) {
-    metrics_.ClearGauge(family);
+  for (const char* family :
+       {"tessera_workers", "tessera_worker_running_sequences",
+        "tessera_worker_queued_prefill_tokens", "tessera_worker_kv_blocks",
+        "tessera_worker_in_flight", "tessera_kv_lookups_total", "tessera_kv_hits_total",
+        "tessera_kv_hit_rate", "tessera_kv_blocks_offloaded_total",
+        "tessera_kv_blocks_restored_total", "tessera_kv_blocks_evicted_total",
+        "tessera_kv_tier_bytes_moved_total", "tessera_kv_handoff_bytes_total",
+        "tessera_preemptions_total", "tessera_kv_cached_blocks"}) {
+    metrics_.Clear(family);
   }
+  double lookups = 0, device_hits = 0, host_hits = 0;
   std::map<std::pair<std::string, std::string>, int> counts;
   for (const tessera::v1::WorkerStatus& w : registry_.List()) {
     ++counts[{w.role(), w.state()}];
@@ -394,7 +421,31 @@ void OpenAiHttpServer::RefreshGauges() {
     total.emplace_back("state", "total");
     metrics_.Set("tessera_worker_kv_blocks", free, w.free_kv_blocks());
     metrics_.Set("tessera_worker_kv_blocks", total, w.total_kv_blocks());
+    auto with = [&](const char* key, const char* value) {
+      Labels l = labels;
+      l.emplace_back(key, value);
+      return l;
+    };
+    metrics_.SetCounter("tessera_kv_lookups_total", labels, w.kv_lookups());
+    metrics_.SetCounter("tessera_kv_hits_total", with("tier", "device"), w.kv_device_hits());
+    metrics_.SetCounter("tessera_kv_hits_total", with("tier", "host"), w.kv_host_hits());
+    metrics_.SetCounter("tessera_kv_blocks_offloaded_total", labels, w.kv_offloaded());
+    metrics_.SetCounter("tessera_kv_blocks_restored_total", labels, w.kv_restored());
+    metrics_.SetCounter("tessera_kv_blocks_evicted_total", with("tier", "device"),
+                        w.kv_evicted_device());
+    metrics_.SetCounter("tessera_kv_blocks_evicted_total", with("tier", "host"),
+                        w.kv_evicted_host());
+    metrics_.SetCounter("tessera_kv_tier_bytes_moved_total", labels, w.kv_tier_bytes_moved());
+    metrics_.SetCounter("tessera_kv_handoff_bytes_total", labels, w.kv_bytes_pulled());
+    metrics_.SetCounter("tessera_preemptions_total", labels, w.preemptions());
+    metrics_.Set("tessera_kv_cached_blocks", with("tier", "device"), w.cached_device_blocks());
+    metrics_.Set("tessera_kv_cached_blocks", with("tier", "host"), w.cached_host_blocks());
+    lookups += w.kv_lookups();
+    device_hits += w.kv_device_hits();
+    host_hits += w.kv_host_hits();
   }
+  metrics_.Set("tessera_kv_hit_rate", {{"tier", "device"}}, lookups > 0 ? device_hits / lookups : 0);
+  metrics_.Set("tessera_kv_hit_rate", {{"tier", "host"}}, lookups > 0 ? host_hits / lookups : 0);
   for (const auto& [key, count] : counts) {
     metrics_.Set("tessera_workers", {{"role", key.first}, {"state", key.second}}, count);
   }

@@ -34,6 +34,14 @@ void StepThread::RefreshLoad() {
   load.free_kv_blocks = loop_->block_manager().unreferenced();
   load.total_kv_blocks = loop_->block_manager().device_blocks();
   load.held_handoffs = loop_->held();
+  const kvcache::BlockManager& blocks = loop_->block_manager();
+  load.kv = blocks.stats();
+  load.kv_bytes_moved = loop_->kv_bytes_moved();
+  load.preemptions = loop_->preemptions();
+  load.cached_device_blocks = blocks.cached_device();
+  load.cached_host_blocks = blocks.cached_host();
+  load.host_blocks = blocks.host_blocks();
+  load.cached_prompt_tokens = loop_->cached_prompt_tokens();
   absl::MutexLock lock(&mu_);
   load_ = load;
 }

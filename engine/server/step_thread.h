@@ -25,6 +25,13 @@ struct LoopLoad {
   int32_t free_kv_blocks = 0;
   int32_t total_kv_blocks = 0;
   int32_t held_handoffs = 0;
+  kvcache::BlockManagerStats kv;
+  int64_t kv_bytes_moved = 0;
+  int64_t preemptions = 0;
+  int32_t cached_device_blocks = 0;
+  int32_t cached_host_blocks = 0;
+  int32_t host_blocks = 0;
+  int64_t cached_prompt_tokens = 0;
 };
 
 class StepThread {

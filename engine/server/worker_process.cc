@@ -38,6 +38,20 @@ tessera::internal::v1::WorkerLoad ToProto(const LoopLoad& load, int32_t queued,
   proto.set_kv_pulls_shared_memory(puller.shared_memory_pulls());
   proto.set_kv_pulls_network(puller.network_pulls());
   proto.set_kv_bytes_pulled(puller.total_bytes());
+  tessera::internal::v1::KvCacheStats* kv = proto.mutable_kv_cache();
+  kv->set_lookups(load.kv.lookups);
+  kv->set_device_hits(load.kv.device_hits);
+  kv->set_host_hits(load.kv.host_hits);
+  kv->set_offloaded(load.kv.offloaded);
+  kv->set_restored(load.kv.restored);
+  kv->set_evicted_device(load.kv.evicted_device);
+  kv->set_evicted_host(load.kv.evicted_host);
+  kv->set_bytes_moved(load.kv_bytes_moved);
+  kv->set_preemptions(load.preemptions);
+  kv->set_cached_device_blocks(load.cached_device_blocks);
+  kv->set_cached_host_blocks(load.cached_host_blocks);
+  kv->set_host_blocks(load.host_blocks);
+  kv->set_cached_prompt_tokens(load.cached_prompt_tokens);
   return proto;
 }
 
@@ -84,6 +98,19 @@ absl::Status RunWorker(const WorkerOptions& options) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   TESSERA_ASSIGN_OR_RETURN(LoadedModel model, LoadedModel::Load(options.model_path, options.threads));
   StepLoopOptions loop_options = options.loop;
+  const int64_t bytes_per_block =
+      KvShapeFor(model.model->config(), loop_options.block_size, 1).bytes_per_block();
+  if (options.device_kv_bytes > 0) {
+    loop_options.num_blocks = static_cast<int32_t>(options.device_kv_bytes / bytes_per_block);
+    if (loop_options.num_blocks < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("--kv-bytes ", options.device_kv_bytes,
+                                                     " is less than one block (",
+                                                     bytes_per_block, " bytes)"));
+    }
+  }
+  if (options.host_kv_bytes > 0) {
+    loop_options.host_blocks = static_cast<int32_t>(options.host_kv_bytes / bytes_per_block);
+  }
   // Prefill workers keep their KV in shared memory so decode workers on this host copy it
   // straight out; without room in /dev/shm they fall back to sending it over gRPC.
   loop_options.shared_kv_memory = options.role == tessera::internal::v1::ROLE_PREFILL;

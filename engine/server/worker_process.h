@@ -24,6 +24,9 @@ struct WorkerOptions {
   // The host other processes reach this worker at (the listen host unless it is 0.0.0.0).
   std::string advertise_host;
   StepLoopOptions loop;
+  // Budgets in bytes; when set they decide loop.num_blocks / loop.host_blocks.
+  int64_t device_kv_bytes = 0;
+  int64_t host_kv_bytes = 0;
   int32_t max_requests = 256;
   bool force_network_kv = false;
   int32_t fault_fail_kv_pulls = 0;  // Fault injection for tests: break this many KV pulls.

@@ -196,6 +196,19 @@ std::vector<tessera::v1::WorkerStatus> WorkerRegistry::List() const {
     status.set_kv_pulls_shared_memory(worker.load.kv_pulls_shared_memory());
     status.set_kv_pulls_network(worker.load.kv_pulls_network());
     status.set_kv_bytes_pulled(worker.load.kv_bytes_pulled());
+    const auto& kv = worker.load.kv_cache();
+    status.set_kv_lookups(kv.lookups());
+    status.set_kv_device_hits(kv.device_hits());
+    status.set_kv_host_hits(kv.host_hits());
+    status.set_kv_offloaded(kv.offloaded());
+    status.set_kv_restored(kv.restored());
+    status.set_kv_evicted_device(kv.evicted_device());
+    status.set_kv_evicted_host(kv.evicted_host());
+    status.set_kv_tier_bytes_moved(kv.bytes_moved());
+    status.set_preemptions(kv.preemptions());
+    status.set_cached_device_blocks(kv.cached_device_blocks());
+    status.set_cached_host_blocks(kv.cached_host_blocks());
+    status.set_host_blocks(kv.host_blocks());
     out.push_back(std::move(status));
   }
   std::sort(out.begin(), out.end(),

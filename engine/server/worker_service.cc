@@ -130,6 +130,7 @@ grpc::Status WorkerService::Prefill(
   }
 
   PrefillServerMessage reply;
+  reply.set_cached_tokens(final_event.usage.cached_tokens);
   const bool held = final_event.finish_reason == FinishReason::kHandoff;
   if (held) {
     StreamEvent shown = first;
