@@ -38,7 +38,10 @@ std::optional<BlockId> BlockManager::TakeHostBlock() {
   HostBlock& h = host_[victim];
   auto it = index_.find(*h.hash);
   it->second.host = -1;
-  if (it->second.device < 0) index_.erase(it);
+  if (it->second.device < 0) {
+    NoteChange(it->first, true);
+    index_.erase(it);
+  }
   h.hash.reset();
   ++stats_.evicted_host;
   return victim;
@@ -66,6 +69,7 @@ void BlockManager::EvictDevice(BlockId block) {
     it->second.host = *host;
     ++stats_.offloaded;
   } else {
+    NoteChange(it->first, true);
     index_.erase(it);
   }
   d.hash.reset();
@@ -152,10 +156,30 @@ void BlockManager::Publish(BlockId block, BlockHash hash) {
   DeviceBlock& d = device_[block];
   TESSERA_CHECK(d.references > 0);
   if (d.hash.has_value()) return;
-  Location& location = index_[hash];
+  auto [entry, inserted] = index_.try_emplace(hash);
+  if (inserted) NoteChange(hash, false);
+  Location& location = entry->second;
   if (location.device >= 0) return;  // Someone else's block already holds it.
   location.device = block;
   d.hash = hash;
+}
+
+BlockManager::Changes BlockManager::TakeChanges() {
+  Changes changes;
+  for (const auto& [hash, held_before] : changed_) {
+    const bool held_now = index_.contains(hash);
+    if (held_now && !held_before) changes.stored.push_back(hash);
+    if (!held_now && held_before) changes.removed.push_back(hash);
+  }
+  changed_.clear();
+  return changes;
+}
+
+std::vector<BlockHash> BlockManager::HeldHashes() const {
+  std::vector<BlockHash> hashes;
+  hashes.reserve(index_.size());
+  for (const auto& [hash, location] : index_) hashes.push_back(hash);
+  return hashes;
 }
 
 bool BlockManager::IsShared(BlockId block) const {

@@ -97,6 +97,18 @@ class BlockManager {
   int32_t cached_device() const { return static_cast<int32_t>(device_lru_.size()); }
   int32_t cached_host() const { return static_cast<int32_t>(host_lru_.size()); }
   int32_t references(BlockId block) const { return device_[block].references; }
+
+  // What the manager holds changed: content hashes that became reusable here (on either
+  // tier) and ones that are gone, since the last call. Net of each other within the interval,
+  // so applying them to a view that was exact at the last call makes it exact again.
+  struct Changes {
+    std::vector<BlockHash> stored;
+    std::vector<BlockHash> removed;
+  };
+  Changes TakeChanges();
+  // Every content hash held now, on either tier (a snapshot for a view that lost track).
+  std::vector<BlockHash> HeldHashes() const;
+  int32_t held_hashes() const { return static_cast<int32_t>(index_.size()); }
   const BlockManagerStats& stats() const { return stats_; }
   bool prefix_caching() const { return options_.prefix_caching; }
 
@@ -129,6 +141,9 @@ class BlockManager {
   std::list<BlockId> device_lru_;  // Cached device blocks, least recently used first.
   std::list<BlockId> host_lru_;    // Cached host blocks, least recently used first.
   absl::flat_hash_map<BlockHash, Location> index_;
+  // Per hash changed since TakeChanges(): whether it was held before the first change.
+  absl::flat_hash_map<BlockHash, bool> changed_;
+  void NoteChange(BlockHash hash, bool held_before) { changed_.try_emplace(hash, held_before); }
   int32_t referenced_ = 0;
   BlockManagerStats stats_;
 };

@@ -145,3 +145,38 @@ TEST_CASE("BlockManager: with prefix caching off nothing is shared or cached", "
 
 }  // namespace
 }  // namespace tessera::kvcache
+
+namespace tessera::kvcache {
+namespace {
+
+TEST_CASE("BlockManager: changes report what became held and what is gone, net", "[kvcache]") {
+  FakeMover mover(2, 1);
+  BlockManager manager({.device_blocks = 2, .host_blocks = 1}, &mover);
+  auto h = Hashes({1, 1, 2, 2, 3, 3});
+  BlockId a = manager.Allocate().value();
+  manager.Publish(a, h[0]);
+  BlockManager::Changes changes = manager.TakeChanges();
+  CHECK(changes.stored == std::vector<BlockHash>{h[0]});
+  CHECK(changes.removed.empty());
+  manager.Release(a);
+  // Two allocations: h[0] moves to the host (still held), nothing reported.
+  BlockId x = manager.Allocate().value(), y = manager.Allocate().value();
+  CHECK(manager.stats().offloaded == 1);
+  changes = manager.TakeChanges();
+  CHECK(changes.stored.empty());
+  CHECK(changes.removed.empty());
+  // Publishing and losing h[1] within one interval nets out; losing h[0] is reported.
+  manager.Publish(x, h[1]);
+  manager.Release(x);
+  BlockId z = manager.Allocate().value();  // Evicts h[1] to the host, which drops h[0].
+  changes = manager.TakeChanges();
+  CHECK(changes.stored == std::vector<BlockHash>{h[1]});
+  CHECK(changes.removed == std::vector<BlockHash>{h[0]});
+  CHECK(manager.HeldHashes() == std::vector<BlockHash>{h[1]});
+  CHECK(manager.held_hashes() == 1);
+  manager.Release(y);
+  manager.Release(z);
+}
+
+}  // namespace
+}  // namespace tessera::kvcache
