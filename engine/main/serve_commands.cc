@@ -53,6 +53,13 @@ RouterCommand::RouterCommand(CLI::App& app) {
   command_->add_option("--heartbeat-timeout-ms", heartbeat_timeout_ms_,
                        "Drop a worker after this long without a heartbeat")
       ->check(CLI::Range(100, 600000));
+  command_->add_option("--route-load-weight", options_.registry.routing.load_weight,
+                       "Prefill routing: weight of a worker's load (queued prompt tokens)")
+      ->check(CLI::Range(0.0, 1e9));
+  command_->add_option("--route-overlap-weight", options_.registry.routing.overlap_weight,
+                       "Prefill routing: weight of prompt tokens already cached on a worker "
+                       "(0: route by load only)")
+      ->check(CLI::Range(0.0, 1e9));
 }
 
 int RouterCommand::Run() {
@@ -133,6 +140,9 @@ ServeCommand::ServeCommand(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 20));
   command_->add_flag("--network-kv", network_kv_,
                      "Move KV over gRPC even though the workers share this host");
+  command_->add_option("--router-flag", router_flags_,
+                       "Pass a flag to the router (repeatable), e.g. "
+                       "--router-flag=--route-overlap-weight=0");
   command_->add_option("--worker-flag", worker_flags_,
                        "Pass a flag to every worker (repeatable), e.g. "
                        "--worker-flag=--host-kv-blocks=2048");
@@ -173,8 +183,11 @@ int ServeCommand::Run() {
     return pid;
   };
   std::vector<pid_t> worker_pids;
-  pid_t router = spawn({"router", "--model", model_path_, "--grpc", grpc_address_, "--http",
-                        http_address_, "--max-in-flight", std::to_string(max_in_flight_)});
+  std::vector<std::string> router_args = {"router", "--model", model_path_, "--grpc",
+                                          grpc_address_, "--http", http_address_,
+                                          "--max-in-flight", std::to_string(max_in_flight_)};
+  router_args.insert(router_args.end(), router_flags_.begin(), router_flags_.end());
+  pid_t router = spawn(router_args);
   auto start_workers = [&](const char* role, int count) {
     for (int i = 0; i < count; ++i) {
       std::vector<std::string> args = {"worker", "--role", role, "--router", grpc_address_,

@@ -55,6 +55,7 @@ class ServeCommand {
   int max_in_flight_ = 256;
   bool network_kv_ = false;
   std::vector<std::string> worker_flags_;
+  std::vector<std::string> router_flags_;
 };
 
 class AdminCommand {

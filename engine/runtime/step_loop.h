@@ -135,6 +135,10 @@ class StepLoop {
   bool HasWork() const { return static_cast<int32_t>(sequences_.size()) > importing_; }
   int32_t running() const { return static_cast<int32_t>(sequences_.size()); }
   const kvcache::BlockManager& block_manager() const { return *blocks_; }
+  kvcache::BlockManager::Changes TakeKvChanges() { return blocks_->TakeChanges(); }
+  // The seed of this loop's block content hashes (model and block size).
+  kvcache::BlockHash kv_hash_seed() const { return hash_seed_; }
+  int32_t block_size() const { return options_.block_size; }
   int64_t preemptions() const { return preemptions_; }
   // Prompt tokens that requests took from the prefix cache instead of computing.
   int64_t cached_prompt_tokens() const { return cached_prompt_tokens_; }

@@ -181,7 +181,8 @@ absl::Status Dispatcher::RunColocated(Attempt& attempt) {
 
 absl::Status Dispatcher::RunDisaggregated(Attempt& attempt) {
   const int64_t prompt_tokens = static_cast<int64_t>(attempt.job.prompt.size());
-  absl::StatusOr<WorkerLease> prefill = registry_.Acquire(WorkerNeed::kPrefill, prompt_tokens);
+  absl::StatusOr<WorkerLease> prefill =
+      registry_.Acquire(WorkerNeed::kPrefill, prompt_tokens, {}, attempt.job.prompt);
   if (!prefill.ok()) return prefill.status();
   const std::string handoff_id = absl::StrCat(attempt.job.request_id, "/", attempt.index);
   const tessera::internal::v1::WorkRequest work = attempt.Work(handoff_id);

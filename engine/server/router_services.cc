@@ -113,4 +113,11 @@ grpc::Status ControlService::Deregister(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status ControlService::PublishKvEvents(grpc::ServerContext*,
+                                             const tessera::internal::v1::KvEvents* request,
+                                             tessera::internal::v1::KvEventsAck* response) {
+  response->set_need_snapshot(!registry_.ApplyKvEvents(*request));
+  return grpc::Status::OK;
+}
+
 }  // namespace tessera::engine::server

@@ -56,6 +56,9 @@ class ControlService final : public tessera::internal::v1::Control::Service {
   grpc::Status Deregister(grpc::ServerContext* context,
                           const tessera::internal::v1::DeregisterRequest* request,
                           tessera::internal::v1::DeregisterResponse* response) override;
+  grpc::Status PublishKvEvents(grpc::ServerContext* context,
+                               const tessera::internal::v1::KvEvents* request,
+                               tessera::internal::v1::KvEventsAck* response) override;
 
  private:
   WorkerRegistry& registry_;

@@ -22,6 +22,29 @@ void StepThread::Post(std::function<void(StepLoop&)> task) {
   tasks_.push_back(std::move(task));
 }
 
+KvBatch StepThread::TakeKvChanges() {
+  KvBatch batch;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [hash, states] : kv_changes_) {
+    if (states.second && !states.first) batch.stored.push_back(hash);
+    if (!states.second && states.first) batch.removed.push_back(hash);
+  }
+  kv_changes_.clear();
+  return batch;
+}
+
+KvBatch StepThread::TakeKvSnapshot() {
+  return Call<KvBatch>([this](StepLoop& loop) {
+    KvBatch batch;
+    batch.snapshot = true;
+    loop.TakeKvChanges();  // Included in the snapshot.
+    batch.stored = loop.block_manager().HeldHashes();
+    absl::MutexLock lock(&mu_);
+    kv_changes_.clear();
+    return batch;
+  });
+}
+
 LoopLoad StepThread::load() const {
   absl::MutexLock lock(&mu_);
   return load_;
@@ -42,8 +65,18 @@ void StepThread::RefreshLoad() {
   load.cached_host_blocks = blocks.cached_host();
   load.host_blocks = blocks.host_blocks();
   load.cached_prompt_tokens = loop_->cached_prompt_tokens();
+  load.held_hashes = blocks.held_hashes();
+  kvcache::BlockManager::Changes changes = loop_->TakeKvChanges();
   absl::MutexLock lock(&mu_);
   load_ = load;
+  for (uint64_t hash : changes.stored) {
+    auto [it, inserted] = kv_changes_.try_emplace(hash, false, true);
+    it->second.second = true;
+  }
+  for (uint64_t hash : changes.removed) {
+    auto [it, inserted] = kv_changes_.try_emplace(hash, true, false);
+    it->second.second = false;
+  }
 }
 
 void StepThread::Run() {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/runtime/step_loop.h"
 
@@ -32,6 +33,15 @@ struct LoopLoad {
   int32_t cached_host_blocks = 0;
   int32_t host_blocks = 0;
   int64_t cached_prompt_tokens = 0;
+  int32_t held_hashes = 0;
+};
+
+// KV holdings that changed since the last KvBatch taken (net), or a whole snapshot.
+struct KvBatch {
+  std::vector<uint64_t> stored;
+  std::vector<uint64_t> removed;
+  bool snapshot = false;
+  bool empty() const { return !snapshot && stored.empty() && removed.empty(); }
 };
 
 class StepThread {
@@ -56,6 +66,11 @@ class StepThread {
 
   LoopLoad load() const;
 
+  // The KV holdings changed since the previous call (net). Thread-safe.
+  KvBatch TakeKvChanges();
+  // Everything held now; pending changes are dropped (the snapshot includes them).
+  KvBatch TakeKvSnapshot();
+
  private:
   void Run();
   void RefreshLoad();
@@ -65,6 +80,8 @@ class StepThread {
   std::vector<std::function<void(StepLoop&)>> tasks_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   LoopLoad load_ ABSL_GUARDED_BY(mu_);
+  // Per content hash changed since the last batch: {held before, held now}.
+  absl::flat_hash_map<uint64_t, std::pair<bool, bool>> kv_changes_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

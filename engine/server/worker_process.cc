@@ -52,6 +52,7 @@ tessera::internal::v1::WorkerLoad ToProto(const LoopLoad& load, int32_t queued,
   kv->set_cached_host_blocks(load.cached_host_blocks);
   kv->set_host_blocks(load.host_blocks);
   kv->set_cached_prompt_tokens(load.cached_prompt_tokens);
+  kv->set_held_hashes(load.held_hashes);
   return proto;
 }
 
@@ -138,6 +139,8 @@ absl::Status RunWorker(const WorkerOptions& options) {
   KvPuller puller(channels, context.host_id, options.force_network_kv,
                   options.fault_fail_kv_pulls);
   context.puller = &puller;
+  const uint64_t kv_hash_seed = loop->kv_hash_seed();
+  const int32_t kv_block_size = loop->block_size();
   StepThread step(std::move(loop));
   context.step = &step;
 
@@ -171,6 +174,8 @@ absl::Status RunWorker(const WorkerOptions& options) {
   registration.set_context_length(model.model->config().context_length);
   registration.set_host_id(context.host_id);
   registration.set_pid(getpid());
+  registration.set_kv_hash_seed(kv_hash_seed);
+  registration.set_kv_block_size(kv_block_size);
   auto register_once = [&]() -> absl::StatusOr<std::string> {
     *registration.mutable_load() = ToProto(step.load(), context.active_requests.load(), puller);
     grpc::ClientContext rpc;
@@ -195,6 +200,33 @@ absl::Status RunWorker(const WorkerOptions& options) {
   std::cerr << "tessera worker " << *worker_id << ": " << WorkerRoleName(options.role)
             << " on " << address << " (pid " << getpid() << ")" << std::endl;
 
+  // KV holdings go to the router as numbered change batches (a snapshot first, and whenever
+  // the router lost track), so its routing index is exact without polling.
+  const uint64_t epoch = (static_cast<uint64_t>(getpid()) << 32) ^
+                         static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  int64_t kv_sequence = 0;
+  bool need_snapshot = true;
+  auto publish_kv = [&] {
+    KvBatch batch = need_snapshot ? step.TakeKvSnapshot() : step.TakeKvChanges();
+    if (batch.empty()) return;
+    tessera::internal::v1::KvEvents events;
+    events.set_worker_id(*worker_id);
+    events.set_epoch(epoch);
+    events.set_sequence(batch.snapshot ? 0 : kv_sequence + 1);
+    events.set_snapshot(batch.snapshot);
+    for (uint64_t h : batch.stored) events.add_stored(h);
+    for (uint64_t h : batch.removed) events.add_removed(h);
+    grpc::ClientContext rpc;
+    rpc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    tessera::internal::v1::KvEventsAck ack;
+    if (!control->PublishKvEvents(&rpc, events, &ack).ok()) {
+      need_snapshot = true;  // The router may or may not have it: start over.
+      return;
+    }
+    kv_sequence = events.sequence();
+    need_snapshot = ack.need_snapshot();
+  };
+
   // Heartbeats until drained or signalled; then finish what is running and leave.
   bool leaving = false;
   absl::Time next_beat = absl::Now();
@@ -214,7 +246,10 @@ absl::Status RunWorker(const WorkerOptions& options) {
       tessera::internal::v1::HeartbeatResponse response;
       if (control->Heartbeat(&rpc, beat, &response).ok()) {
         if (!response.known()) {
-          if (absl::StatusOr<std::string> id = register_once(); id.ok()) worker_id = id;
+          if (absl::StatusOr<std::string> id = register_once(); id.ok()) {
+            worker_id = id;
+            need_snapshot = true;
+          }
         } else if (response.drain() && !leaving) {
           std::cerr << "tessera worker " << *worker_id << ": draining" << std::endl;
           leaving = true;
@@ -222,6 +257,7 @@ absl::Status RunWorker(const WorkerOptions& options) {
         }
       }
     }
+    publish_kv();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   {

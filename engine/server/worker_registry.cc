@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/server/worker_process.h"
+#include "kvcache/block_hash.h"
 
 namespace tessera::engine::server {
 
@@ -54,6 +55,21 @@ tessera::internal::v1::HeartbeatResponse WorkerRegistry::Heartbeat(
 void WorkerRegistry::Deregister(const std::string& worker_id) {
   absl::MutexLock lock(&mu_);
   workers_.erase(worker_id);
+  prefix_index_.RemoveWorker(worker_id);
+}
+
+bool WorkerRegistry::ApplyKvEvents(const tessera::internal::v1::KvEvents& events) {
+  absl::MutexLock lock(&mu_);
+  if (!workers_.contains(events.worker_id())) return false;
+  if (events.snapshot()) {
+    prefix_index_.Snapshot(events.worker_id(), events.epoch(), events.sequence(),
+                           std::span<const uint64_t>(events.stored().data(), events.stored_size()));
+    return true;
+  }
+  return prefix_index_.Apply(
+      events.worker_id(), events.epoch(), events.sequence(),
+      std::span<const uint64_t>(events.stored().data(), events.stored_size()),
+      std::span<const uint64_t>(events.removed().data(), events.removed_size()));
 }
 
 absl::Status WorkerRegistry::Drain(const std::string& worker_or_address) {
@@ -74,6 +90,7 @@ std::vector<std::string> WorkerRegistry::Reap() {
   for (auto it = workers_.begin(); it != workers_.end();) {
     if (now - it->second.last_heartbeat > options_.heartbeat_timeout) {
       dead.push_back(it->first);
+      prefix_index_.RemoveWorker(it->first);
       workers_.erase(it++);
     } else {
       ++it;
@@ -107,7 +124,8 @@ bool WorkerRegistry::Has(WorkerNeed need) const {
 }
 
 absl::StatusOr<WorkerLease> WorkerRegistry::Acquire(
-    WorkerNeed need, int64_t prompt_tokens, const absl::flat_hash_set<std::string>& exclude) {
+    WorkerNeed need, int64_t prompt_tokens, const absl::flat_hash_set<std::string>& exclude,
+    std::span<const int32_t> prompt) {
   absl::MutexLock lock(&mu_);
   const Clock::time_point now = Clock::now();
   std::vector<Worker*> candidates;
@@ -132,10 +150,30 @@ absl::StatusOr<WorkerLease> WorkerRegistry::Acquire(
     view.in_flight_prompt_tokens = worker.in_flight_prompt_tokens;
     loads.push_back(view);
   }
-  std::optional<size_t> pick = scheduler::SelectWorker(
-      loads,
-      need == WorkerNeed::kPrefill ? scheduler::WorkKind::kPrefill : scheduler::WorkKind::kDecode,
-      rotation_++, options_.weights);
+  const scheduler::WorkKind kind =
+      need == WorkerNeed::kPrefill ? scheduler::WorkKind::kPrefill : scheduler::WorkKind::kDecode;
+  std::optional<size_t> pick;
+  if (need == WorkerNeed::kPrefill && !prompt.empty() && !candidates.empty() &&
+      options_.routing.overlap_weight != 0) {
+    // KV-aware: each worker's leading overlap with the prompt, in tokens, from the index.
+    std::vector<double> scores;
+    std::vector<int32_t> overlap;
+    absl::flat_hash_map<std::pair<uint64_t, int32_t>, std::vector<kvcache::BlockHash>> hashes;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      const auto& info = candidates[i]->info;
+      const int32_t bs = std::max(1, info.kv_block_size());
+      auto [it, inserted] = hashes.try_emplace({info.kv_hash_seed(), bs});
+      if (inserted) {
+        it->second = kvcache::PrefixBlockHashes(prompt, bs, info.kv_hash_seed(),
+                                                (static_cast<int32_t>(prompt.size()) - 1) / bs);
+      }
+      scores.push_back(scheduler::LoadScore(loads[i], kind, options_.weights));
+      overlap.push_back(prefix_index_.LeadingOverlap(*ids[i], it->second) * bs);
+    }
+    pick = scheduler::PickByOverlapAndLoad(scores, overlap, rotation_[static_cast<int>(need)]++, options_.routing);
+  } else {
+    pick = scheduler::SelectWorker(loads, kind, rotation_[static_cast<int>(need)]++, options_.weights);
+  }
   // A worker that was just allowed a probe takes the request: that is the probe.
   for (size_t i = 0; i < candidates.size(); ++i) {
     if (candidates[i]->breaker.state() == scheduler::CircuitBreaker::State::kProbing) pick = i;
@@ -209,6 +247,8 @@ std::vector<tessera::v1::WorkerStatus> WorkerRegistry::List() const {
     status.set_cached_device_blocks(kv.cached_device_blocks());
     status.set_cached_host_blocks(kv.cached_host_blocks());
     status.set_host_blocks(kv.host_blocks());
+    status.set_held_block_contents(kv.held_hashes());
+    status.set_indexed_block_contents(prefix_index_.held(id));
     out.push_back(std::move(status));
   }
   std::sort(out.begin(), out.end(),

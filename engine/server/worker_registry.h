@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "scheduler/circuit_breaker.h"
+#include "scheduler/prefix_index.h"
 #include "scheduler/worker_selector.h"
 #include "tessera/internal/v1/worker.pb.h"
 #include "tessera/v1/admin.pb.h"
@@ -30,6 +32,8 @@ struct WorkerRegistryOptions {
   std::chrono::milliseconds heartbeat_timeout{3000};
   scheduler::CircuitBreakerOptions breaker;
   scheduler::SelectorWeights weights;
+  // Prefill routing: load against prompt tokens already cached on the worker.
+  scheduler::RoutingWeights routing;
 };
 
 // What a request needs from a worker.
@@ -94,9 +98,14 @@ class WorkerRegistry {
   std::vector<std::string> Reap();
 
   // The least-loaded worker for `need` that is serving, in rotation and not in `exclude`.
-  // Unavailable if there is none.
+  // For prefill, given the prompt, load is balanced against how much of the prompt each
+  // worker already holds in its KV cache (RoutingWeights). Unavailable if there is none.
   absl::StatusOr<WorkerLease> Acquire(WorkerNeed need, int64_t prompt_tokens,
-                                      const absl::flat_hash_set<std::string>& exclude = {});
+                                      const absl::flat_hash_set<std::string>& exclude = {},
+                                      std::span<const int32_t> prompt = {});
+  // Applies a worker's KV change batch to the routing index; false if the router needs a
+  // snapshot from it.
+  bool ApplyKvEvents(const tessera::internal::v1::KvEvents& events);
   // Whether any live worker could take `need` (ignoring load and breakers).
   bool Has(WorkerNeed need) const;
 
@@ -119,8 +128,10 @@ class WorkerRegistry {
   const WorkerRegistryOptions options_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Worker> workers_ ABSL_GUARDED_BY(mu_);
+  scheduler::PrefixIndex prefix_index_ ABSL_GUARDED_BY(mu_);
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
-  size_t rotation_ ABSL_GUARDED_BY(mu_) = 0;
+  // Per kind of need, so that equal workers of each pool take turns.
+  size_t rotation_[3] ABSL_GUARDED_BY(mu_) = {0, 0, 0};
 };
 
 }  // namespace tessera::engine::server
