@@ -180,16 +180,17 @@ absl::StatusOr<int64_t> StepLoop::Add(GenerationRequest request) {
 absl::StatusOr<ImportSlot> StepLoop::AddImporting(GenerationRequest request) {
   TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<Sequence> seq, Validate(std::move(request)));
   const int32_t positions = static_cast<int32_t>(seq->tokens.size());
+  // Blocks of the prompt this loop already has need not travel.
+  const int32_t cached = MatchPrefix(*seq);
   if (!EnsureBlocks(*seq, positions)) {
     ReleaseBlocks(*seq);
     return absl::ResourceExhaustedError(
         absl::StrCat("no free KV blocks for ", positions, " imported positions"));
   }
-  seq->matched = true;  // Its KV arrives whole; nothing to take from the cache.
   seq->computed = positions;
   seq->importing = true;
   ++importing_;
-  ImportSlot slot{seq->id, positions, seq->blocks};
+  ImportSlot slot{seq->id, positions, cached, seq->blocks};
   sequences_.emplace(seq->id, std::move(seq));
   order_.push_back(slot.id);
   return slot;

@@ -78,8 +78,11 @@ struct GenerationRequest {
 // A sequence whose KV arrives from elsewhere (a KV handoff).
 struct ImportSlot {
   int64_t id = 0;
-  int32_t positions = 0;                 // Prompt plus generated tokens: all imported.
-  std::vector<kvcache::BlockId> blocks;  // Covers the imported positions.
+  int32_t positions = 0;  // Prompt plus generated tokens.
+  // Positions [0, first_position) came from this loop's own prefix cache; only the rest need
+  // copying in.
+  int32_t first_position = 0;
+  std::vector<kvcache::BlockId> blocks;  // Covers every position.
 };
 
 struct StepLoopOptions {
@@ -107,10 +110,11 @@ class StepLoop {
   // Queues a request. InvalidArgument for an empty prompt, a prompt that leaves no room in the
   // context, bad token ids or bad sampling parameters; nothing is queued then.
   absl::StatusOr<int64_t> Add(GenerationRequest request);
-  // Queues a request whose tokens (prompt, then generated) will all have their KV copied in by
-  // another thread: the returned blocks are reserved for it and the step loop neither touches
-  // them nor schedules the request until FinishImport(). Fails like Add(), or with
-  // ResourceExhausted if the blocks cannot be had.
+  // Queues a request whose tokens (prompt, then generated) will have their KV copied in by
+  // another thread, except a leading part this loop already holds in its prefix cache
+  // (ImportSlot::first_position): the returned blocks are reserved for it and the step loop
+  // neither touches them nor schedules the request until FinishImport(). Fails like Add(), or
+  // with ResourceExhausted if the blocks cannot be had.
   absl::StatusOr<ImportSlot> AddImporting(GenerationRequest request);
   // The import's KV is in place and `sampled` (at least one token) are the tokens the source
   // generated after it; they are replayed, not emitted, and the request joins the batch.

@@ -38,6 +38,7 @@ absl::StatusOr<KvPullResult> KvPuller::Pull(const tessera::internal::v1::KvSourc
   PullRequest request;
   request.set_handoff_id(source.handoff_id());
   if (!force_network_) request.set_host_id(local_host_id_);
+  request.set_first_position(slot.first_position);
   auto stub = tessera::internal::v1::KvTransfer::NewStub(channels_.Get(source.address()));
   std::unique_ptr<grpc::ClientReader<PullResponse>> reader = stub->Pull(context.get(), request);
 
@@ -87,7 +88,7 @@ absl::StatusOr<KvPullResult> KvPuller::Pull(const tessera::internal::v1::KvSourc
 
   const auto destination = kvcache::KvRows::InCache(cache.data(), cache.layout(), slot.blocks, 0);
   const size_t row_bytes = static_cast<size_t>(local.kv_dim()) * sizeof(uint16_t);
-  std::vector<int32_t> copied(local.num_layers, 0);
+  std::vector<int32_t> copied(local.num_layers, slot.first_position);
   bool done = false;
   // The first message may already carry chunks (and even the end).
   bool have_message = true;

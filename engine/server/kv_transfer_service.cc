@@ -37,7 +37,12 @@ grpc::Status KvTransferService::Pull(grpc::ServerContext* context,
   const int32_t layers = layout.shape.num_layers;
   const int32_t block_size = layout.shape.block_size;
   const size_t row_bytes = static_cast<size_t>(layout.shape.kv_dim()) * sizeof(uint16_t);
-  std::vector<int32_t> sent(layers, 0);
+  if (request->first_position() < 0 || request->first_position() > view->positions) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("first_position ", request->first_position(),
+                                     " is outside the handoff's ", view->positions, " positions"));
+  }
+  std::vector<int32_t> sent(layers, request->first_position());
   while (true) {
     if (view->closed) {
       return grpc::Status(grpc::StatusCode::ABORTED,

@@ -29,7 +29,12 @@ class KvCacheTest(unittest.TestCase):
 
     def test_prefix_caching_through_the_deployment(self):
         with harness.Deployment(prefill=1, decode=1) as d:
+            def pulled():
+                time.sleep(0.7)  # A heartbeat carries the counter.
+                return [w for w in d.workers() if w.role == "decode"][0].kv_bytes_pulled
             for i, question in enumerate(QUESTIONS + QUESTIONS[:1]):
+                if i == 1:
+                    whole_prompt = pulled()  # The first handoff moved the whole prompt.
                 ids, text, last = d.generate(PREFIX + question, max_tokens=16, ignore_eos=True)
                 self.assertEqual(ids, self.reference[question]["token_ids"])
                 if i == 0:
@@ -39,6 +44,13 @@ class KvCacheTest(unittest.TestCase):
                     self.assertGreaterEqual(last.usage.cached_tokens, 32, question)
             workers = self.wait_for(d, lambda ws: any(w.kv_device_hits > 0 for w in ws))
             prefill = [w for w in workers if w.role == "prefill"][0]
+            # The decode worker keeps imported blocks too, and pulls only what it lacks: a
+            # new question after the shared prefix moves a fraction of the first one's bytes.
+            before = pulled()
+            d.generate(PREFIX + "Is there parking nearby?", max_tokens=4, ignore_eos=True)
+            suffix_only = pulled() - before
+            self.assertGreater(suffix_only, 0)
+            self.assertLess(suffix_only, whole_prompt / 2)
             self.assertGreater(prefill.kv_device_hits, 0)
             self.assertGreater(prefill.kv_lookups, prefill.kv_device_hits)
             self.assertGreater(d.metric("tessera_kv_hits_total", {"tier": "device"}), 0)
