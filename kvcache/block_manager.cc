@@ -182,6 +182,46 @@ std::vector<BlockHash> BlockManager::HeldHashes() const {
   return hashes;
 }
 
+absl::StatusOr<std::vector<BlockId>> BlockManager::SwapOut(std::span<const BlockId> device_blocks) {
+  const int32_t available = static_cast<int32_t>(free_host_.size() + host_lru_.size());
+  if (available < static_cast<int32_t>(device_blocks.size())) {
+    return absl::ResourceExhaustedError(absl::StrCat("the host tier has room for ", available,
+                                                     " of ", device_blocks.size(), " blocks"));
+  }
+  std::vector<BlockId> host_blocks;
+  for (BlockId device : device_blocks) {
+    BlockId host = *TakeHostBlock();
+    mover_->DeviceToHost(device, host);
+    host_blocks.push_back(host);
+  }
+  for (BlockId device : device_blocks) Release(device);
+  swapped_host_ += static_cast<int32_t>(host_blocks.size());
+  stats_.swapped_out += static_cast<int64_t>(host_blocks.size());
+  return host_blocks;
+}
+
+absl::StatusOr<std::vector<BlockId>> BlockManager::SwapIn(std::span<const BlockId> host_blocks) {
+  if (unreferenced() < static_cast<int32_t>(host_blocks.size())) {
+    return absl::ResourceExhaustedError(absl::StrCat("the device tier has room for ",
+                                                     unreferenced(), " of ", host_blocks.size(),
+                                                     " blocks"));
+  }
+  std::vector<BlockId> device_blocks;
+  for (BlockId host : host_blocks) {
+    BlockId device = *Allocate();
+    mover_->HostToDevice(host, device);
+    device_blocks.push_back(device);
+  }
+  FreeSwapped(host_blocks);
+  stats_.swapped_in += static_cast<int64_t>(host_blocks.size());
+  return device_blocks;
+}
+
+void BlockManager::FreeSwapped(std::span<const BlockId> host_blocks) {
+  for (BlockId host : host_blocks) free_host_.push_back(host);
+  swapped_host_ -= static_cast<int32_t>(host_blocks.size());
+}
+
 bool BlockManager::IsShared(BlockId block) const {
   const DeviceBlock& d = device_[block];
   return d.references > 1 || d.hash.has_value();

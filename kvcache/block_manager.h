@@ -54,6 +54,8 @@ struct BlockManagerStats {
   int64_t evicted_device = 0;   // Cached device blocks evicted (offloaded or dropped).
   int64_t evicted_host = 0;     // Cached host blocks dropped.
   int64_t copied_on_write = 0;  // Shared blocks copied before a write.
+  int64_t swapped_out = 0;      // Blocks of preempted sequences moved to the host tier.
+  int64_t swapped_in = 0;
 };
 
 class BlockManager {
@@ -81,6 +83,17 @@ class BlockManager {
   // Records that the full device block `block` holds the content `hash`, so later requests
   // can share it. If another block already holds that content, nothing changes.
   void Publish(BlockId block, BlockHash hash);
+
+  // Preemption by swapping: copies the blocks to host-tier blocks reserved for the caller
+  // (evicting cached host content if need be) and drops the caller's device references.
+  // ResourceExhausted, changing nothing, if the host tier cannot take them all.
+  absl::StatusOr<std::vector<BlockId>> SwapOut(std::span<const BlockId> device_blocks);
+  // Brings swapped blocks back into fresh device blocks and frees the host ones.
+  // ResourceExhausted, changing nothing, if the device tier cannot take them all.
+  absl::StatusOr<std::vector<BlockId>> SwapIn(std::span<const BlockId> host_blocks);
+  // Frees swapped host blocks without bringing them back (the sequence ended).
+  void FreeSwapped(std::span<const BlockId> host_blocks);
+  int32_t swapped_host() const { return swapped_host_; }
 
   // Whether others can see the block's content (more than one reference, or published).
   bool IsShared(BlockId block) const;
@@ -145,6 +158,7 @@ class BlockManager {
   absl::flat_hash_map<BlockHash, bool> changed_;
   void NoteChange(BlockHash hash, bool held_before) { changed_.try_emplace(hash, held_before); }
   int32_t referenced_ = 0;
+  int32_t swapped_host_ = 0;  // Host blocks holding swapped-out sequences (not cache).
   BlockManagerStats stats_;
 };
 

@@ -97,6 +97,9 @@ WorkerCommand::WorkerCommand(CLI::App& app) {
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 44));
   command_->add_flag("--no-prefix-caching", no_prefix_caching_,
                      "Never reuse cached KV blocks across requests");
+  command_->add_option("--preemption", preemption_,
+                       "When KV runs out: swap a sequence to the host tier, or recompute it")
+      ->check(CLI::IsMember({"recompute", "swap"}));
   command_->add_option("--max-batch", options_.loop.planner.max_sequences_per_step,
                        "Sequences per step at most")
       ->check(CLI::Range(1, 4096));
@@ -118,6 +121,8 @@ int WorkerCommand::Run() {
   if (!role.ok()) return Fail("worker", role.status());
   options_.role = *role;
   options_.loop.prefix_caching = !no_prefix_caching_;
+  options_.loop.preemption = preemption_ == "swap" ? StepLoopOptions::Preemption::kSwap
+                                                   : StepLoopOptions::Preemption::kRecompute;
   absl::Status status = server::RunWorker(options_);
   return status.ok() ? 0 : Fail("worker", status);
 }

@@ -35,6 +35,7 @@ class WorkerCommand {
   server::WorkerOptions options_;
   std::string role_ = "both";
   bool no_prefix_caching_ = false;
+  std::string preemption_ = "recompute";
 };
 
 class ServeCommand {

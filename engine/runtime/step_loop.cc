@@ -48,6 +48,7 @@ struct StepLoop::Sequence {
   int32_t published = 0;        // Leading full blocks published to the prefix cache.
   kvcache::BlockHash chain = 0;  // Hash of the last published block (the model seed at 0).
   int32_t cached_tokens = 0;    // Prompt tokens taken from the prefix cache.
+  std::vector<kvcache::BlockId> swapped;  // Host blocks holding its KV while swapped out.
   std::vector<kvcache::BlockId> blocks;
   Sampler sampler;
   IncrementalDetokenizer detokenizer;
@@ -316,14 +317,24 @@ void StepLoop::PublishFullBlocks(Sequence& seq) {
 bool StepLoop::PreemptOne(const Sequence& keep, std::span<Sequence* const> busy) {
   for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
     Sequence& victim = *sequences_.at(*it);
-    if (&victim == &keep || victim.importing || victim.blocks.empty()) continue;
+    if (&victim == &keep || victim.importing || victim.blocks.empty() || !victim.swapped.empty()) {
+      continue;
+    }
     if (std::find(busy.begin(), busy.end(), &victim) != busy.end()) continue;
+    ++preemptions_;
+    if (options_.preemption == StepLoopOptions::Preemption::kSwap) {
+      absl::StatusOr<std::vector<kvcache::BlockId>> swapped = blocks_->SwapOut(victim.blocks);
+      if (swapped.ok()) {
+        victim.swapped = *std::move(swapped);
+        victim.blocks.clear();
+        return true;
+      }
+    }
     // Recompute: drop the KV, keep everything else. Its prompt may come back from the prefix
     // cache; its generated tokens are recomputed one per step, as they were decoded.
     ReleaseBlocks(victim);
     victim.computed = 0;
     victim.matched = false;
-    ++preemptions_;
     return true;
   }
   return false;
@@ -341,6 +352,7 @@ void StepLoop::Finish(int64_t id, FinishReason reason, absl::Status error, Strea
   } else {
     ReleaseBlocks(*seq);
   }
+  if (!seq->swapped.empty()) blocks_->FreeSwapped(seq->swapped);
 
   StreamEvent event = std::move(last);
   if (reason != FinishReason::kStop && reason != FinishReason::kHandoff) {
@@ -400,6 +412,15 @@ absl::Status StepLoop::Step() {
   for (int64_t id : order_) {
     Sequence& seq = *sequences_.at(id);
     if (seq.importing) continue;
+    if (!seq.swapped.empty()) {
+      // Swapped out: back in when the device tier has room, else it waits.
+      absl::StatusOr<std::vector<kvcache::BlockId>> back = blocks_->SwapIn(seq.swapped);
+      if (!back.ok()) continue;
+      seq.blocks = *std::move(back);
+      // Same content as before the swap: publishing carries on where it stopped (the blocks
+      // it had published stayed behind in the cache under their hashes).
+      seq.swapped.clear();
+    }
     if (!seq.matched) {
       const int32_t cached = MatchPrefix(seq);
       if (!seq.first_scheduled.has_value()) seq.cached_tokens = cached;
@@ -414,7 +435,7 @@ absl::Status StepLoop::Step() {
   for (const scheduler::PlannedChunk& chunk : plan) {
     Sequence& seq = *sequences_.at(chunk.sequence_id);
     // Preempted earlier in this planning: its plan is stale; it comes back next step.
-    if (!seq.matched) continue;
+    if (!seq.matched || !seq.swapped.empty()) continue;
     bool placed = EnsureBlocks(seq, seq.computed + chunk.num_tokens);
     while (!placed && PreemptOne(seq, members)) {
       placed = EnsureBlocks(seq, seq.computed + chunk.num_tokens);

@@ -92,6 +92,11 @@ struct StepLoopOptions {
   // Reuse the KV of full blocks whose tokens (and everything before them) match a cached
   // block, and skip their prefill.
   bool prefix_caching = true;
+  // What preemption does with a sequence's KV when the device tier is full: move it to the
+  // host tier and back (kSwap, falling back to kRecompute when the host tier is full), or drop
+  // it and compute it again (kRecompute).
+  enum class Preemption { kRecompute, kSwap };
+  Preemption preemption = Preemption::kRecompute;
   // Keep the KV cache in shared memory, so that decode workers on this host can copy handed-
   // off blocks straight out of it.
   bool shared_kv_memory = false;

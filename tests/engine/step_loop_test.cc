@@ -405,6 +405,28 @@ TEST_CASE("StepLoop: under memory pressure sequences are preempted, never failed
     CHECK(together[i].tokens == alone[i].tokens);
   }
   CHECK(loop->block_manager().referenced() == 0);
+
+  SECTION("and with swapping to the host tier instead of recomputing") {
+    StepLoopOptions swapping = tight;
+    swapping.host_blocks = 64;
+    swapping.preemption = StepLoopOptions::Preemption::kSwap;
+    auto swap_loop = MakeLoop(swapping);
+    std::vector<Result> swapped(prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      REQUIRE(swap_loop->Add(Request(prompts[i], Greedy(40), &swapped[i])).ok());
+    }
+    RunToCompletion(*swap_loop);
+    CHECK(swap_loop->preemptions() > 0);
+    CHECK(swap_loop->block_manager().stats().swapped_out > 0);
+    CHECK(swap_loop->block_manager().stats().swapped_in ==
+          swap_loop->block_manager().stats().swapped_out);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      INFO("prompt " << i);
+      CHECK(swapped[i].tokens == alone[i].tokens);
+    }
+    CHECK(swap_loop->block_manager().referenced() == 0);
+    CHECK(swap_loop->block_manager().swapped_host() == 0);
+  }
 }
 
 }  // namespace
