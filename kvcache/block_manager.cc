@@ -175,6 +175,18 @@ BlockManager::Changes BlockManager::TakeChanges() {
   return changes;
 }
 
+std::optional<BlockId> BlockManager::DeviceBlockOf(BlockHash hash) const {
+  auto it = index_.find(hash);
+  if (it == index_.end() || it->second.device < 0) return std::nullopt;
+  return it->second.device;
+}
+
+int32_t BlockManager::LeadingHeld(std::span<const BlockHash> hashes) const {
+  int32_t n = 0;
+  while (n < static_cast<int32_t>(hashes.size()) && index_.contains(hashes[n])) ++n;
+  return n;
+}
+
 std::vector<BlockHash> BlockManager::HeldHashes() const {
   std::vector<BlockHash> hashes;
   hashes.reserve(index_.size());

@@ -122,6 +122,10 @@ class BlockManager {
   // Every content hash held now, on either tier (a snapshot for a view that lost track).
   std::vector<BlockHash> HeldHashes() const;
   int32_t held_hashes() const { return static_cast<int32_t>(index_.size()); }
+  // The device block holding `hash`, if any.
+  std::optional<BlockId> DeviceBlockOf(BlockHash hash) const;
+  // How many of `hashes` are held from the start, on either tier.
+  int32_t LeadingHeld(std::span<const BlockHash> hashes) const;
   const BlockManagerStats& stats() const { return stats_; }
   bool prefix_caching() const { return options_.prefix_caching; }
 

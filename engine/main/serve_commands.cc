@@ -138,6 +138,9 @@ ServeCommand::ServeCommand(CLI::App& app) {
   command_->add_option("--decode", decode_, "Decode workers")->check(CLI::Range(0, 64));
   command_->add_option("--both", both_, "Colocated (prefill and decode) workers")
       ->check(CLI::Range(0, 64));
+  command_->add_option("--cache", cache_, "KV cache pool servers")->check(CLI::Range(0, 64));
+  command_->add_option("--cache-bytes", cache_bytes_, "Host memory per cache server")
+      ->check(CLI::Range(int64_t{1} << 20, int64_t{1} << 44));
   command_->add_option("--worker-threads", worker_threads_,
                        "Compute threads per worker (0: the cores shared among the workers)")
       ->check(CLI::Range(0, 1024));
@@ -203,6 +206,11 @@ int ServeCommand::Run() {
       worker_pids.push_back(spawn(args));
     }
   };
+  std::vector<pid_t> cache_pids;
+  for (int i = 0; i < cache_; ++i) {
+    cache_pids.push_back(spawn({"cache", "--router", grpc_address_, "--capacity-bytes",
+                                std::to_string(cache_bytes_)}));
+  }
   start_workers("prefill", prefill_);
   start_workers("decode", decode_);
   start_workers("both", both_);
@@ -211,7 +219,7 @@ int ServeCommand::Run() {
   bool ready = false;
   for (int i = 0; i < 600 && !server::ShutdownRequested(); ++i) {
     absl::StatusOr<tessera::v1::ListWorkersResponse> list = ListWorkers(grpc_address_);
-    if (list.ok() && list->workers_size() >= workers) {
+    if (list.ok() && list->workers_size() >= workers + cache_) {
       ready = true;
       break;
     }
@@ -224,8 +232,8 @@ int ServeCommand::Run() {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   if (ready) {
-    std::printf("tessera serve: ready (%d prefill, %d decode, %d colocated workers)\n", prefill_,
-                decode_, both_);
+    std::printf("tessera serve: ready (%d prefill, %d decode, %d colocated workers, %d cache "
+                "servers)\n", prefill_, decode_, both_, cache_);
     std::printf("  gRPC  %s  (tessera.v1.Inference, tessera.v1.Admin, health, reflection)\n",
                 grpc_address_.c_str());
     std::printf("  HTTP  http://%s/v1  (OpenAI-compatible; /health, /metrics)\n",
@@ -245,10 +253,12 @@ int ServeCommand::Run() {
                    WIFSIGNALED(status) ? "signal" : "status",
                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
       std::erase(worker_pids, done);
+      std::erase(cache_pids, done);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   // Workers first (they deregister and finish their requests), then the router.
+  worker_pids.insert(worker_pids.end(), cache_pids.begin(), cache_pids.end());
   for (pid_t pid : worker_pids) kill(pid, SIGTERM);
   for (pid_t pid : worker_pids) {
     int status = 0;
@@ -267,6 +277,22 @@ int ServeCommand::Run() {
   }
   std::fprintf(stderr, "tessera serve: stopped\n");
   return ready ? 0 : 1;
+}
+
+CacheCommand::CacheCommand(CLI::App& app) {
+  command_ = app.add_subcommand("cache", "Run a KV cache pool server (blocks in host memory)");
+  command_->add_option("--router", options_.router_address, "Router gRPC address")->required();
+  command_->add_option("--listen", options_.listen_address, "Listen address (port 0: any)");
+  command_->add_option("--advertise-host", options_.advertise_host,
+                       "Host name other processes reach this server at");
+  command_->add_option("--capacity-bytes", options_.capacity_bytes,
+                       "Host memory for blocks; the least recently used go first")
+      ->check(CLI::Range(int64_t{1} << 20, int64_t{1} << 44));
+}
+
+int CacheCommand::Run() {
+  absl::Status status = server::RunCacheServer(options_);
+  return status.ok() ? 0 : Fail("cache", status);
 }
 
 AdminCommand::AdminCommand(CLI::App& app) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "engine/server/cache_server.h"
 #include "engine/server/router_process.h"
 #include "engine/server/worker_process.h"
 
@@ -52,11 +53,24 @@ class ServeCommand {
   int prefill_ = 1;
   int decode_ = 1;
   int both_ = 0;
+  int cache_ = 0;
+  int64_t cache_bytes_ = int64_t{1} << 30;
   int worker_threads_ = 0;
   int max_in_flight_ = 256;
   bool network_kv_ = false;
   std::vector<std::string> worker_flags_;
   std::vector<std::string> router_flags_;
+};
+
+class CacheCommand {
+ public:
+  explicit CacheCommand(CLI::App& app);
+  bool selected() const { return command_->parsed(); }
+  int Run();
+
+ private:
+  CLI::App* command_;
+  server::CacheServerOptions options_;
 };
 
 class AdminCommand {

@@ -3,7 +3,7 @@
 //   tessera serve [--prefill N --decode M]        a whole deployment on this host
 //   tessera router | worker                      one serving process each
 //   tessera admin workers | drain WORKER         operate a running deployment
-//   tessera cache                                reserved: the KV cache pool server
+//   tessera cache --router ADDR                  a KV cache pool server
 //   tessera bench model [...]                    model runtime throughput
 #include <cstdio>
 
@@ -20,9 +20,7 @@ int main(int argc, char** argv) {
   tessera::engine::RouterCommand router(app);
   tessera::engine::WorkerCommand worker(app);
   tessera::engine::AdminCommand admin(app);
-  // Reserved for the KV cache pool server, so deployments can already name the role.
-  CLI::App* cache = app.add_subcommand("cache", "KV cache pool server (not available yet)");
-  cache->allow_extras();
+  tessera::engine::CacheCommand cache(app);
   tessera::engine::BenchCommand bench(app);
   CLI11_PARSE(app, argc, argv);
   if (generate.selected()) return generate.Run();
@@ -30,11 +28,7 @@ int main(int argc, char** argv) {
   if (router.selected()) return router.Run();
   if (worker.selected()) return worker.Run();
   if (admin.selected()) return admin.Run();
-  if (cache->parsed()) {
-    std::fprintf(stderr, "tessera cache: the KV cache pool server is not available in this "
-                         "build yet\n");
-    return 2;
-  }
+  if (cache.selected()) return cache.Run();
   if (bench.selected()) return bench.Run();
   return 2;
 }

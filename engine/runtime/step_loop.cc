@@ -1,6 +1,7 @@
 #include "engine/runtime/step_loop.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -247,6 +248,53 @@ std::span<const kvcache::BlockId> StepLoop::HeldBlocks(int64_t id) const {
   auto it = held_.find(id);
   if (it == held_.end()) return {};
   return it->second;
+}
+
+std::optional<std::string> StepLoop::ExportBlock(kvcache::BlockHash hash) const {
+  std::optional<kvcache::BlockId> block = blocks_->DeviceBlockOf(hash);
+  if (!block.has_value()) return std::nullopt;
+  const size_t bytes = cache_->layout().block_bytes();
+  const int32_t layers = cache_->shape().num_layers;
+  std::string kv(2 * bytes * layers, '\0');
+  char* out = kv.data();
+  for (int32_t layer = 0; layer < layers; ++layer) {
+    std::memcpy(out, cache_->keys(layer, *block), bytes);
+    std::memcpy(out + bytes, cache_->values(layer, *block), bytes);
+    out += 2 * bytes;
+  }
+  return kv;
+}
+
+std::vector<kvcache::BlockHash> StepLoop::PromptBlockHashes(std::span<const int32_t> prompt) const {
+  if (prompt.empty()) return {};
+  return kvcache::PrefixBlockHashes(prompt, options_.block_size, hash_seed_,
+                                    (static_cast<int32_t>(prompt.size()) - 1) / options_.block_size);
+}
+
+int32_t StepLoop::ImportCachedBlocks(std::span<const kvcache::BlockHash> hashes,
+                                     std::span<const std::string> kv) {
+  const size_t bytes = cache_->layout().block_bytes();
+  const int32_t layers = cache_->shape().num_layers;
+  int32_t added = 0;
+  for (size_t i = 0; i < hashes.size() && i < kv.size(); ++i) {
+    if (kv[i].size() != 2 * bytes * layers) break;
+    if (blocks_->DeviceBlockOf(hashes[i]).has_value()) {
+      ++added;
+      continue;
+    }
+    absl::StatusOr<kvcache::BlockId> block = blocks_->Allocate();
+    if (!block.ok()) break;
+    const char* in = kv[i].data();
+    for (int32_t layer = 0; layer < layers; ++layer) {
+      std::memcpy(cache_->keys(layer, *block), in, bytes);
+      std::memcpy(cache_->values(layer, *block), in + bytes, bytes);
+      in += 2 * bytes;
+    }
+    blocks_->Publish(*block, hashes[i]);
+    blocks_->Release(*block);  // Cached, unreferenced: the next request takes it.
+    ++added;
+  }
+  return added;
 }
 
 int64_t StepLoop::pending_prefill_tokens() const {

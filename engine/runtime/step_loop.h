@@ -145,6 +145,21 @@ class StepLoop {
   int32_t running() const { return static_cast<int32_t>(sequences_.size()); }
   const kvcache::BlockManager& block_manager() const { return *blocks_; }
   kvcache::BlockManager::Changes TakeKvChanges() { return blocks_->TakeChanges(); }
+
+  // For the cache pool. A held device block's KV as bytes (each layer's keys then values);
+  // nullopt if the content is not on the device tier.
+  std::optional<std::string> ExportBlock(kvcache::BlockHash hash) const;
+  // The chained block hashes of a prompt's full blocks that a request could take from a
+  // cache (all but the block holding its last token).
+  std::vector<kvcache::BlockHash> PromptBlockHashes(std::span<const int32_t> prompt) const;
+  int32_t LeadingHeld(std::span<const kvcache::BlockHash> hashes) const {
+    return blocks_->LeadingHeld(hashes);
+  }
+  // Adds blocks fetched from elsewhere to the prefix cache, as if computed here: `kv[i]` is
+  // the content of `hashes[i]`, whose predecessors must already be held. Returns how many
+  // were added (stops at the first that does not fit or has the wrong size).
+  int32_t ImportCachedBlocks(std::span<const kvcache::BlockHash> hashes,
+                             std::span<const std::string> kv);
   // The seed of this loop's block content hashes (model and block size).
   kvcache::BlockHash kv_hash_seed() const { return hash_seed_; }
   int32_t block_size() const { return options_.block_size; }

@@ -392,6 +392,13 @@ OpenAiHttpServer::OpenAiHttpServer(Frontend& frontend, WorkerRegistry& registry,
                    "Sequences preempted for lack of KV blocks.");
   metrics_.Declare("tessera_kv_cached_blocks", T::kGauge,
                    "Unreferenced blocks holding reusable content, by worker and tier.");
+  metrics_.Declare("tessera_kv_pool_lookups_total", T::kCounter,
+                   "Blocks each worker asked the cache pool for.");
+  metrics_.Declare("tessera_kv_pool_puts_total", T::kCounter,
+                   "Blocks each worker stored in the cache pool.");
+  metrics_.Declare("tessera_kv_pool_stored_bytes", T::kGauge, "Bytes each cache server holds.");
+  metrics_.Declare("tessera_kv_pool_capacity_bytes", T::kGauge,
+                   "Each cache server's byte budget.");
 }
 
 OpenAiHttpServer::~OpenAiHttpServer() { Stop(); }
@@ -405,10 +412,12 @@ void OpenAiHttpServer::RefreshGauges() {
         "tessera_kv_hit_rate", "tessera_kv_blocks_offloaded_total",
         "tessera_kv_blocks_restored_total", "tessera_kv_blocks_evicted_total",
         "tessera_kv_tier_bytes_moved_total", "tessera_kv_handoff_bytes_total",
-        "tessera_preemptions_total", "tessera_kv_cached_blocks"}) {
+        "tessera_preemptions_total", "tessera_kv_cached_blocks", "tessera_kv_pool_lookups_total",
+        "tessera_kv_pool_puts_total", "tessera_kv_pool_stored_bytes",
+        "tessera_kv_pool_capacity_bytes"}) {
     metrics_.Clear(family);
   }
-  double lookups = 0, device_hits = 0, host_hits = 0;
+  double lookups = 0, device_hits = 0, host_hits = 0, pool_lookups = 0, pool_hits = 0;
   std::map<std::pair<std::string, std::string>, int> counts;
   for (const tessera::v1::WorkerStatus& w : registry_.List()) {
     ++counts[{w.role(), w.state()}];
@@ -429,6 +438,17 @@ void OpenAiHttpServer::RefreshGauges() {
     metrics_.SetCounter("tessera_kv_lookups_total", labels, w.kv_lookups());
     metrics_.SetCounter("tessera_kv_hits_total", with("tier", "device"), w.kv_device_hits());
     metrics_.SetCounter("tessera_kv_hits_total", with("tier", "host"), w.kv_host_hits());
+    metrics_.SetCounter("tessera_kv_hits_total", with("tier", "pool"), w.pool_hits());
+    metrics_.SetCounter("tessera_kv_pool_lookups_total", labels, w.pool_lookups());
+    metrics_.SetCounter("tessera_kv_pool_puts_total", labels, w.pool_puts());
+    if (w.role() == "cache") {
+      metrics_.Set("tessera_kv_pool_stored_bytes", {{"worker", w.worker_id()}},
+                   w.pool_stored_bytes());
+      metrics_.Set("tessera_kv_pool_capacity_bytes", {{"worker", w.worker_id()}},
+                   w.pool_capacity_bytes());
+    }
+    pool_lookups += w.pool_lookups();
+    pool_hits += w.pool_hits();
     metrics_.SetCounter("tessera_kv_blocks_offloaded_total", labels, w.kv_offloaded());
     metrics_.SetCounter("tessera_kv_blocks_restored_total", labels, w.kv_restored());
     metrics_.SetCounter("tessera_kv_blocks_evicted_total", with("tier", "device"),
@@ -446,6 +466,9 @@ void OpenAiHttpServer::RefreshGauges() {
   }
   metrics_.Set("tessera_kv_hit_rate", {{"tier", "device"}}, lookups > 0 ? device_hits / lookups : 0);
   metrics_.Set("tessera_kv_hit_rate", {{"tier", "host"}}, lookups > 0 ? host_hits / lookups : 0);
+  // The pool is asked only for what a worker lacks, so its rate is per pool lookup.
+  metrics_.Set("tessera_kv_hit_rate", {{"tier", "pool"}},
+               pool_lookups > 0 ? pool_hits / pool_lookups : 0);
   for (const auto& [key, count] : counts) {
     metrics_.Set("tessera_workers", {{"role", key.first}, {"state", key.second}}, count);
   }

@@ -4,7 +4,8 @@
 
 namespace tessera::engine::server {
 
-StepThread::StepThread(std::unique_ptr<StepLoop> loop) : loop_(std::move(loop)) {
+StepThread::StepThread(std::unique_ptr<StepLoop> loop, KvStoredHook on_kv_stored)
+    : loop_(std::move(loop)), on_kv_stored_(std::move(on_kv_stored)) {
   RefreshLoad();
   thread_ = std::thread([this] { Run(); });
 }
@@ -67,6 +68,7 @@ void StepThread::RefreshLoad() {
   load.cached_prompt_tokens = loop_->cached_prompt_tokens();
   load.held_hashes = blocks.held_hashes();
   kvcache::BlockManager::Changes changes = loop_->TakeKvChanges();
+  if (on_kv_stored_ && !changes.stored.empty()) on_kv_stored_(*loop_, changes.stored);
   absl::MutexLock lock(&mu_);
   load_ = load;
   for (uint64_t hash : changes.stored) {

@@ -46,7 +46,10 @@ struct KvBatch {
 
 class StepThread {
  public:
-  explicit StepThread(std::unique_ptr<StepLoop> loop);
+  // `on_kv_stored` (optional) runs on the step thread after each step with the block contents
+  // that became held since the last one (e.g. to put them in the cache pool).
+  using KvStoredHook = std::function<void(StepLoop&, const std::vector<uint64_t>& stored)>;
+  explicit StepThread(std::unique_ptr<StepLoop> loop, KvStoredHook on_kv_stored = {});
   // Stops after the current step and joins. Requests still in the loop get no more events.
   ~StepThread();
   StepThread(const StepThread&) = delete;
@@ -76,6 +79,7 @@ class StepThread {
   void RefreshLoad();
 
   std::unique_ptr<StepLoop> loop_;  // Used only on thread_.
+  KvStoredHook on_kv_stored_;
   mutable absl::Mutex mu_;
   std::vector<std::function<void(StepLoop&)>> tasks_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/models/model.h"
 #include "engine/server/handoff_registry.h"
+#include "engine/server/cache_pool_client.h"
 #include "engine/server/kv_puller.h"
 #include "engine/server/step_thread.h"
 #include "kvcache/paged_kv_cache.h"
@@ -32,6 +33,7 @@ struct WorkerContext {
   // The cache the step thread writes; read (not written) by KV transfer handlers.
   kvcache::PagedKvCache* cache = nullptr;
   KvPuller* puller = nullptr;
+  CachePoolClient* pool = nullptr;  // Null: no cache pool.
 
   std::atomic<int32_t> active_requests{0};
   std::atomic<bool> draining{false};

@@ -27,7 +27,7 @@ using tessera::internal::v1::Control;
 using tessera::internal::v1::WorkerRole;
 
 tessera::internal::v1::WorkerLoad ToProto(const LoopLoad& load, int32_t queued,
-                                          const KvPuller& puller) {
+                                          const KvPuller& puller, const CachePoolClient& pool) {
   tessera::internal::v1::WorkerLoad proto;
   proto.set_running_sequences(load.running_sequences);
   proto.set_queued_prefill_tokens(load.queued_prefill_tokens);
@@ -53,6 +53,9 @@ tessera::internal::v1::WorkerLoad ToProto(const LoopLoad& load, int32_t queued,
   kv->set_host_blocks(load.host_blocks);
   kv->set_cached_prompt_tokens(load.cached_prompt_tokens);
   kv->set_held_hashes(load.held_hashes);
+  kv->set_pool_lookups(pool.lookups());
+  kv->set_pool_hits(pool.hits());
+  kv->set_pool_puts(pool.puts());
   return proto;
 }
 
@@ -88,6 +91,8 @@ absl::string_view WorkerRoleName(WorkerRole role) {
       return "decode";
     case tessera::internal::v1::ROLE_BOTH:
       return "both";
+    case tessera::internal::v1::ROLE_CACHE:
+      return "cache";
     default:
       return "unknown";
   }
@@ -141,7 +146,20 @@ absl::Status RunWorker(const WorkerOptions& options) {
   context.puller = &puller;
   const uint64_t kv_hash_seed = loop->kv_hash_seed();
   const int32_t kv_block_size = loop->block_size();
-  StepThread step(std::move(loop));
+  // Blocks this worker computes go to the cache pool (when there is one), off the step thread.
+  CachePoolClient pool(channels);
+  context.pool = &pool;
+  auto put_in_pool = [&pool](StepLoop& loop, const std::vector<uint64_t>& stored) {
+    if (!pool.has_servers()) return;
+    std::vector<std::pair<uint64_t, std::string>> blocks;
+    for (uint64_t hash : stored) {
+      if (std::optional<std::string> kv = loop.ExportBlock(hash); kv.has_value()) {
+        blocks.emplace_back(hash, *std::move(kv));
+      }
+    }
+    pool.Put(std::move(blocks));
+  };
+  StepThread step(std::move(loop), put_in_pool);
   context.step = &step;
 
   WorkerService worker_service(context);
@@ -177,7 +195,7 @@ absl::Status RunWorker(const WorkerOptions& options) {
   registration.set_kv_hash_seed(kv_hash_seed);
   registration.set_kv_block_size(kv_block_size);
   auto register_once = [&]() -> absl::StatusOr<std::string> {
-    *registration.mutable_load() = ToProto(step.load(), context.active_requests.load(), puller);
+    *registration.mutable_load() = ToProto(step.load(), context.active_requests.load(), puller, pool);
     grpc::ClientContext rpc;
     rpc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     tessera::internal::v1::RegisterResponse response;
@@ -240,11 +258,12 @@ absl::Status RunWorker(const WorkerOptions& options) {
       next_beat = absl::Now() + options.heartbeat_interval;
       tessera::internal::v1::HeartbeatRequest beat;
       beat.set_worker_id(*worker_id);
-      *beat.mutable_load() = ToProto(step.load(), context.active_requests.load(), puller);
+      *beat.mutable_load() = ToProto(step.load(), context.active_requests.load(), puller, pool);
       grpc::ClientContext rpc;
       rpc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
       tessera::internal::v1::HeartbeatResponse response;
       if (control->Heartbeat(&rpc, beat, &response).ok()) {
+        pool.SetServers({response.cache_servers().begin(), response.cache_servers().end()});
         if (!response.known()) {
           if (absl::StatusOr<std::string> id = register_once(); id.ok()) {
             worker_id = id;

@@ -49,6 +49,11 @@ tessera::internal::v1::HeartbeatResponse WorkerRegistry::Heartbeat(
   it->second.last_heartbeat = Clock::now();
   response.set_known(true);
   response.set_drain(it->second.draining);
+  for (const auto& [id, worker] : workers_) {
+    if (worker.info.role() == tessera::internal::v1::ROLE_CACHE && !worker.draining) {
+      response.add_cache_servers(worker.info.address());
+    }
+  }
   return response;
 }
 
@@ -249,6 +254,12 @@ std::vector<tessera::v1::WorkerStatus> WorkerRegistry::List() const {
     status.set_host_blocks(kv.host_blocks());
     status.set_held_block_contents(kv.held_hashes());
     status.set_indexed_block_contents(prefix_index_.held(id));
+    status.set_pool_lookups(kv.pool_lookups());
+    status.set_pool_hits(kv.pool_hits());
+    status.set_pool_puts(kv.pool_puts());
+    status.set_pool_stored_blocks(kv.pool_stored_blocks());
+    status.set_pool_stored_bytes(kv.pool_stored_bytes());
+    status.set_pool_capacity_bytes(kv.pool_capacity_bytes());
     out.push_back(std::move(status));
   }
   std::sort(out.begin(), out.end(),

@@ -58,6 +58,26 @@ grpc::Status StatusOfFinal(const StreamEvent& final_event) {
   return grpc::Status::OK;
 }
 
+// Before a prompt is computed here: blocks of it that this worker lacks but the cache pool
+// has are fetched into the local prefix cache, so the step loop finds them. Pool failures are
+// misses.
+void FetchFromPool(WorkerContext& context, const std::vector<int32_t>& prompt) {
+  if (context.pool == nullptr || !context.pool->has_servers()) return;
+  auto [hashes, held] = context.step->Call<std::pair<std::vector<uint64_t>, int32_t>>(
+      [&](StepLoop& loop) {
+        std::vector<uint64_t> h = loop.PromptBlockHashes(prompt);
+        int32_t n = loop.LeadingHeld(h);
+        return std::make_pair(std::move(h), n);
+      });
+  if (held >= static_cast<int32_t>(hashes.size())) return;
+  std::vector<uint64_t> missing(hashes.begin() + held, hashes.end());
+  std::vector<std::string> kv = context.pool->GetLeading(missing);
+  if (kv.empty()) return;
+  missing.resize(kv.size());
+  context.step->Call<int32_t>(
+      [&](StepLoop& loop) { return loop.ImportCachedBlocks(missing, kv); });
+}
+
 bool CanPrefill(tessera::internal::v1::WorkerRole role) {
   return role == tessera::internal::v1::ROLE_PREFILL || role == tessera::internal::v1::ROLE_BOTH;
 }
@@ -90,6 +110,7 @@ grpc::Status WorkerService::Prefill(
     return ToGrpcStatus(s);
   }
   HandoffRegistry* handoffs = context_.handoffs;
+  FetchFromPool(context_, request->prompt);
   request->prefill_only = true;
   request->on_kv_ready = [handoffs, handoff_id](int32_t layer, int32_t ready,
                                                 std::span<const kvcache::BlockId> blocks) {
@@ -189,6 +210,7 @@ grpc::Status WorkerService::Decode(grpc::ServerContext* rpc,
     imported.set_kv_imported(true);
     writer->Write(imported);
   } else {
+    FetchFromPool(context_, generation->prompt);
     absl::StatusOr<int64_t> added = context_.step->Call<absl::StatusOr<int64_t>>(
         [&](StepLoop& loop) { return loop.Add(*std::move(generation)); });
     if (!added.ok()) return ToGrpcStatus(added.status());

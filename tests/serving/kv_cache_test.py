@@ -149,5 +149,41 @@ class KvRoutingTest(unittest.TestCase):
             self.assertGreaterEqual(self.cached_tokens(c, ["third?"])[0], 32)
 
 
+class CachePoolTest(unittest.TestCase):
+    def test_blocks_computed_on_one_worker_serve_another_and_a_dead_pool_costs_misses_only(self):
+        import os
+        import signal
+        reference = {q: harness.reference_generate(PREFIX + q, 8, ["--ignore-eos"])["token_ids"]
+                     for q in QUESTIONS}
+        # Load-only routing, so requests alternate between the two prefill workers and the
+        # second worker can only get the prefix from the pool.
+        extra = ["--cache", "1", "--worker-threads", "1", "--router-flag=--route-overlap-weight=0"]
+        with harness.Deployment(prefill=2, decode=1, extra=extra) as d:
+            roles = sorted(w.role for w in d.workers())
+            self.assertEqual(roles, ["cache", "decode", "prefill", "prefill"])
+            results = []
+            for question in QUESTIONS:
+                ids, _, last = d.generate(PREFIX + question, max_tokens=8, ignore_eos=True)
+                self.assertEqual(ids, reference[question])
+                results.append(last.usage.cached_tokens)
+                time.sleep(0.5)  # Let the blocks reach the pool.
+            self.assertEqual(results[0], 0)
+            self.assertGreaterEqual(results[1], 32, results)  # From the pool, on the other worker.
+            time.sleep(0.7)
+            workers = d.workers()
+            cache = [w for w in workers if w.role == "cache"][0]
+            self.assertGreater(cache.pool_stored_blocks, 0)
+            self.assertGreater(sum(w.pool_hits for w in workers if w.role == "prefill"), 0)
+            self.assertGreater(d.metric("tessera_kv_hits_total", {"tier": "pool"}), 0)
+            self.assertGreater(d.metric("tessera_kv_hit_rate", {"tier": "pool"}), 0)
+            # Kill the only cache server: requests still succeed, the pool just misses.
+            os.kill(cache.pid, signal.SIGKILL)
+            for question in ["Is there parking?", "Do you deliver?"]:
+                ids, _, last = d.generate(PREFIX + question, max_tokens=8, ignore_eos=True)
+                self.assertEqual(len(ids), 8)
+                self.assertEqual(last.finish_reason, "length")
+            d.wait_all_kv_free(timeout=15)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
