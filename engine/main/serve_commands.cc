@@ -319,7 +319,8 @@ int AdminCommand::Run() {
                     "\"running\":%d,\"queued_prefill_tokens\":%lld,\"free_kv_blocks\":%d,"
                     "\"total_kv_blocks\":%d,\"in_flight\":%d,\"pid\":%lld,"
                     "\"kv_lookups\":%lld,\"kv_device_hits\":%lld,\"kv_host_hits\":%lld,"
-                    "\"kv_offloaded\":%lld,\"kv_restored\":%lld,\"preemptions\":%lld}",
+                    "\"kv_offloaded\":%lld,\"kv_restored\":%lld,\"preemptions\":%lld,"
+                    "\"pool_lookups\":%lld,\"pool_hits\":%lld,\"pool_stored_bytes\":%lld}",
                     i ? "," : "", w.worker_id().c_str(), w.role().c_str(), w.address().c_str(),
                     w.state().c_str(), w.running_sequences(),
                     static_cast<long long>(w.queued_prefill_tokens()), w.free_kv_blocks(),
@@ -329,7 +330,10 @@ int AdminCommand::Run() {
                     static_cast<long long>(w.kv_host_hits()),
                     static_cast<long long>(w.kv_offloaded()),
                     static_cast<long long>(w.kv_restored()),
-                    static_cast<long long>(w.preemptions()));
+                    static_cast<long long>(w.preemptions()),
+                    static_cast<long long>(w.pool_lookups()),
+                    static_cast<long long>(w.pool_hits()),
+                    static_cast<long long>(w.pool_stored_bytes()));
       }
       std::printf("]\n");
       return 0;

@@ -42,7 +42,8 @@ class KvCacheTest(unittest.TestCase):
                 else:
                     # The shared prefix's full blocks came from the prefill worker's cache.
                     self.assertGreaterEqual(last.usage.cached_tokens, 32, question)
-            workers = self.wait_for(d, lambda ws: any(w.kv_device_hits > 0 for w in ws))
+            workers = self.wait_for(d, lambda ws: any(
+                w.role == "prefill" and w.kv_device_hits > 0 for w in ws))
             prefill = [w for w in workers if w.role == "prefill"][0]
             # The decode worker keeps imported blocks too, and pulls only what it lacks: a
             # new question after the shared prefix moves a fraction of the first one's bytes.
