@@ -35,10 +35,9 @@ import harness  # noqa: E402
 
 TRACE = os.path.join(HERE, "..", "..", "..", "shared", "traces", "mooncake_synthetic.jsonl")
 CONTEXT = 8192
-CACHE_BLOCK = 16
 
 
-def load_requests(path, count, tokens_per_block, max_output):
+def load_requests(path, count, tokens_per_block, max_output, cache_block=16):
     rows = []
     with open(path) as f:
         for line_number, line in enumerate(f, 1):
@@ -71,8 +70,8 @@ def load_requests(path, count, tokens_per_block, max_output):
         while shared < len(row["hash_ids"]) and row["hash_ids"][shared] in seen:
             shared += 1
         seen.update(row["hash_ids"])
-        bound = min(shared * tokens_per_block, (len(prompt) - 1) // CACHE_BLOCK * CACHE_BLOCK)
-        bound = bound // CACHE_BLOCK * CACHE_BLOCK
+        bound = min(shared * tokens_per_block, (len(prompt) - 1) // cache_block * cache_block)
+        bound = bound // cache_block * cache_block
         requests.append({"at": row["timestamp"] / 1000.0, "prompt": prompt,
                          "output": max(1, min(row["output_length"], max_output)),
                          "bound": bound})
@@ -120,13 +119,15 @@ def main():
     parser.add_argument("--max-output", type=int, default=8)
     parser.add_argument("--time-scale", type=float, default=3.0)
     parser.add_argument("--cache-bytes", type=int, default=3 << 30)
+    parser.add_argument("--cache-block", type=int, default=16,
+                        help="tokens per KV cache block on the workers")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     requests, clipped = load_requests(args.trace, args.requests, args.tokens_per_block,
-                                      args.max_output)
+                                      args.max_output, args.cache_block)
     prompt_tokens = sum(len(r["prompt"]) for r in requests)
     bound = sum(r["bound"] for r in requests)
-    common = ["--worker-threads", "1"]
+    common = ["--worker-threads", "1", "--worker-flag=--block-size=%d" % args.cache_block]
     runs = {
         "no caching": common + ["--worker-flag=--no-prefix-caching"],
         "caching, load-only routing": common + [
@@ -138,6 +139,7 @@ def main():
     report = {"requests": len(requests), "prompt_tokens": prompt_tokens, "bound_tokens": bound,
               "scaling": {"tokens_per_512_token_block": args.tokens_per_block,
                           "max_output": args.max_output, "time_scale": args.time_scale,
+                          "cache_block_tokens": args.cache_block,
                           "clipped_to_context": clipped},
               "runs": {}}
     for name, extra in runs.items():
@@ -158,8 +160,8 @@ def main():
     print("Mooncake replay: %d requests, %d prompt tokens; trace bound %d tokens (%.1f%%)" % (
         len(requests), prompt_tokens, bound, 100.0 * bound / prompt_tokens))
     print("scaling: 512-token blocks -> %d tokens, outputs <= %d, time x%.1f, %d clipped; "
-          "2 prefill + 1 decode workers, 1 thread each" % (
-              args.tokens_per_block, args.max_output, args.time_scale, clipped))
+          "KV blocks of %d tokens; 2 prefill + 1 decode workers, 1 thread each" % (
+              args.tokens_per_block, args.max_output, args.time_scale, clipped, args.cache_block))
     print("%-28s %9s %12s %9s %11s %11s" % ("run", "completed", "tokens saved", "of bound",
                                             "TTFT p50", "TTFT p90"))
     for name, r in report["runs"].items():
