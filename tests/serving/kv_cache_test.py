@@ -177,12 +177,21 @@ class CachePoolTest(unittest.TestCase):
             self.assertGreater(sum(w.pool_hits for w in workers if w.role == "prefill"), 0)
             self.assertGreater(d.metric("tessera_kv_hits_total", {"tier": "pool"}), 0)
             self.assertGreater(d.metric("tessera_kv_hit_rate", {"tier": "pool"}), 0)
-            # Kill the only cache server: requests still succeed, the pool just misses.
-            os.kill(cache.pid, signal.SIGKILL)
-            for question in ["Is there parking?", "Do you deliver?"]:
-                ids, _, last = d.generate(PREFIX + question, max_tokens=8, ignore_eos=True)
-                self.assertEqual(len(ids), 8)
-                self.assertEqual(last.finish_reason, "length")
+            # Kill the only cache server in the middle of a burst of requests that put blocks
+            # in and fetch blocks from it: every request still succeeds, the pool just misses.
+            import concurrent.futures
+
+            def one(i):
+                ids, _, last = d.generate(PREFIX + "Question number %d?" % i, max_tokens=8,
+                                          ignore_eos=True)
+                return len(ids), last.finish_reason
+
+            with concurrent.futures.ThreadPoolExecutor(12) as pool:
+                futures = [pool.submit(one, i) for i in range(24)]
+                time.sleep(0.5)
+                os.kill(cache.pid, signal.SIGKILL)
+                results = [f.result() for f in futures]
+            self.assertEqual(results, [(8, "length")] * 24)
             d.wait_all_kv_free(timeout=15)
 
 
