@@ -113,8 +113,11 @@ class FailureTest(unittest.TestCase):
             self.assertGreater([code for _, code, _, _ in results].count("OK"), 0)
             print("kill -9: %d/%d completed, the rest UNAVAILABLE, all done %.1f s after the kill"
                   % ([r[1] for r in results].count("OK"), len(results), finished_by))
-            # Some requests really were cut off and resumed elsewhere.
-            self.assertGreater(c.metric("tessera_request_retries_total"), 0,
+            # Some requests really were cut off: resumed elsewhere mid-stream, or (if the
+            # victim was still importing their KV) handed to the other decode worker.
+            recovered = (c.metric("tessera_request_retries_total") +
+                         c.metric("tessera_handoff_retries_total"))
+            self.assertGreater(recovered, 0,
                                "finished %.2f s after the kill; router log:\n%s"
                                % (finished_by, c.logs()[-3000:]))
             # The router drops the dead worker within its heartbeat timeout.
