@@ -54,8 +54,6 @@ void ThreadPool::Wake(const std::atomic<uint32_t>& word) {
   if (sleepers_.load(std::memory_order_seq_cst) > 0) FutexWakeAll(word);
 }
 
-namespace {}  // namespace
-
 ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads) {
   TESSERA_CHECK(num_threads >= 1);
   FlushDenormals();  // The calling thread runs chunks too.
@@ -87,16 +85,17 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   body_ = &body;
   n_ = n;
   grain_ = grain;
-  chunks_.store(static_cast<uint32_t>(chunks), std::memory_order_relaxed);
   chunks_done_.store(0, std::memory_order_relaxed);
   uint32_t generation = generation_.load(std::memory_order_relaxed) + 1;
+  job_.store((uint64_t{generation} << 32) | static_cast<uint32_t>(chunks),
+             std::memory_order_release);
   cursor_.store(uint64_t{generation} << 32, std::memory_order_release);
   generation_.store(generation, std::memory_order_seq_cst);
   Wake(generation_);
   RunChunks(generation, 0);
   // Chunks claimed by workers may still be running.
   for (uint32_t done = chunks_done_.load(std::memory_order_acquire);
-       done != chunks_.load(std::memory_order_relaxed);
+       done != static_cast<uint32_t>(chunks);
        done = chunks_done_.load(std::memory_order_acquire)) {
     WaitForChange(chunks_done_, done);
   }
@@ -107,15 +106,21 @@ void ThreadPool::RunChunks(uint32_t generation, int thread_index) {
     uint64_t cursor = cursor_.load(std::memory_order_acquire);
     if (static_cast<uint32_t>(cursor >> 32) != generation) return;
     uint32_t chunk = static_cast<uint32_t>(cursor);
-    // chunks_ may already describe a newer job, but then the generation check in the exchange
-    // below fails, so a stale value is never acted on.
-    if (chunk >= chunks_.load(std::memory_order_relaxed)) return;
+    // A worker descheduled here may resume after this job ended and the next one began. The
+    // next job's chunk count, compared with this job's cursor, could let it claim a chunk
+    // that does not exist, run the new body twice and over-count chunks_done_ (leaving the
+    // owner waiting forever). So the count is read together with its generation.
+    const uint64_t job = job_.load(std::memory_order_acquire);
+    if (static_cast<uint32_t>(job >> 32) != generation) return;
+    const uint32_t chunks = static_cast<uint32_t>(job);
+    if (chunk >= chunks) return;
+    // Chunk `chunk` is unclaimed, so this job cannot have ended: if the exchange succeeds, the
+    // claim is of this job.
     if (!cursor_.compare_exchange_weak(cursor, cursor + 1, std::memory_order_acq_rel)) continue;
     // The job cannot finish before this chunk is counted done, so body_ is still valid.
     int64_t begin = int64_t{chunk} * grain_;
     (*body_)(begin, std::min(n_, begin + grain_), thread_index);
-    if (chunks_done_.fetch_add(1, std::memory_order_seq_cst) + 1 ==
-        chunks_.load(std::memory_order_relaxed)) {
+    if (chunks_done_.fetch_add(1, std::memory_order_seq_cst) + 1 == chunks) {
       Wake(chunks_done_);
     }
   }

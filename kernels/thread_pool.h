@@ -53,7 +53,9 @@ class ThreadPool {
   const std::function<void(int64_t, int64_t, int)>* body_ = nullptr;
   int64_t n_ = 0;
   int64_t grain_ = 1;
-  std::atomic<uint32_t> chunks_{0};  // Read by workers before they claim.
+  // High 32 bits: job generation; low 32 bits: its number of chunks. One word, so a worker
+  // still finishing an older job can tell that a chunk count it reads is not that job's.
+  std::atomic<uint64_t> job_{0};
   // High 32 bits: job generation; low 32 bits: next chunk to claim.
   std::atomic<uint64_t> cursor_{0};
   std::atomic<uint32_t> generation_{0};

@@ -3,6 +3,8 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 #include <vector>
 
@@ -52,6 +54,46 @@ TEST_CASE("ThreadPool: jobs after idle gaps wake the sleeping workers", "[kernel
     });
   }
   CHECK(total.load() == 300 * 64);
+}
+
+TEST_CASE("ThreadPool: a worker late from one job never claims a chunk of the next",
+          "[kernels][threads]") {
+  // More threads than cores, and jobs that alternate between few and many chunks: a worker
+  // descheduled while it finishes one job must not take part in the next with the old job's
+  // cursor. Such a stale claim runs a chunk twice (caught by the counts) or over-counts the
+  // finished chunks, which leaves the owner waiting forever (caught by the watchdog).
+  ThreadPool pool(8);
+  constexpr int kJobs = 600000;
+  std::atomic<int> jobs_done{0};
+  std::atomic<bool> finished{false};
+  std::thread watchdog([&] {
+    int last = -1;
+    while (!finished.load()) {
+      for (int i = 0; i < 100 && !finished.load(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      int now = jobs_done.load();
+      if (!finished.load() && now == last) {
+        std::fprintf(stderr, "ThreadPool stalled in job %d\n", now);
+        std::abort();
+      }
+      last = now;
+    }
+  });
+  std::vector<std::atomic<int>> hits(32);
+  int64_t wrong = 0;
+  for (int job = 0; job < kJobs; ++job) {
+    const int64_t n = job % 2 == 0 ? 2 : 32;
+    for (int64_t i = 0; i < n; ++i) hits[i].store(0, std::memory_order_relaxed);
+    pool.ParallelFor(n, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1, std::memory_order_relaxed);
+    });
+    for (int64_t i = 0; i < n; ++i) wrong += hits[i].load() != 1;
+    jobs_done.store(job + 1);
+  }
+  finished.store(true);
+  watchdog.join();
+  CHECK(wrong == 0);
 }
 
 }  // namespace
