@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/server/channel_pool.h"
 #include "engine/server/proto_convert.h"
+#include "engine/server/router_membership.h"
 #include "engine/server/shutdown_signal.h"
 #include "engine/server/worker_context.h"
 #include "tessera/internal/v1/worker.grpc.pb.h"
@@ -52,12 +53,8 @@ absl::Status RunCacheServer(const CacheServerOptions& options) {
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
   }
-  std::string host = options.advertise_host;
-  if (host.empty()) {
-    host = options.listen_address.substr(0, options.listen_address.rfind(':'));
-    if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
-  }
-  const std::string address = absl::StrCat(host, ":", port);
+  const std::string address =
+      AdvertisedAddress(options.listen_address, options.advertise_host, port);
 
   ChannelPool channels;
   auto control = tessera::internal::v1::Control::NewStub(channels.Get(options.router_address));
@@ -75,24 +72,11 @@ absl::Status RunCacheServer(const CacheServerOptions& options) {
     kv->set_evicted_host(store.evicted());
     return proto;
   };
-  auto register_once = [&]() -> absl::StatusOr<std::string> {
-    *registration.mutable_load() = load();
-    grpc::ClientContext rpc;
-    rpc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    tessera::internal::v1::RegisterResponse response;
-    grpc::Status status = control->Register(&rpc, registration, &response);
-    if (!status.ok()) return FromGrpcStatus(status);
-    return response.worker_id();
-  };
-  absl::StatusOr<std::string> id = register_once();
-  for (int attempt = 0; !id.ok() && attempt < 60 && !ShutdownRequested(); ++attempt) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    id = register_once();
-  }
+  absl::StatusOr<std::string> id =
+      RegisterWithRetry(*control, registration, load, options.router_address);
   if (!id.ok()) {
     server->Shutdown();
-    return absl::UnavailableError(absl::StrCat("cannot register with the router at ",
-                                               options.router_address, ": ", id.status().message()));
+    return id.status();
   }
   std::cerr << "tessera cache " << *id << ": on " << address << ", "
             << options.capacity_bytes << " bytes (pid " << getpid() << ")" << std::endl;
@@ -104,7 +88,10 @@ absl::Status RunCacheServer(const CacheServerOptions& options) {
     rpc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
     tessera::internal::v1::HeartbeatResponse response;
     if (control->Heartbeat(&rpc, beat, &response).ok() && !response.known()) {
-      if (absl::StatusOr<std::string> again = register_once(); again.ok()) id = again;
+      if (absl::StatusOr<std::string> again = RegisterOnce(*control, registration, load);
+          again.ok()) {
+        id = again;
+      }
     }
     if (response.drain()) break;
     for (int i = 0; i < 25 && !ShutdownRequested(); ++i) {

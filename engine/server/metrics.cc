@@ -76,13 +76,6 @@ void Metrics::Set(const std::string& name, const Labels& labels, double value) {
   it->second.series[RenderLabels(labels)].value = value;
 }
 
-void Metrics::ClearGauge(const std::string& name) {
-  absl::MutexLock lock(&mu_);
-  auto it = families_.find(name);
-  TESSERA_CHECK(it != families_.end() && it->second.type == Type::kGauge);
-  it->second.series.clear();
-}
-
 void Metrics::SetCounter(const std::string& name, const Labels& labels, double value) {
   absl::MutexLock lock(&mu_);
   auto it = families_.find(name);

@@ -32,10 +32,8 @@ class Metrics {
   void Increment(const std::string& name, const Labels& labels = {}, double by = 1.0);
   void Set(const std::string& name, const Labels& labels, double value);
   void Observe(const std::string& name, const Labels& labels, double value);
-  // Removes every series of a gauge family (before re-setting a snapshot).
-  void ClearGauge(const std::string& name);
   // Mirrors a counter kept elsewhere (a worker's, reported in its heartbeat): sets the series
-  // to `value`. Clear() drops a mirrored family's series before a new snapshot.
+  // to `value`. Clear() drops every series of a family before a new snapshot.
   void SetCounter(const std::string& name, const Labels& labels, double value);
   void Clear(const std::string& name);
 

@@ -15,7 +15,9 @@
 #include "common/status_macros.h"
 #include "engine/runtime/loaded_model.h"
 #include "engine/server/kv_transfer_service.h"
+#include "engine/server/frontend.h"
 #include "engine/server/proto_convert.h"
+#include "engine/server/router_membership.h"
 #include "engine/server/shutdown_signal.h"
 #include "engine/server/worker_service.h"
 #include "tessera/internal/v1/worker.grpc.pb.h"
@@ -57,12 +59,6 @@ tessera::internal::v1::WorkerLoad ToProto(const LoopLoad& load, int32_t queued,
   kv->set_pool_hits(pool.hits());
   kv->set_pool_puts(pool.puts());
   return proto;
-}
-
-std::string ModelId(const std::string& path) {
-  std::string name = path.substr(path.find_last_of('/') + 1);
-  if (absl::EndsWith(name, ".gguf")) name.resize(name.size() - 5);
-  return name;
 }
 
 }  // namespace
@@ -177,43 +173,28 @@ absl::Status RunWorker(const WorkerOptions& options) {
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
   }
-  std::string host = options.advertise_host;
-  if (host.empty()) {
-    host = options.listen_address.substr(0, options.listen_address.rfind(':'));
-    if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
-  }
-  const std::string address = absl::StrCat(host, ":", port);
+  const std::string address =
+      AdvertisedAddress(options.listen_address, options.advertise_host, port);
 
   auto control = Control::NewStub(channels.Get(options.router_address));
   tessera::internal::v1::RegisterRequest registration;
   registration.set_role(options.role);
   registration.set_address(address);
-  registration.set_model_id(ModelId(options.model_path));
+  registration.set_model_id(ModelIdFromPath(options.model_path));
   registration.set_context_length(model.model->config().context_length);
   registration.set_host_id(context.host_id);
   registration.set_pid(getpid());
   registration.set_kv_hash_seed(kv_hash_seed);
   registration.set_kv_block_size(kv_block_size);
-  auto register_once = [&]() -> absl::StatusOr<std::string> {
-    *registration.mutable_load() = ToProto(step.load(), context.active_requests.load(), puller, pool);
-    grpc::ClientContext rpc;
-    rpc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    tessera::internal::v1::RegisterResponse response;
-    grpc::Status status = control->Register(&rpc, registration, &response);
-    if (!status.ok()) return FromGrpcStatus(status);
-    return response.worker_id();
+  auto current_load = [&] {
+    return ToProto(step.load(), context.active_requests.load(), puller, pool);
   };
-  // The router may still be starting: retry for a while before giving up.
-  absl::StatusOr<std::string> worker_id = register_once();
-  for (int attempt = 0; !worker_id.ok() && attempt < 60 && !ShutdownRequested(); ++attempt) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    worker_id = register_once();
-  }
+  auto register_once = [&] { return RegisterOnce(*control, registration, current_load); };
+  absl::StatusOr<std::string> worker_id =
+      RegisterWithRetry(*control, registration, current_load, options.router_address);
   if (!worker_id.ok()) {
     server->Shutdown();
-    return absl::UnavailableError(absl::StrCat("cannot register with the router at ",
-                                               options.router_address, ": ",
-                                               worker_id.status().message()));
+    return worker_id.status();
   }
   std::cerr << "tessera worker " << *worker_id << ": " << WorkerRoleName(options.role)
             << " on " << address << " (pid " << getpid() << ")" << std::endl;

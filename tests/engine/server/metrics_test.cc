@@ -31,7 +31,7 @@ TEST_CASE("Metrics: counters, gauges and histograms render in the Prometheus tex
   CHECK_THAT(text, Catch::Contains("t_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
   CHECK_THAT(text, Catch::Contains("t_latency_seconds_sum 5.55\n"));
   CHECK_THAT(text, Catch::Contains("t_latency_seconds_count 3\n"));
-  metrics.ClearGauge("t_in_flight");
+  metrics.Clear("t_in_flight");
   CHECK_THAT(metrics.Render(), !Catch::Contains("t_in_flight 3"));
 }
 
