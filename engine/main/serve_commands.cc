@@ -79,6 +79,10 @@ WorkerCommand::WorkerCommand(CLI::App& app) {
   command_->add_option("--listen", options_.listen_address, "Listen address (port 0: any)");
   command_->add_option("--advertise-host", options_.advertise_host,
                        "Host name other processes reach this worker at");
+  command_->add_option("--nice", options_.nice,
+                       "Scheduling niceness of the worker's threads (0-19); on a host shared "
+                       "with the router, a positive value keeps compute from delaying it")
+      ->check(CLI::Range(0, 19));
   command_->add_option("--threads", options_.threads, "Compute threads (0: one per core)")
       ->check(CLI::Range(0, 1024));
   command_->add_option("--block-size", options_.loop.block_size, "Tokens per KV block")

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/server/proto_convert.h"
+#include "engine/server/worker_calls.h"
 #include "tessera/internal/v1/worker.grpc.pb.h"
 
 namespace tessera::engine::server {
@@ -42,7 +43,7 @@ bool Retryable(absl::StatusCode code) {
 struct Dispatcher::Attempt {
   const DispatchJob& job;
   OutputSink& sink;
-  grpc::ServerContext* parent;
+  grpc::ServerContextBase* parent;
   absl::Duration timeout;
   int32_t index = 0;
   std::vector<int32_t> generated;  // Streamed to the client so far.
@@ -85,23 +86,50 @@ struct Dispatcher::Attempt {
       out.usage.cached_tokens = std::max(event.usage().cached_tokens(), prefill_cached_tokens);
       out.usage.time_to_first_token_ms = ttft_ms;
       finished = true;
+      final_event = Clock::now();
     }
     if (out.token_ids.empty() && out.text.empty() && out.finish_reason.empty()) return true;
     if (!sink.Send(out)) client_gone = true;
+    if (finished) final_sent = Clock::now();
     return !client_gone;
   }
 
-  bool Cancelled() const { return client_gone || (parent != nullptr && parent->IsCancelled()); }
+  // Once the last event is delivered the client's call may be over (and `parent` gone).
+  bool Cancelled() const {
+    return client_gone || (!finished && parent != nullptr && parent->IsCancelled());
+  }
 
-  // Time spent blocked on workers (reads and call completion), which the router's own
-  // overhead excludes.
+  // When the first worker call of the request was on its way, and when the last worker event
+  // arrived and was passed on: the router's latency is what lies outside the worker's time.
+  Clock::time_point dispatched{};
+  Clock::time_point final_event{};
+  Clock::time_point final_sent{};  // Handed to the client's transport.
+  void Dispatched() {
+    if (dispatched == Clock::time_point{}) dispatched = Clock::now();
+  }
+
+  // Time spent waiting on workers (reads and call completion), which the router's busy time
+  // excludes.
   Clock::duration waited{0};
-  template <typename F>
-  auto Wait(F&& f) {
-    auto start = Clock::now();
-    auto result = f();
-    waited += Clock::now() - start;
-    return result;
+  template <typename Inner>
+  struct TimedAwaiter {
+    Inner inner;
+    Clock::duration& waited;
+    Clock::time_point start{};
+    bool await_ready() { return inner.await_ready(); }
+    template <typename Handle>
+    decltype(auto) await_suspend(Handle waiter) {
+      start = Clock::now();
+      return inner.await_suspend(waiter);
+    }
+    decltype(auto) await_resume() {
+      if (start != Clock::time_point{}) waited += Clock::now() - start;
+      return inner.await_resume();
+    }
+  };
+  template <typename Inner>
+  TimedAwaiter<Inner> Wait(Inner inner) {
+    return TimedAwaiter<Inner>{std::move(inner), waited};
   }
 };
 
@@ -113,15 +141,26 @@ Dispatcher::Dispatcher(WorkerRegistry& registry, ChannelPool& channels, Metrics&
                    "already streamed) after a worker failed, by the error.");
   metrics_.Declare("tessera_handoff_retries_total", Metrics::Type::kCounter,
                    "KV handoffs retried on another decode worker.");
+  const std::vector<double> buckets = {25e-6, 50e-6, 75e-6, 100e-6, 125e-6, 150e-6, 175e-6,
+                                       200e-6, 250e-6, 300e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3,
+                                       50e-3};
   metrics_.Declare("tessera_router_overhead_seconds", Metrics::Type::kHistogram,
-                   "Router time per successful request that is not spent waiting on workers: "
-                   "validation, tokenization, worker choice, call setup, forwarding.",
-                   {25e-6, 50e-6, 75e-6, 100e-6, 150e-6, 200e-6, 300e-6, 500e-6, 1e-3, 2e-3,
-                    5e-3, 10e-3, 50e-3});
+                   "Latency the router adds to a successful request: from its arrival until the "
+                   "first worker call is on its way (validation, tokenization, worker choice, "
+                   "call setup), plus from the worker's last event until it is handed to the "
+                   "client's transport. Work done while a worker computes (opening the decode "
+                   "call, forwarding tokens) adds no latency and is in "
+                   "tessera_router_busy_seconds.",
+                   buckets);
+  metrics_.Declare("tessera_router_busy_seconds", Metrics::Type::kHistogram,
+                   "Router time per successful request not spent waiting on workers: "
+                   "validation, tokenization, worker choice, call setup, forwarding every "
+                   "message.",
+                   buckets);
 }
 
-absl::Status Dispatcher::Run(const DispatchJob& job, OutputSink& sink,
-                             grpc::ServerContext* parent) {
+AsyncTask<absl::Status> Dispatcher::Run(const DispatchJob& job, OutputSink& sink,
+                                        grpc::ServerContextBase* parent) {
   Attempt attempt{.job = job, .sink = sink, .parent = parent, .timeout = options_.request_timeout,
                   .index = 0, .generated = {}, .finished = false, .client_gone = false,
                   .ttft_ms = 0};
@@ -130,60 +169,81 @@ absl::Status Dispatcher::Run(const DispatchJob& job, OutputSink& sink,
     const bool disaggregated =
         registry_.Has(WorkerNeed::kPrefill) && registry_.Has(WorkerNeed::kDecode);
     if (!disaggregated && !registry_.Has(WorkerNeed::kColocated)) {
-      return absl::UnavailableError(
+      co_return absl::UnavailableError(
           "no worker can serve: the router has neither a prefill and a decode worker nor a "
           "colocated (--role both) worker");
     }
-    last = disaggregated ? RunDisaggregated(attempt) : RunColocated(attempt);
-    if (last.ok()) {
-      // Everything the router did for this request that was not waiting on a worker:
-      // validation and tokenization (since arrival), choosing workers, opening calls and
-      // forwarding every message to the client.
-      const Clock::duration total = Clock::now() - job.arrival;
-      metrics_.Observe("tessera_router_overhead_seconds", {},
-                       std::chrono::duration<double>(total - attempt.waited).count());
-      return last;
+    if (disaggregated) {
+      last = co_await RunDisaggregated(attempt);
+    } else {
+      last = co_await RunColocated(attempt);
     }
-    if (attempt.Cancelled()) return absl::CancelledError("the client cancelled the request");
-    if (!Retryable(last.code())) return last;
+    if (last.ok()) {
+      const Clock::time_point now = Clock::now();
+      metrics_.Observe("tessera_router_busy_seconds", {},
+                       std::chrono::duration<double>(now - job.arrival - attempt.waited).count());
+      metrics_.Observe("tessera_router_overhead_seconds", {},
+                       std::chrono::duration<double>((attempt.dispatched - job.arrival) +
+                                                     (attempt.final_sent - attempt.final_event))
+                           .count());
+      co_return last;
+    }
+    if (attempt.Cancelled()) co_return absl::CancelledError("the client cancelled the request");
+    if (!Retryable(last.code())) co_return last;
     metrics_.Increment("tessera_request_retries_total",
                        {{"code", absl::StatusCodeToString(last.code())}});
   }
-  if (last.code() == absl::StatusCode::kResourceExhausted) return last;
-  return absl::UnavailableError(absl::StrCat("request ", job.request_id, " failed after ",
-                                             options_.max_attempts, " attempts; last: ",
-                                             last.message()));
+  if (last.code() == absl::StatusCode::kResourceExhausted) co_return last;
+  co_return absl::UnavailableError(absl::StrCat("request ", job.request_id, " failed after ",
+                                                options_.max_attempts, " attempts; last: ",
+                                                last.message()));
 }
 
-absl::Status Dispatcher::RunColocated(Attempt& attempt) {
+AsyncTask<absl::Status> Dispatcher::RunColocated(Attempt& attempt) {
   absl::StatusOr<WorkerLease> worker = registry_.Acquire(
       WorkerNeed::kColocated, static_cast<int64_t>(attempt.job.prompt.size()));
-  if (!worker.ok()) return worker.status();
+  if (!worker.ok()) co_return worker.status();
   auto stub = tessera::internal::v1::Worker::NewStub(channels_.Get(worker->address()));
-  std::unique_ptr<grpc::ClientContext> context = attempt.NewContext(attempt.timeout);
   DecodeRequest request;
   *request.mutable_work() = attempt.Work(absl::StrCat(attempt.job.request_id, "/", attempt.index));
-  std::unique_ptr<grpc::ClientReader<DecodeEvent>> reader = stub->Decode(context.get(), request);
+  DecodeCall call(*stub, attempt.NewContext(attempt.timeout), std::move(request));
+  attempt.Dispatched();
   DecodeEvent event;
-  while (attempt.Wait([&] { return reader->Read(&event); })) {
-    if (event.has_tokens() && !attempt.Emit(event.tokens())) context->TryCancel();
+  while (co_await attempt.Wait(call.Read(&event))) {
+    if (event.has_tokens() && !attempt.Emit(event.tokens())) call.TryCancel();
   }
-  absl::Status status = FromGrpcStatus(attempt.Wait([&] { return reader->Finish(); }));
-  if (attempt.finished && status.ok()) {
-    worker->Succeeded();
-    return absl::OkStatus();
+  absl::Status status = FromGrpcStatus(co_await attempt.Wait(call.Finish()));
+  if (attempt.finished) {  // The client has everything, whatever the call's end.
+    if (status.ok()) worker->Succeeded();
+    co_return absl::OkStatus();
   }
   if (status.ok()) status = absl::UnavailableError("worker ended the stream without finishing");
   if (WorkerFault(status.code()) && !attempt.Cancelled()) worker->Failed();
-  return absl::Status(status.code(), absl::StrCat("worker ", worker->worker_id(), ": ",
-                                                  status.message()));
+  co_return absl::Status(status.code(), absl::StrCat("worker ", worker->worker_id(), ": ",
+                                                     status.message()));
 }
 
-absl::Status Dispatcher::RunDisaggregated(Attempt& attempt) {
+namespace {
+
+// Ends a prefill call that failed (or must be abandoned) and says why.
+template <typename ClientCancelled>
+AsyncTask<absl::Status> AbandonPrefill(PrefillCall& prefill, WorkerLease& lease,
+                                       ClientCancelled client_cancelled, std::string what) {
+  prefill.TryCancel();
+  absl::Status status = FromGrpcStatus(co_await prefill.Finish());
+  if (status.ok()) status = absl::UnavailableError("prefill stream ended early");
+  if (WorkerFault(status.code()) && !client_cancelled()) lease.Failed();
+  co_return absl::Status(status.code(), absl::StrCat(what, " on prefill worker ",
+                                                     lease.worker_id(), ": ", status.message()));
+}
+
+}  // namespace
+
+AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
   const int64_t prompt_tokens = static_cast<int64_t>(attempt.job.prompt.size());
   absl::StatusOr<WorkerLease> prefill =
       registry_.Acquire(WorkerNeed::kPrefill, prompt_tokens, {}, attempt.job.prompt);
-  if (!prefill.ok()) return prefill.status();
+  if (!prefill.ok()) co_return prefill.status();
   const std::string handoff_id = absl::StrCat(attempt.job.request_id, "/", attempt.index);
   const tessera::internal::v1::WorkRequest work = attempt.Work(handoff_id);
 
@@ -192,36 +252,27 @@ absl::Status Dispatcher::RunDisaggregated(Attempt& attempt) {
       attempt.NewContext(std::min(attempt.timeout, options_.handoff_lease));
   // The call's headers go out with the request in one write instead of a round of their own.
   prefill_context->set_initial_metadata_corked(true);
-  auto prefill_stream = prefill_stub->Prefill(prefill_context.get());
-  {
-    PrefillClientMessage message;
-    *message.mutable_request() = work;
-    prefill_stream->Write(message);
-  }
-  auto prefill_failed = [&](absl::string_view what) {
-    prefill_context->TryCancel();
-    absl::Status status = FromGrpcStatus(prefill_stream->Finish());
-    if (status.ok()) status = absl::UnavailableError("prefill stream ended early");
-    if (WorkerFault(status.code()) && !attempt.Cancelled()) prefill->Failed();
-    return absl::Status(status.code(), absl::StrCat(what, " on prefill worker ",
-                                                    prefill->worker_id(), ": ", status.message()));
-  };
+  PrefillClientMessage opening;
+  *opening.mutable_request() = work;
+  PrefillCall prefill_call(*prefill_stub, std::move(prefill_context), std::move(opening));
+  attempt.Dispatched();
+  auto cancelled = [&attempt] { return attempt.Cancelled(); };
 
   // A request that ends with its first token needs no decode worker at all.
   if (attempt.job.sampling.max_tokens - static_cast<int32_t>(attempt.generated.size()) <= 1) {
     PrefillServerMessage first;
-    if (!attempt.Wait([&] { return prefill_stream->Read(&first); })) {
-      return prefill_failed("prefill");
+    if (!co_await attempt.Wait(prefill_call.Read(&first))) {
+      co_return co_await AbandonPrefill(prefill_call, *prefill, cancelled, "prefill");
     }
     attempt.prefill_cached_tokens = first.cached_tokens();
     const bool delivered = attempt.Emit(first.first());
-    if (first.kv_held() || !delivered) prefill_context->TryCancel();
-    prefill_stream->WritesDone();
-    attempt.Wait([&] { return prefill_stream->Finish(); });
-    if (!delivered) return absl::CancelledError("the client went away");
+    if (first.kv_held() || !delivered) prefill_call.TryCancel();
+    prefill_call.WritesDone();
+    co_await attempt.Wait(prefill_call.Finish());
+    if (!delivered) co_return absl::CancelledError("the client went away");
     prefill->Succeeded();
-    return attempt.finished ? absl::OkStatus()
-                            : absl::InternalError("prefill ended without a finish reason");
+    co_return attempt.finished ? absl::OkStatus()
+                               : absl::InternalError("prefill ended without a finish reason");
   }
 
   bool have_first = false;
@@ -238,50 +289,49 @@ absl::Status Dispatcher::RunDisaggregated(Attempt& attempt) {
     // The decode call starts before the first token is read, so the decode worker pulls the
     // KV layer by layer while the prefill is still computing.
     auto decode_stub = tessera::internal::v1::Worker::NewStub(channels_.Get(decode->address()));
-    std::unique_ptr<grpc::ClientContext> decode_context = attempt.NewContext(attempt.timeout);
     DecodeRequest request;
     *request.mutable_work() = work;
     request.mutable_kv_source()->set_address(prefill->address());
     request.mutable_kv_source()->set_handoff_id(handoff_id);
     request.mutable_kv_source()->set_host_id(prefill->host_id());
-    auto reader = decode_stub->Decode(decode_context.get(), request);
+    DecodeCall decode_call(*decode_stub, attempt.NewContext(attempt.timeout), std::move(request));
 
     if (!have_first) {
       PrefillServerMessage first;
-      if (!attempt.Wait([&] { return prefill_stream->Read(&first); })) {
-        decode_context->TryCancel();
-        reader->Finish();
-        return prefill_failed("prefill");
+      if (!co_await attempt.Wait(prefill_call.Read(&first))) {
+        decode_call.TryCancel();
+        co_await decode_call.Finish();
+        co_return co_await AbandonPrefill(prefill_call, *prefill, cancelled, "prefill");
       }
       have_first = true;
       attempt.prefill_cached_tokens = first.cached_tokens();
       if (!attempt.Emit(first.first())) {
-        decode_context->TryCancel();
-        prefill_context->TryCancel();
-        reader->Finish();
-        prefill_stream->Finish();
-        return absl::CancelledError("the client went away");
+        decode_call.TryCancel();
+        prefill_call.TryCancel();
+        co_await decode_call.Finish();
+        co_await prefill_call.Finish();
+        co_return absl::CancelledError("the client went away");
       }
       if (!first.kv_held()) {  // The request ended with its first token (EOS or a stop).
-        decode_context->TryCancel();
-        attempt.Wait([&] { return reader->Finish(); });
-        prefill_stream->WritesDone();
-        attempt.Wait([&] { return prefill_stream->Finish(); });
+        decode_call.TryCancel();
+        co_await attempt.Wait(decode_call.Finish());
+        prefill_call.WritesDone();
+        co_await attempt.Wait(prefill_call.Finish());
         prefill->Succeeded();
-        return attempt.finished ? absl::OkStatus()
-                                : absl::InternalError("prefill ended without a finish reason");
+        co_return attempt.finished ? absl::OkStatus()
+                                   : absl::InternalError("prefill ended without a finish reason");
       }
     }
 
     DecodeEvent event;
-    if (!attempt.Wait([&] { return reader->Read(&event); }) || !event.kv_imported()) {
-      decode_context->TryCancel();
-      absl::Status status = FromGrpcStatus(reader->Finish());
+    if (!co_await attempt.Wait(decode_call.Read(&event)) || !event.kv_imported()) {
+      decode_call.TryCancel();
+      absl::Status status = FromGrpcStatus(co_await decode_call.Finish());
       if (status.ok()) status = absl::UnavailableError("decode stream ended before the KV arrived");
       if (attempt.Cancelled()) {
-        prefill_context->TryCancel();
-        prefill_stream->Finish();
-        return absl::CancelledError("the client cancelled the request");
+        prefill_call.TryCancel();
+        co_await prefill_call.Finish();
+        co_return absl::CancelledError("the client cancelled the request");
       }
       if (WorkerFault(status.code())) decode->Failed();
       last_decode_error = absl::Status(
@@ -295,29 +345,29 @@ absl::Status Dispatcher::RunDisaggregated(Attempt& attempt) {
     {
       PrefillClientMessage release;
       release.set_release(true);
-      prefill_stream->WriteLast(release, grpc::WriteOptions());  // And half-close, in one op.
-      attempt.Wait([&] { return prefill_stream->Finish(); });
+      prefill_call.Write(std::move(release), /*last=*/true);  // And half-close, in one op.
+      co_await attempt.Wait(prefill_call.Finish());
       prefill->Succeeded();
     }
-    while (attempt.Wait([&] { return reader->Read(&event); })) {
-      if (event.has_tokens() && !attempt.Emit(event.tokens())) decode_context->TryCancel();
+    while (co_await attempt.Wait(decode_call.Read(&event))) {
+      if (event.has_tokens() && !attempt.Emit(event.tokens())) decode_call.TryCancel();
     }
-    absl::Status status = FromGrpcStatus(attempt.Wait([&] { return reader->Finish(); }));
-    if (attempt.finished && status.ok()) {
-      decode->Succeeded();
-      return absl::OkStatus();
+    absl::Status status = FromGrpcStatus(co_await attempt.Wait(decode_call.Finish()));
+    if (attempt.finished) {  // The client has everything, whatever the call's end.
+      if (status.ok()) decode->Succeeded();
+      co_return absl::OkStatus();
     }
     if (status.ok()) status = absl::UnavailableError("decode stream ended without finishing");
     if (WorkerFault(status.code()) && !attempt.Cancelled()) decode->Failed();
     // Mid-stream: the KV is gone from the prefill worker; the caller resumes from the prompt
     // plus what was streamed.
-    return absl::Status(status.code(), absl::StrCat("decode worker ", decode->worker_id(), ": ",
-                                                    status.message()));
+    co_return absl::Status(status.code(), absl::StrCat("decode worker ", decode->worker_id(),
+                                                       ": ", status.message()));
   }
   // No decode worker took the KV: let it go.
-  prefill_context->TryCancel();
-  prefill_stream->Finish();
-  return last_decode_error;
+  prefill_call.TryCancel();
+  co_await prefill_call.Finish();
+  co_return last_decode_error;
 }
 
 }  // namespace tessera::engine::server

@@ -8,7 +8,8 @@
 // never sees a token twice; after `max_attempts` it ends with UNAVAILABLE. Every worker
 // outcome feeds the registry's circuit breakers. A client cancel (the parent RPC, or the sink
 // refusing an event) cancels every call the request has open, which frees its KV everywhere.
-// Thread-safety: thread-safe; Run() is called concurrently, one request per call.
+// Thread-safety: thread-safe; Run() is called concurrently, one request per task. The sink's
+// Send() is called on gRPC's threads and must not block.
 #ifndef TESSERA_ENGINE_SERVER_DISPATCHER_H_
 #define TESSERA_ENGINE_SERVER_DISPATCHER_H_
 
@@ -23,6 +24,7 @@
 #include "absl/time/time.h"
 #include "engine/runtime/step_loop.h"
 #include "engine/sampling/sampling_params.h"
+#include "engine/server/async_task.h"
 #include "engine/server/channel_pool.h"
 #include "engine/server/metrics.h"
 #include "engine/server/worker_registry.h"
@@ -64,13 +66,16 @@ class Dispatcher {
              DispatcherOptions options = {});
 
   // On OK the sink received the last event (with finish_reason). `parent` (may be null) is
-  // the client's RPC: its deadline and cancellation reach every worker call.
-  absl::Status Run(const DispatchJob& job, OutputSink& sink, grpc::ServerContext* parent);
+  // the client's RPC: its deadline and cancellation reach every worker call. Never blocks:
+  // it waits on workers by suspending, and resumes on the gRPC thread that completed the
+  // wait. `job`, `sink` and `parent` must outlive the task.
+  AsyncTask<absl::Status> Run(const DispatchJob& job, OutputSink& sink,
+                              grpc::ServerContextBase* parent);
 
  private:
   struct Attempt;
-  absl::Status RunDisaggregated(Attempt& attempt);
-  absl::Status RunColocated(Attempt& attempt);
+  AsyncTask<absl::Status> RunDisaggregated(Attempt& attempt);
+  AsyncTask<absl::Status> RunColocated(Attempt& attempt);
 
   WorkerRegistry& registry_;
   ChannelPool& channels_;

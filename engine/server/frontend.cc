@@ -1,5 +1,8 @@
 #include "engine/server/frontend.h"
 
+#include <deque>
+#include <memory>
+#include <optional>
 #include <random>
 
 #include "absl/strings/match.h"
@@ -110,19 +113,20 @@ class RecordingSink final : public OutputSink {
 
 }  // namespace
 
-absl::Status Frontend::Run(const DispatchJob& job, OutputSink& sink, grpc::ServerContext* parent,
-                           absl::string_view api) {
+AsyncTask<absl::Status> Frontend::RunAsync(const DispatchJob& job, OutputSink& sink,
+                                           grpc::ServerContextBase* parent,
+                                           absl::string_view api) {
   absl::Status status;
   RecordingSink recording(sink);
+  const std::string api_label(api);
   if (in_flight_.fetch_add(1) >= options_.max_in_flight) {
     in_flight_.fetch_sub(1);
     status = absl::ResourceExhaustedError(absl::StrCat(
         "the router has ", options_.max_in_flight, " requests in flight, its limit; retry later"));
   } else {
-    status = dispatcher_.Run(job, recording, parent);
+    status = co_await dispatcher_.Run(job, recording, parent);
     in_flight_.fetch_sub(1);
   }
-  const std::string api_label(api);
   metrics_.Increment("tessera_requests_total",
                      {{"api", api_label}, {"code", absl::StatusCodeToString(status.code())}});
   if (status.ok()) {
@@ -135,7 +139,63 @@ absl::Status Frontend::Run(const DispatchJob& job, OutputSink& sink, grpc::Serve
     metrics_.Increment("tessera_generation_tokens_total", {},
                        recording.usage().completion_tokens);
   }
-  return status;
+  co_return status;
+}
+
+namespace {
+
+// Carries a request's events from gRPC's threads (which must not block) to the thread that
+// waits for the request, and that thread's "client gone" back.
+class HandOverSink final : public OutputSink {
+ public:
+  bool Send(const OutputEvent& event) override {
+    absl::MutexLock lock(&mu_);
+    if (refused_) return false;
+    events_.push_back(event);
+    return true;
+  }
+  void Refuse() {
+    absl::MutexLock lock(&mu_);
+    refused_ = true;
+  }
+  void Finish(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    result_ = std::move(status);
+  }
+  // Blocks until there are events or the result; returns the events (and the result once
+  // every event has been taken).
+  std::deque<OutputEvent> Take(std::optional<absl::Status>& result) {
+    absl::MutexLock lock(&mu_);
+    auto ready = [this] { return !events_.empty() || result_.has_value(); };
+    mu_.Await(absl::Condition(&ready));
+    std::deque<OutputEvent> taken;
+    taken.swap(events_);
+    result = result_;
+    return taken;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::deque<OutputEvent> events_ ABSL_GUARDED_BY(mu_);
+  bool refused_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<absl::Status> result_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::Status Frontend::Run(const DispatchJob& job, OutputSink& sink, absl::string_view api) {
+  // Shared with the task's completion callback, which may still be unwinding after this
+  // thread has seen the result.
+  auto hand_over = std::make_shared<HandOverSink>();
+  StartDetached<absl::Status>(RunAsync(job, *hand_over, nullptr, api),
+                              [hand_over](absl::Status status) { hand_over->Finish(status); });
+  while (true) {
+    std::optional<absl::Status> result;
+    for (const OutputEvent& event : hand_over->Take(result)) {
+      if (!sink.Send(event)) hand_over->Refuse();
+    }
+    if (result.has_value()) return *result;
+  }
 }
 
 }  // namespace tessera::engine::server

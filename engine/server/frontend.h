@@ -45,9 +45,12 @@ class Frontend {
   absl::Status CheckModel(absl::string_view model) const;
 
   // Admits, runs and releases one request (ResourceExhausted when full), and records it in
-  // the metrics under `api` ("grpc" or "http").
-  absl::Status Run(const DispatchJob& job, OutputSink& sink, grpc::ServerContext* parent,
-                   absl::string_view api);
+  // the metrics under `api` ("grpc" or "http"). Never blocks; see Dispatcher::Run.
+  AsyncTask<absl::Status> RunAsync(const DispatchJob& job, OutputSink& sink,
+                                   grpc::ServerContextBase* parent, absl::string_view api);
+  // The same for a caller with a thread of its own to block (the HTTP server's): `sink` gets
+  // the events on this thread, and may block.
+  absl::Status Run(const DispatchJob& job, OutputSink& sink, absl::string_view api);
 
   // Counts a request refused before it ran (bad input).
   void CountRejected(absl::string_view api, const absl::Status& status) {

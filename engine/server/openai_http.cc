@@ -545,7 +545,7 @@ absl::Status OpenAiHttpServer::Start(const std::string& address) {
       const std::string model = frontend_.model_id();
       if (!request->stream) {
         CollectingSink sink;
-        absl::Status status = frontend_.Run(*job, sink, nullptr, "http");
+        absl::Status status = frontend_.Run(*job, sink, "http");
         if (!status.ok()) return SendError(res, {status, ParamOf(status)});
         json choice = {{"index", 0}, {"finish_reason", OpenAiFinishReason(sink.finish_reason)}};
         if (chat) {
@@ -584,7 +584,7 @@ absl::Status OpenAiHttpServer::Start(const std::string& address) {
           "text/event-stream",
           [this, chat, request, shared_job, id, created, model](size_t, httplib::DataSink& sink) {
             SseSink sse(sink, chat, id, model, created, request->include_usage);
-            absl::Status status = frontend_.Run(*shared_job, sse, nullptr, "http");
+            absl::Status status = frontend_.Run(*shared_job, sse, "http");
             if (!status.ok() && status.code() != absl::StatusCode::kCancelled) {
               sse.Write(ErrorBody({status, ParamOf(status)}));
             }

@@ -22,7 +22,8 @@ absl::Status RunRouter(const RouterOptions& options) {
   // measurable per request and buys nothing in a release build.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   WorkerRegistry registry(options.registry);
-  ChannelPool channels;
+  // The router exchanges only requests and token events with workers.
+  ChannelPool channels(ChannelTraffic::kSmallMessages);
   Metrics metrics;
   Dispatcher dispatcher(registry, channels, metrics, options.dispatcher);
   TESSERA_ASSIGN_OR_RETURN(
@@ -44,6 +45,7 @@ absl::Status RunRouter(const RouterOptions& options) {
   // Keep a few idle handler threads instead of creating one per burst of requests.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 2);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 8);
+  ApplyChannelTraffic(ChannelTraffic::kSmallMessages, builder);
   builder.RegisterService(&inference);
   builder.RegisterService(&admin);
   builder.RegisterService(&control);

@@ -1,6 +1,9 @@
 #include "engine/server/router_services.h"
 
+#include <atomic>
+#include <deque>
 #include <iostream>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "engine/server/proto_convert.h"
@@ -9,59 +12,184 @@
 namespace tessera::engine::server {
 namespace {
 
-class GrpcSink final : public OutputSink {
+// One Generate call: runs the request as a task and streams its events to the client through
+// a queue (one write in flight at a time, as gRPC requires). The last message leaves together
+// with the OK status, one write, as soon as it arrives.
+class GenerateReactor final : public grpc::ServerWriteReactor<tessera::v1::GenerateResponse>,
+                              public OutputSink {
  public:
-  explicit GrpcSink(grpc::ServerWriter<tessera::v1::GenerateResponse>* writer) : writer_(writer) {}
-
-  bool Send(const OutputEvent& event) override {
-    tessera::v1::GenerateResponse response;
-    for (int32_t token : event.token_ids) response.add_token_ids(token);
-    response.set_text(event.text);
-    if (!event.finish_reason.empty()) {
-      response.set_finish_reason(event.finish_reason);
-      UsageToProto(event.usage, response.mutable_usage());
-      // The last message leaves together with the call's status: one write, not two.
-      writer_->WriteLast(response, grpc::WriteOptions());
-      return true;
+  GenerateReactor(Frontend& frontend, grpc::CallbackServerContext* context,
+                  const tessera::v1::GenerateRequest& request) {
+    absl::StatusOr<DispatchJob> job = frontend.Prepare(request);
+    if (!job.ok()) {
+      frontend.CountRejected("grpc", job.status());
+      holders_.store(1);  // No task.
+      Finish(ToGrpcStatus(job.status()));
+      return;
     }
-    return writer_->Write(response);
+    job_ = *std::move(job);
+    StartDetached<absl::Status>(frontend.RunAsync(job_, *this, context, "grpc"),
+                                [this](absl::Status status) { Complete(ToGrpcStatus(status)); });
   }
 
+  bool Send(const OutputEvent& event) override {
+    Outgoing out;
+    for (int32_t token : event.token_ids) out.response.add_token_ids(token);
+    out.response.set_text(event.text);
+    if (!event.finish_reason.empty()) {
+      out.response.set_finish_reason(event.finish_reason);
+      UsageToProto(event.usage, out.response.mutable_usage());
+      out.last = true;
+    }
+    Step step;
+    {
+      absl::MutexLock lock(&mu_);
+      if (client_gone_) return false;
+      outgoing_.push_back(std::move(out));
+      step = NextStep();
+    }
+    Perform(step);
+    return true;
+  }
+
+  void OnWriteDone(bool ok) override {
+    Step step;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      outgoing_.pop_front();
+      if (!ok) {
+        client_gone_ = true;
+        outgoing_.clear();
+      }
+      step = NextStep();
+    }
+    Perform(step);
+  }
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    client_gone_ = true;
+  }
+  void OnDone() override { Release(); }
+
  private:
-  grpc::ServerWriter<tessera::v1::GenerateResponse>* writer_;
+  struct Outgoing {
+    tessera::v1::GenerateResponse response;
+    bool last = false;
+  };
+  // What to start next. Decided under the lock, started after it is released: finishing may
+  // run OnDone (which deletes this) at once, on this thread or another.
+  struct Step {
+    enum class Kind { kNone, kWrite, kWriteAndFinish, kFinish } kind = Kind::kNone;
+    const tessera::v1::GenerateResponse* response = nullptr;
+    grpc::Status status;
+  };
+
+  // The request's outcome. Sent after what is queued, unless the last message has already
+  // ended the call (then the request was complete and this is OK).
+  void Complete(grpc::Status status) {
+    Step step;
+    {
+      absl::MutexLock lock(&mu_);
+      status_ = std::move(status);
+      step = NextStep();
+    }
+    Perform(step);
+    Release();
+  }
+
+  // The reactor lives until both gRPC (OnDone) and the task (Complete) are done with it: the
+  // call may end as soon as the last message is out, while the task still winds down.
+  void Release() {
+    if (holders_.fetch_sub(1) == 1) delete this;
+  }
+
+  // The next write, or the call's end once everything is out.
+  Step NextStep() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Step step;
+    if (writing_ || finished_) return step;
+    if (!outgoing_.empty()) {
+      Outgoing& front = outgoing_.front();
+      if (!front.last) {
+        writing_ = true;
+        step.kind = Step::Kind::kWrite;
+        step.response = &front.response;
+        return step;
+      }
+      // The request is complete: the last message and the OK status go out together now,
+      // without waiting for the task to wind down.
+      finished_ = true;
+      step.kind = Step::Kind::kWriteAndFinish;
+      step.response = &front.response;
+      step.status = grpc::Status::OK;
+      return step;
+    }
+    if (status_.has_value()) {
+      finished_ = true;
+      step.kind = Step::Kind::kFinish;
+      step.status = *status_;
+    }
+    return step;
+  }
+
+  // The last use of `this` by the calling thread.
+  void Perform(const Step& step) {
+    switch (step.kind) {
+      case Step::Kind::kNone:
+        return;
+      case Step::Kind::kWrite:
+        StartWrite(step.response);
+        return;
+      case Step::Kind::kWriteAndFinish:
+        StartWriteAndFinish(step.response, grpc::WriteOptions(), step.status);
+        return;
+      case Step::Kind::kFinish:
+        Finish(step.status);
+        return;
+    }
+  }
+
+  DispatchJob job_;
+  std::atomic<int> holders_{2};
+  absl::Mutex mu_;
+  std::deque<Outgoing> outgoing_ ABSL_GUARDED_BY(mu_);  // The front is in flight if writing_.
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool client_gone_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> status_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
 
-grpc::Status InferenceService::Generate(grpc::ServerContext* context,
-                                        const tessera::v1::GenerateRequest* request,
-                                        grpc::ServerWriter<tessera::v1::GenerateResponse>* writer) {
-  absl::StatusOr<DispatchJob> job = frontend_.Prepare(*request);
-  if (!job.ok()) {
-    frontend_.CountRejected("grpc", job.status());
-    return ToGrpcStatus(job.status());
-  }
-  GrpcSink sink(writer);
-  return ToGrpcStatus(frontend_.Run(*job, sink, context, "grpc"));
+grpc::ServerWriteReactor<tessera::v1::GenerateResponse>* InferenceService::Generate(
+    grpc::CallbackServerContext* context, const tessera::v1::GenerateRequest* request) {
+  return new GenerateReactor(frontend_, context, *request);
 }
 
-grpc::Status InferenceService::Tokenize(grpc::ServerContext*,
-                                        const tessera::v1::TokenizeRequest* request,
-                                        tessera::v1::TokenizeResponse* response) {
-  if (absl::Status s = frontend_.CheckModel(request->model()); !s.ok()) return ToGrpcStatus(s);
+grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* context,
+                                                     const tessera::v1::TokenizeRequest* request,
+                                                     tessera::v1::TokenizeResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = frontend_.CheckModel(request->model()); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   for (int32_t id : frontend_.tokenizer().Encode(request->text(), /*parse_special=*/true)) {
     response->add_token_ids(id);
   }
-  return grpc::Status::OK;
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
 }
 
-grpc::Status InferenceService::ListModels(grpc::ServerContext*,
-                                          const tessera::v1::ListModelsRequest*,
-                                          tessera::v1::ListModelsResponse* response) {
+grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerContext* context,
+                                                       const tessera::v1::ListModelsRequest*,
+                                                       tessera::v1::ListModelsResponse* response) {
   tessera::v1::ModelInfo* model = response->add_models();
   model->set_id(frontend_.model_id());
   model->set_context_length(frontend_.context_length());
-  return grpc::Status::OK;
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
 }
 
 grpc::Status AdminService::ListWorkers(grpc::ServerContext*, const tessera::v1::ListWorkersRequest*,

@@ -12,17 +12,20 @@
 
 namespace tessera::engine::server {
 
-class InferenceService final : public tessera::v1::Inference::Service {
+// On gRPC's callback API: a request occupies no thread while it waits on workers, and its
+// messages to the client are queued, never waited for.
+class InferenceService final : public tessera::v1::Inference::CallbackService {
  public:
   explicit InferenceService(Frontend& frontend) : frontend_(frontend) {}
 
-  grpc::Status Generate(grpc::ServerContext* context, const tessera::v1::GenerateRequest* request,
-                        grpc::ServerWriter<tessera::v1::GenerateResponse>* writer) override;
-  grpc::Status Tokenize(grpc::ServerContext* context, const tessera::v1::TokenizeRequest* request,
-                        tessera::v1::TokenizeResponse* response) override;
-  grpc::Status ListModels(grpc::ServerContext* context,
-                          const tessera::v1::ListModelsRequest* request,
-                          tessera::v1::ListModelsResponse* response) override;
+  grpc::ServerWriteReactor<tessera::v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* context, const tessera::v1::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
+                                     const tessera::v1::TokenizeRequest* request,
+                                     tessera::v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const tessera::v1::ListModelsRequest* request,
+                                       tessera::v1::ListModelsResponse* response) override;
 
  private:
   Frontend& frontend_;

@@ -1,7 +1,9 @@
 #include "engine/server/worker_process.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -95,6 +97,11 @@ absl::string_view WorkerRoleName(WorkerRole role) {
 }
 
 absl::Status RunWorker(const WorkerOptions& options) {
+  // Before any thread starts: threads inherit their creator's niceness.
+  if (options.nice != 0 && setpriority(PRIO_PROCESS, 0, options.nice) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--nice ", options.nice, ": cannot set: ",
+                                                   std::strerror(errno)));
+  }
   InstallShutdownSignalHandlers();
   // See RunRouter: no deadlock-cycle bookkeeping on every lock in release builds.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
@@ -167,6 +174,9 @@ absl::Status RunWorker(const WorkerOptions& options) {
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(kMaxInternalMessageBytes);
   builder.SetMaxSendMessageSize(kMaxInternalMessageBytes);
+  // What this server receives is small (requests, KV pull requests); the bulk KV it sends is
+  // paced by the puller's window.
+  ApplyChannelTraffic(ChannelTraffic::kSmallMessages, builder);
   builder.RegisterService(&worker_service);
   builder.RegisterService(&transfer_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

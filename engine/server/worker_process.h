@@ -17,6 +17,9 @@ namespace tessera::engine::server {
 struct WorkerOptions {
   std::string model_path;
   int threads = 0;  // 0: one per core.
+  // Scheduling niceness of every thread of the worker (0-19). On a host the router shares,
+  // a positive value keeps compute from delaying the router's latency-critical work.
+  int nice = 0;
   tessera::internal::v1::WorkerRole role = tessera::internal::v1::ROLE_BOTH;
   std::string router_address;  // host:port of the router's gRPC endpoint.
   // Where this worker listens; port 0 picks a free one.

@@ -228,7 +228,9 @@ grpc::Status WorkerService::Decode(grpc::ServerContext* rpc,
   }
   DecodeEvent last;
   EventToProto(final_event, last.mutable_tokens());
-  writer->Write(last);
+  // The last event leaves together with the call's status: the router learns that the
+  // request is complete from one message, not two.
+  writer->WriteLast(last, grpc::WriteOptions());
   return grpc::Status::OK;
 }
 
