@@ -6,8 +6,11 @@ deployments started with `tessera serve` on this host:
      time, through 1 prefill + 1 decode worker and through 1 colocated worker, each worker with
      the same number of compute threads. Also the time to the second token, which is the first
      one a disaggregated request gets from its decode worker (so it includes the KV handoff).
-  2. Router overhead per request: the router's own histogram (tessera_router_overhead_seconds:
-     time per request not spent waiting on workers), under sequential and concurrent load.
+  2. Router overhead per request, from the router's own histograms, for short requests one at
+     a time and 16 at a time: tessera_router_overhead_seconds (the latency the router adds:
+     arrival until the first worker call is on its way, plus the last worker event until it is
+     handed to the client's transport) and tessera_router_busy_seconds (all router time on the
+     request not spent waiting on workers, including forwarding every token).
 
 Run: .deps/client-venv/bin/python bench/serving/handoff_bench.py [--requests 20] [--json]
 (scripts/setup_clients makes that venv; the tessera binary is build/engine/main/tessera.)
@@ -47,8 +50,8 @@ def timed_request(deployment, tokens, max_tokens):
     return marks[0], marks[1], (time.perf_counter() - start) * 1000
 
 
-def quantile_from_histogram(deployment, name, q):
-    """histogram_quantile() over the router's /metrics, as Prometheus computes it."""
+def histogram_buckets(deployment, name):
+    """The cumulative buckets of one histogram on the router's /metrics."""
     import urllib.request
     text = urllib.request.urlopen("http://%s/metrics" % deployment.http_address).read().decode()
     buckets = []
@@ -56,6 +59,21 @@ def quantile_from_histogram(deployment, name, q):
         if line.startswith(name + "_bucket"):
             le = line.split('le="')[1].split('"')[0]
             buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    return buckets
+
+
+def quantile_between(before, after, q):
+    """histogram_quantile() over the observations made between two bucket snapshots."""
+    buckets = [(bound, count - old) for (bound, count), (_, old) in zip(after, before)]
+    return quantile_of_buckets(buckets, q)
+
+
+def quantile_from_histogram(deployment, name, q):
+    """histogram_quantile() over the router's /metrics, as Prometheus computes it."""
+    return quantile_of_buckets(histogram_buckets(deployment, name), q)
+
+
+def quantile_of_buckets(buckets, q):
     total = buckets[-1][1]
     if total == 0:
         return float("nan"), 0
@@ -71,12 +89,50 @@ def quantile_from_histogram(deployment, name, q):
     return float("nan"), int(total)
 
 
+OVERHEAD_METRICS = ("tessera_router_overhead_seconds", "tessera_router_busy_seconds")
+
+
+def measure_router_overhead(args, requests=300):
+    """Both router histograms over short requests, one at a time and then 16 at a time, in the
+    1P1D layout: {metric: {"sequential"|"concurrent": {"p50_us", "p90_us", "p99_us",
+    "requests"}}}."""
+    extra = ["--worker-threads", str(args.threads)]
+    if args.nice:
+        extra.append("--worker-flag=--nice=%d" % args.nice)
+    result = {metric: {} for metric in OVERHEAD_METRICS}
+    with harness.Deployment(prefill=1, decode=1, extra=extra) as d:
+        for i in range(20):  # Warm-up.
+            d.generate(tokens=prompt_tokens(8, i), max_tokens=4, ignore_eos=True)
+        snapshots = [{m: histogram_buckets(d, m) for m in OVERHEAD_METRICS}]
+        for i in range(requests):
+            d.generate(tokens=prompt_tokens(8, 5000 + i), max_tokens=4, ignore_eos=True)
+        snapshots.append({m: histogram_buckets(d, m) for m in OVERHEAD_METRICS})
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda i: d.generate(tokens=prompt_tokens(8, 9000 + i), max_tokens=4,
+                                               ignore_eos=True), range(requests)))
+        snapshots.append({m: histogram_buckets(d, m) for m in OVERHEAD_METRICS})
+    for metric in OVERHEAD_METRICS:
+        for run, (before, after) in (("sequential", (snapshots[0], snapshots[1])),
+                                     ("concurrent", (snapshots[1], snapshots[2]))):
+            figures = {}
+            for q in (0.5, 0.9, 0.99):
+                value, count = quantile_between(before[metric], after[metric], q)
+                figures["p%d_us" % round(q * 100)] = value * 1e6
+                figures["requests"] = count
+            result[metric][run] = figures
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20, help="per layout and prompt length")
     parser.add_argument("--lengths", default="128,512")
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="compute threads per worker")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="worker niceness (tessera worker --nice) for the router overhead runs")
+    parser.add_argument("--overhead-only", action="store_true",
+                        help="only the router overhead measurement")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     lengths = [int(x) for x in args.lengths.split(",")]
@@ -84,10 +140,10 @@ def main():
                "colocated": dict(prefill=0, decode=0, both=1)}
     samples = {(layout, n): {"ttft": [], "second": [], "total": []}
                for layout in layouts for n in lengths}
-    overhead = {}
+    overhead = measure_router_overhead(args)
     # Alternate the layouts in rounds so the host's drift hits both alike.
-    rounds = 2
-    per_round = max(1, args.requests // rounds)
+    rounds = 0 if args.overhead_only else 2
+    per_round = max(1, args.requests // 2)
     for round_index in range(rounds):
         for layout, shape in layouts.items():
             extra = ["--worker-threads", str(args.threads)]
@@ -102,23 +158,9 @@ def main():
                         s["ttft"].append(ttft)
                         s["second"].append(second)
                         s["total"].append(total)
-                if layout == "disaggregated" and round_index == rounds - 1:
-                    # Router overhead: short requests, sequential then 16 at a time.
-                    for i in range(200):
-                        d.generate(tokens=prompt_tokens(8, 5000 + i), max_tokens=4,
-                                   ignore_eos=True)
-                    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-                        list(pool.map(lambda i: d.generate(tokens=prompt_tokens(8, 9000 + i),
-                                                           max_tokens=4, ignore_eos=True),
-                                      range(200)))
-                    for q in (0.5, 0.9, 0.99):
-                        value, count = quantile_from_histogram(
-                            d, "tessera_router_overhead_seconds", q)
-                        overhead["p%d_us" % round(q * 100)] = value * 1e6
-                        overhead["requests"] = count
 
     results = {"ttft": [], "router_overhead": overhead}
-    for n in lengths:
+    for n in (lengths if rounds else []):
         dis, col = samples[("disaggregated", n)], samples[("colocated", n)]
         row = {"prompt_tokens": n}
         for key in ("ttft", "second", "total"):
@@ -131,6 +173,15 @@ def main():
     if args.json:
         print(json.dumps(results, indent=2))
         return
+    print("Router overhead, 1 prefill + 1 decode worker (worker niceness %d), 4-token requests:"
+          % args.nice)
+    for metric, runs in overhead.items():
+        for run, figures in runs.items():
+            print("  %-32s %-10s n=%d p50 %5.0f us  p90 %5.0f us  p99 %5.0f us" % (
+                metric, run, figures["requests"], figures["p50_us"], figures["p90_us"],
+                figures["p99_us"]))
+    if not rounds:
+        return
     print("Low load, one request at a time, %d per layout and length, %d thread(s) per worker "
           "(medians, ms)" % (per_round * rounds, args.threads))
     print("%7s | %10s %10s %8s | %12s %12s %8s" % ("prompt", "TTFT 1P1D", "colocated", "added",
@@ -140,8 +191,6 @@ def main():
             row["prompt_tokens"], row["disaggregated_ttft_ms"], row["colocated_ttft_ms"],
             row["ttft_added_pct"], row["disaggregated_second_ms"], row["colocated_second_ms"],
             row["second_token_added_pct"]))
-    print("Router overhead per request (%d requests): p50 %.0f us, p90 %.0f us, p99 %.0f us" % (
-        overhead["requests"], overhead["p50_us"], overhead["p90_us"], overhead["p99_us"]))
 
 
 if __name__ == "__main__":
