@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "engine/server/channel_pool.h"
 #include "engine/server/openai_http.h"
+#include "engine/server/rendezvous_service.h"
 #include "engine/server/router_services.h"
 #include "engine/server/shutdown_signal.h"
 
@@ -33,6 +34,7 @@ absl::Status RunRouter(const RouterOptions& options) {
   InferenceService inference(*frontend);
   AdminService admin(registry);
   ControlService control(registry);
+  RendezvousService rendezvous;
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -49,6 +51,7 @@ absl::Status RunRouter(const RouterOptions& options) {
   builder.RegisterService(&inference);
   builder.RegisterService(&admin);
   builder.RegisterService(&control);
+  builder.RegisterService(&rendezvous);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.grpc_address));
