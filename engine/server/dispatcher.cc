@@ -210,6 +210,8 @@ AsyncTask<absl::Status> Dispatcher::RunColocated(Attempt& attempt) {
   attempt.Dispatched();
   DecodeEvent event;
   while (co_await attempt.Wait(call.Read(&event))) {
+    // The worker's part is over before the client hears the end.
+    if (event.has_tokens() && !event.tokens().finish_reason().empty()) worker->Release();
     if (event.has_tokens() && !attempt.Emit(event.tokens())) call.TryCancel();
   }
   absl::Status status = FromGrpcStatus(co_await attempt.Wait(call.Finish()));
@@ -265,6 +267,7 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
       co_return co_await AbandonPrefill(prefill_call, *prefill, cancelled, "prefill");
     }
     attempt.prefill_cached_tokens = first.cached_tokens();
+    if (!first.first().finish_reason().empty()) prefill->Release();
     const bool delivered = attempt.Emit(first.first());
     if (first.kv_held() || !delivered) prefill_call.TryCancel();
     prefill_call.WritesDone();
@@ -305,6 +308,10 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
       }
       have_first = true;
       attempt.prefill_cached_tokens = first.cached_tokens();
+      if (!first.kv_held()) {  // Ends here: no decode worker takes part.
+        prefill->Release();
+        decode->Release();
+      }
       if (!attempt.Emit(first.first())) {
         decode_call.TryCancel();
         prefill_call.TryCancel();
@@ -348,8 +355,11 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
       prefill_call.Write(std::move(release), /*last=*/true);  // And half-close, in one op.
       co_await attempt.Wait(prefill_call.Finish());
       prefill->Succeeded();
+      prefill->Release();
     }
     while (co_await attempt.Wait(decode_call.Read(&event))) {
+      // The worker's part is over before the client hears the end.
+      if (event.has_tokens() && !event.tokens().finish_reason().empty()) decode->Release();
       if (event.has_tokens() && !attempt.Emit(event.tokens())) decode_call.TryCancel();
     }
     absl::Status status = FromGrpcStatus(co_await attempt.Wait(decode_call.Finish()));

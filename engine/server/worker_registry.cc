@@ -10,10 +10,13 @@ namespace tessera::engine::server {
 
 using tessera::internal::v1::WorkerRole;
 
-WorkerLease::~WorkerLease() {
+WorkerLease::~WorkerLease() { Release(); }
+
+void WorkerLease::Release() {
   if (registry_ == nullptr) return;
   if (!reported_) registry_->Report(worker_id_, true);
   registry_->Release(worker_id_, prompt_tokens_);
+  registry_ = nullptr;
 }
 
 void WorkerLease::Succeeded() {

@@ -65,6 +65,10 @@ class WorkerLease {
   const std::string& host_id() const { return host_id_; }
   void Succeeded();
   void Failed();
+  // Ends the lease now, as its destruction would (an unreported outcome counts as success):
+  // the worker's part of the request is over, so its load must not count it any longer (the
+  // client may send its next request at once).
+  void Release();
 
  private:
   friend class WorkerRegistry;

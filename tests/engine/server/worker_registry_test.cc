@@ -54,6 +54,25 @@ TEST_CASE("WorkerRegistry: picks by role and load, counts leases, and drains", "
   CHECK_FALSE(registry.Heartbeat(beat).known());
 }
 
+TEST_CASE("WorkerRegistry: a lease released early stops counting at once, and only once",
+          "[server]") {
+  WorkerRegistry registry;
+  registry.Register(Worker(tessera::internal::v1::ROLE_DECODE, "c:1"));
+  auto in_flight = [&] { return registry.List().at(0).in_flight(); };
+  WorkerLease first = registry.Acquire(WorkerNeed::kDecode, 10).value();
+  {
+    WorkerLease second = registry.Acquire(WorkerNeed::kDecode, 10).value();
+    CHECK(in_flight() == 2);
+    second.Release();
+    CHECK(in_flight() == 1);
+    second.Failed();  // After the release: no effect.
+  }
+  CHECK(in_flight() == 1);  // Destroying a released lease releases nothing more.
+  first.Release();
+  CHECK(in_flight() == 0);
+  CHECK(registry.Acquire(WorkerNeed::kDecode, 10).ok());  // Still healthy.
+}
+
 TEST_CASE("WorkerRegistry: a failing worker leaves rotation and is probed back", "[server]") {
   WorkerRegistryOptions options;
   options.breaker.failures_to_eject = 2;
