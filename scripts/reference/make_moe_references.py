@@ -19,7 +19,7 @@ engine/safetensors/synthetic_weights.h, whose generator this file reimplements w
 Run (needs torch and transformers from PyPI; the tests themselves do not):
   python3 -m venv .deps/reference-venv
   .deps/reference-venv/bin/pip install torch transformers numpy
-  .deps/reference-venv/bin/python scripts/make_moe_references.py
+  .deps/reference-venv/bin/python scripts/reference/make_moe_references.py
 """
 
 import argparse
@@ -215,7 +215,7 @@ def make_reference(name, config, seed, out_dir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "moe"))
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "data", "moe"))
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--models", default=",".join(MODELS))
     args = parser.parse_args()
