@@ -1,8 +1,8 @@
 // Deterministic pseudo-random weights, for checkpoints that cannot be downloaded here (the MoE
 // architectures' tests and benchmarks). A tensor's values depend only on the seed, its name
 // and the element index, through a generator simple enough to reimplement exactly elsewhere:
-// scripts/reference/make_moe_references.py computes the very same values with numpy, loads them into
-// Hugging Face transformers' model, and saves its logits as the reference.
+// scripts/reference/make_moe_references.py computes the very same values with numpy, loads
+// them into Hugging Face transformers' model, and saves its logits as the reference.
 //
 //   base  = mix(seed ^ fnv1a64(name))
 //   z_i   = mix(base + (i + 1) * 0x9E3779B97F4A7C15)       (64-bit wrap-around)
