@@ -30,6 +30,22 @@ void ApplyRope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim, 
   }
 }
 
+void ApplyRopeHalves(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim,
+                     int64_t pos, float base) {
+  const int64_t half = rope_dim / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    float theta = static_cast<float>(pos) *
+                  std::pow(base, -2.0f * static_cast<float>(i) / static_cast<float>(rope_dim));
+    float c = std::cos(theta), s = std::sin(theta);
+    for (int64_t h = 0; h < num_heads; ++h) {
+      float* p = x + h * head_dim;
+      float a = p[i], b = p[i + half];
+      p[i] = a * c - b * s;
+      p[i + half] = a * s + b * c;
+    }
+  }
+}
+
 void SiluMul(const float* gate, const float* up, int64_t n, float* out, Isa isa) {
   internal::KernelsFor(isa).silu_mul(gate, up, n, out);
 }

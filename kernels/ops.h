@@ -19,6 +19,11 @@ void RmsNorm(const float* x, const float* weight, int64_t n, float epsilon, floa
 void ApplyRope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
                float base);
 
+// The same rotation in the half-split form of Hugging Face checkpoints (GPT-NeoX style): for
+// each head, element i pairs with element i + rope_dim / 2.
+void ApplyRopeHalves(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim,
+                     int64_t pos, float base);
+
 // out[i] = silu(gate[i]) * up[i] (vectorized per ISA, like the matmuls).
 void SiluMul(const float* gate, const float* up, int64_t n, float* out, Isa isa = DefaultIsa());
 

@@ -84,6 +84,38 @@ TEST_CASE("Ops: RmsNorm, RoPE, SiluMul and Softmax follow their formulas", "[ker
   CHECK(logits[0] > logits[2]);
 }
 
+TEST_CASE("Ops: half-split RoPE is the adjacent-pair RoPE with the dimensions permuted",
+          "[kernels][ops]") {
+  // Element i of the half-split form plays the part of element 2i of the adjacent form, and
+  // element i + d/2 that of 2i + 1.
+  const int64_t heads = 3, head_dim = 16, rope_dim = 12;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> halves(heads * head_dim);
+  for (float& v : halves) v = dist(rng);
+  std::vector<float> adjacent(halves.size());
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t i = 0; i < rope_dim / 2; ++i) {
+      adjacent[h * head_dim + 2 * i] = halves[h * head_dim + i];
+      adjacent[h * head_dim + 2 * i + 1] = halves[h * head_dim + i + rope_dim / 2];
+    }
+    for (int64_t i = rope_dim; i < head_dim; ++i) adjacent[h * head_dim + i] = halves[h * head_dim + i];
+  }
+  const std::vector<float> before = halves;
+  kernels::ApplyRopeHalves(halves.data(), heads, head_dim, rope_dim, 37, 10000.0f);
+  kernels::ApplyRope(adjacent.data(), heads, head_dim, rope_dim, 37, 10000.0f);
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t i = 0; i < rope_dim / 2; ++i) {
+      CHECK(halves[h * head_dim + i] == adjacent[h * head_dim + 2 * i]);
+      CHECK(halves[h * head_dim + i + rope_dim / 2] == adjacent[h * head_dim + 2 * i + 1]);
+    }
+    for (int64_t i = rope_dim; i < head_dim; ++i) {
+      CHECK(halves[h * head_dim + i] == before[h * head_dim + i]);  // Past rope_dim: untouched.
+    }
+  }
+  CHECK(halves != before);
+}
+
 TEST_CASE("Ops: SiluMul agrees across ISAs", "[kernels][ops]") {
   std::mt19937 rng(8);
   std::normal_distribution<float> normal(0.0f, 4.0f);

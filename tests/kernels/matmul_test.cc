@@ -4,10 +4,12 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "kernels/dequantize.h"
 #include "kernels/fp16.h"
+#include "kernels/matmul_f32.h"
 #include "kernels/packed_matrix.h"
 #include "kernels/quantized_activations.h"
 #include "kernels/thread_pool.h"
@@ -38,6 +40,31 @@ std::vector<uint8_t> RandomWeights(TensorType type, int64_t rows, int64_t cols, 
     }
   }
   return data;
+}
+
+TEST_CASE("MatmulF32: matches a double-precision reference for any shape and thread count",
+          "[kernels][matmul]") {
+  const int threads = GENERATE(1, 3);
+  ThreadPool pool(threads);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (auto [rows, cols, tokens] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1},
+                                    {17, 9, 3}, {64, 256, 11}, {5, 1000, 20}}) {
+    std::vector<float> w(rows * cols), x(tokens * cols);
+    for (float& v : w) v = dist(rng);
+    for (float& v : x) v = dist(rng);
+    const int64_t ld = rows + 3;  // Output rows wider than the matrix.
+    std::vector<float> out(tokens * ld, 123.0f);
+    MatmulF32(w.data(), rows, cols, x.data(), tokens, out.data(), ld, pool);
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t r = 0; r < rows; ++r) {
+        double expected = 0;
+        for (int64_t k = 0; k < cols; ++k) expected += double{w[r * cols + k]} * x[t * cols + k];
+        REQUIRE(out[t * ld + r] == Approx(expected).margin(1e-4 * std::sqrt(double(cols))));
+      }
+      for (int64_t r = rows; r < ld; ++r) CHECK(out[t * ld + r] == 123.0f);  // Untouched.
+    }
+  }
 }
 
 TEST_CASE("PackedMatrix: packing keeps every weight exactly", "[kernels][matmul]") {
