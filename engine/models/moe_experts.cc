@@ -1,0 +1,75 @@
+#include "engine/models/moe_experts.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "kernels/matmul_f32.h"
+#include "kernels/ops.h"
+
+namespace tessera::engine {
+
+void SoftmaxTopK(const float* logits, int32_t num_experts, int32_t k, bool normalize,
+                 int32_t* ids, float* weights) {
+  std::vector<float> probs(logits, logits + num_experts);
+  kernels::Softmax(probs.data(), num_experts);
+  std::vector<int32_t> order(static_cast<size_t>(num_experts));
+  std::iota(order.begin(), order.end(), 0);
+  // Highest first; among equals the lower id, as torch.topk does in practice.
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+    return probs[a] > probs[b] || (probs[a] == probs[b] && a < b);
+  });
+  float sum = 0.0f;
+  for (int32_t j = 0; j < k; ++j) {
+    ids[j] = order[j];
+    weights[j] = probs[order[j]];
+    sum += weights[j];
+  }
+  if (normalize) {
+    for (int32_t j = 0; j < k; ++j) weights[j] /= sum;
+  }
+}
+
+MoeExperts::MoeExperts(int32_t hidden, int32_t intermediate, std::vector<ExpertWeights> experts)
+    : hidden_(hidden), intermediate_(intermediate), experts_(std::move(experts)) {}
+
+void MoeExperts::Forward(const float* x, int64_t tokens, const int32_t* ids, const float* weights,
+                         int32_t top_k, float* out, kernels::ThreadPool& pool) {
+  assigned_.assign(experts_.size(), {});
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int32_t j = 0; j < top_k; ++j) {
+      assigned_[static_cast<size_t>(ids[t * top_k + j])].emplace_back(t, weights[t * top_k + j]);
+    }
+  }
+  const int64_t inter = intermediate_;
+  for (size_t e = 0; e < experts_.size(); ++e) {
+    const auto& mine = assigned_[e];
+    if (mine.empty()) continue;
+    const int64_t n = static_cast<int64_t>(mine.size());
+    gathered_.resize(static_cast<size_t>(n * hidden_));
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(gathered_.data() + i * hidden_, x + mine[i].first * hidden_,
+                  sizeof(float) * hidden_);
+    }
+    gate_up_.resize(static_cast<size_t>(n * 2 * inter));
+    kernels::MatmulF32(experts_[e].gate_up.data(), 2 * inter, hidden_, gathered_.data(), n,
+                       gate_up_.data(), 2 * inter, pool);
+    activated_.resize(static_cast<size_t>(n * inter));
+    for (int64_t i = 0; i < n; ++i) {
+      const float* gate = gate_up_.data() + i * 2 * inter;
+      kernels::SiluMul(gate, gate + inter, inter, activated_.data() + i * inter);
+    }
+    expert_out_.resize(static_cast<size_t>(n * hidden_));
+    kernels::MatmulF32(experts_[e].down.data(), hidden_, inter, activated_.data(), n,
+                       expert_out_.data(), hidden_, pool);
+    for (int64_t i = 0; i < n; ++i) {
+      float* dst = out + mine[i].first * hidden_;
+      const float* src = expert_out_.data() + i * hidden_;
+      const float w = mine[i].second;
+      for (int32_t h = 0; h < hidden_; ++h) dst[h] += w * src[h];
+    }
+  }
+}
+
+}  // namespace tessera::engine

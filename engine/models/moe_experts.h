@@ -1,0 +1,48 @@
+// The routed-experts block of a mixture-of-experts layer, and the routing functions that
+// choose each token's experts. Each expert is a SwiGLU feed-forward network with fp32 weights.
+// The block runs as route -> group tokens by expert -> run each expert on its tokens ->
+// combine the weighted outputs, so that with expert parallelism the grouping becomes the
+// all-to-all dispatch and the combine its reverse.
+// Thread-safety: Forward() is not reentrant (it reuses scratch buffers).
+#ifndef TESSERA_ENGINE_MODELS_MOE_EXPERTS_H_
+#define TESSERA_ENGINE_MODELS_MOE_EXPERTS_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/thread_pool.h"
+
+namespace tessera::engine {
+
+struct ExpertWeights {
+  std::vector<float> gate_up;  // [2 * intermediate, hidden]: the gate rows, then the up rows.
+  std::vector<float> down;     // [hidden, intermediate]
+};
+
+// Softmax over all experts' logits, the k most probable, their probabilities renormalized to
+// sum to one if `normalize` (Qwen3-MoE's norm_topk_prob). Writes k ids and weights.
+void SoftmaxTopK(const float* logits, int32_t num_experts, int32_t k, bool normalize,
+                 int32_t* ids, float* weights);
+
+class MoeExperts {
+ public:
+  MoeExperts(int32_t hidden, int32_t intermediate, std::vector<ExpertWeights> experts);
+
+  int32_t num_experts() const { return static_cast<int32_t>(experts_.size()); }
+
+  // out[t] += sum over j < top_k of weights[t * top_k + j] * expert(ids[t * top_k + j])(x[t]).
+  void Forward(const float* x, int64_t tokens, const int32_t* ids, const float* weights,
+               int32_t top_k, float* out, kernels::ThreadPool& pool);
+
+ private:
+  const int32_t hidden_;
+  const int32_t intermediate_;
+  std::vector<ExpertWeights> experts_;
+  // Scratch.
+  std::vector<std::vector<std::pair<int64_t, float>>> assigned_;  // Per expert: (token, weight).
+  std::vector<float> gathered_, gate_up_, activated_, expert_out_;
+};
+
+}  // namespace tessera::engine
+
+#endif  // TESSERA_ENGINE_MODELS_MOE_EXPERTS_H_

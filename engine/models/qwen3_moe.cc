@@ -1,0 +1,371 @@
+#include "engine/models/qwen3_moe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "engine/models/moe_experts.h"
+#include "engine/safetensors/hf_checkpoint.h"
+#include "kernels/attention.h"
+#include "kernels/fp16.h"
+#include "kernels/matmul_f32.h"
+#include "kernels/ops.h"
+
+namespace tessera::engine {
+namespace {
+
+struct Qwen3MoeLayer {
+  std::vector<float> input_norm, post_attention_norm;
+  std::vector<float> qkv;  // [q_dim + 2 * kv_dim, hidden]
+  std::vector<float> q_norm, k_norm;  // [head_dim]
+  std::vector<float> output;  // [hidden, q_dim]
+  bool sparse = true;
+  std::vector<float> router;  // [num_experts, hidden] when sparse.
+  std::unique_ptr<MoeExperts> experts;  // The routed experts, or the one dense MLP.
+};
+
+class Qwen3MoeModel final : public Model {
+ public:
+  Qwen3MoeModel(kernels::ThreadPool& pool) : pool_(pool) {}
+
+  absl::Status Load(const HfCheckpoint& checkpoint);
+  const ModelConfig& config() const override { return config_; }
+  absl::Status Forward(std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache,
+                       std::span<float> logits, const ForwardOptions& options) override;
+
+ private:
+  absl::Status Validate(std::span<const SequenceStep> batch, const kvcache::PagedKvCache& cache,
+                        std::span<float> logits) const;
+  void Attention(int32_t layer, std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache);
+  void FeedForward(int32_t layer);
+
+  kernels::ThreadPool& pool_;
+  ModelConfig config_;
+  int32_t num_experts_ = 0;
+  int32_t top_k_ = 0;
+  bool normalize_top_k_ = true;
+  int64_t q_dim_ = 0;
+  int64_t kv_dim_ = 0;
+  std::vector<float> embedding_;  // [vocab, hidden]
+  std::vector<float> final_norm_;
+  std::vector<float> lm_head_;  // [vocab, hidden]
+  std::vector<Qwen3MoeLayer> layers_;
+
+  // Per-step scratch.
+  int64_t tokens_ = 0;
+  std::vector<int32_t> token_seq_, token_pos_;
+  std::vector<float> x_, normed_, qkv_, attn_, delta_, router_logits_, route_weights_;
+  std::vector<int32_t> route_ids_;
+};
+
+absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
+  config_.architecture = "qwen3_moe";
+  config_.name = ck.directory();
+  TESSERA_ASSIGN_OR_RETURN(int64_t hidden, ck.Int("hidden_size", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t layers, ck.Int("num_hidden_layers", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t heads, ck.Int("num_attention_heads", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t kv_heads, ck.Int("num_key_value_heads", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t head_dim, ck.Int("head_dim", 2, hidden / heads));
+  TESSERA_ASSIGN_OR_RETURN(int64_t vocab, ck.Int("vocab_size", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t dense_inter, ck.Int("intermediate_size", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t moe_inter, ck.Int("moe_intermediate_size", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t experts, ck.Int("num_experts", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t top_k, ck.Int("num_experts_per_tok", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t sparse_step, ck.Int("decoder_sparse_step", 0, 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t context, ck.Int("max_position_embeddings", 1));
+  TESSERA_ASSIGN_OR_RETURN(double eps, ck.Float("rms_norm_eps", 1e-6));
+  TESSERA_ASSIGN_OR_RETURN(double rope_theta, ck.Float("rope_theta", 10000.0));
+  TESSERA_ASSIGN_OR_RETURN(normalize_top_k_, ck.Bool("norm_topk_prob", false));
+  TESSERA_ASSIGN_OR_RETURN(bool tied, ck.Bool("tie_word_embeddings", false));
+  const std::string config_path = ck.directory() + "/config.json";
+  if (heads % kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(config_path, ": num_attention_heads ", heads,
+                                                   " is not a multiple of num_key_value_heads ",
+                                                   kv_heads));
+  }
+  if (top_k > experts) {
+    return absl::InvalidArgumentError(absl::StrCat(config_path, ": num_experts_per_tok ", top_k,
+                                                   " exceeds num_experts ", experts));
+  }
+  if (head_dim > kernels::kMaxHeadDim || head_dim % 2 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config_path, ": head_dim ", head_dim, " is not an even size up to ",
+                     kernels::kMaxHeadDim));
+  }
+  std::vector<int64_t> mlp_only;
+  if (ck.config().contains("mlp_only_layers") && ck.config()["mlp_only_layers"].is_array()) {
+    for (const auto& v : ck.config()["mlp_only_layers"]) {
+      if (v.is_number_integer()) mlp_only.push_back(v.get<int64_t>());
+    }
+  }
+  config_.num_layers = static_cast<int32_t>(layers);
+  config_.hidden_size = static_cast<int32_t>(hidden);
+  config_.num_heads = static_cast<int32_t>(heads);
+  config_.num_kv_heads = static_cast<int32_t>(kv_heads);
+  config_.head_dim = static_cast<int32_t>(head_dim);
+  config_.intermediate_size = static_cast<int32_t>(moe_inter);
+  config_.vocab_size = static_cast<int32_t>(vocab);
+  config_.context_length = static_cast<int32_t>(context);
+  config_.rope_dim = static_cast<int32_t>(head_dim);
+  config_.rope_base = static_cast<float>(rope_theta);
+  config_.rms_norm_epsilon = static_cast<float>(eps);
+  num_experts_ = static_cast<int32_t>(experts);
+  top_k_ = static_cast<int32_t>(top_k);
+  q_dim_ = heads * head_dim;
+  kv_dim_ = kv_heads * head_dim;
+
+  TESSERA_ASSIGN_OR_RETURN(embedding_, ck.Tensor("model.embed_tokens.weight", {vocab, hidden}));
+  TESSERA_ASSIGN_OR_RETURN(final_norm_, ck.Tensor("model.norm.weight", {hidden}));
+  if (tied || !ck.HasTensor("lm_head.weight")) {
+    lm_head_ = embedding_;
+  } else {
+    TESSERA_ASSIGN_OR_RETURN(lm_head_, ck.Tensor("lm_head.weight", {vocab, hidden}));
+  }
+  layers_.resize(static_cast<size_t>(layers));
+  for (int64_t i = 0; i < layers; ++i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    Qwen3MoeLayer& l = layers_[static_cast<size_t>(i)];
+    TESSERA_ASSIGN_OR_RETURN(l.input_norm, ck.Tensor(p + "input_layernorm.weight", {hidden}));
+    TESSERA_ASSIGN_OR_RETURN(l.post_attention_norm,
+                             ck.Tensor(p + "post_attention_layernorm.weight", {hidden}));
+    TESSERA_ASSIGN_OR_RETURN(std::vector<float> q, ck.Tensor(p + "self_attn.q_proj.weight", {q_dim_, hidden}));
+    TESSERA_ASSIGN_OR_RETURN(std::vector<float> k, ck.Tensor(p + "self_attn.k_proj.weight", {kv_dim_, hidden}));
+    TESSERA_ASSIGN_OR_RETURN(std::vector<float> v, ck.Tensor(p + "self_attn.v_proj.weight", {kv_dim_, hidden}));
+    l.qkv = std::move(q);
+    l.qkv.insert(l.qkv.end(), k.begin(), k.end());
+    l.qkv.insert(l.qkv.end(), v.begin(), v.end());
+    TESSERA_ASSIGN_OR_RETURN(l.q_norm, ck.Tensor(p + "self_attn.q_norm.weight", {head_dim}));
+    TESSERA_ASSIGN_OR_RETURN(l.k_norm, ck.Tensor(p + "self_attn.k_norm.weight", {head_dim}));
+    TESSERA_ASSIGN_OR_RETURN(l.output, ck.Tensor(p + "self_attn.o_proj.weight", {hidden, q_dim_}));
+
+    l.sparse = std::find(mlp_only.begin(), mlp_only.end(), i) == mlp_only.end() &&
+               sparse_step > 0 && (i + 1) % sparse_step == 0;
+    std::vector<ExpertWeights> weights;
+    auto load_mlp = [&](const std::string& prefix, int64_t inter) -> absl::Status {
+      ExpertWeights w;
+      TESSERA_ASSIGN_OR_RETURN(w.gate_up, ck.Tensor(prefix + "gate_proj.weight", {inter, hidden}));
+      TESSERA_ASSIGN_OR_RETURN(std::vector<float> up, ck.Tensor(prefix + "up_proj.weight", {inter, hidden}));
+      w.gate_up.insert(w.gate_up.end(), up.begin(), up.end());
+      TESSERA_ASSIGN_OR_RETURN(w.down, ck.Tensor(prefix + "down_proj.weight", {hidden, inter}));
+      weights.push_back(std::move(w));
+      return absl::OkStatus();
+    };
+    if (l.sparse) {
+      TESSERA_ASSIGN_OR_RETURN(l.router, ck.Tensor(p + "mlp.gate.weight", {experts, hidden}));
+      for (int64_t e = 0; e < experts; ++e) {
+        TESSERA_RETURN_IF_ERROR(load_mlp(absl::StrCat(p, "mlp.experts.", e, "."), moe_inter));
+      }
+      l.experts = std::make_unique<MoeExperts>(hidden, moe_inter, std::move(weights));
+    } else {
+      TESSERA_RETURN_IF_ERROR(load_mlp(p + "mlp.", dense_inter));
+      l.experts = std::make_unique<MoeExperts>(hidden, dense_inter, std::move(weights));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Qwen3MoeModel::Validate(std::span<const SequenceStep> batch,
+                                     const kvcache::PagedKvCache& cache,
+                                     std::span<float> logits) const {
+  const kvcache::KvCacheShape& shape = cache.shape();
+  if (shape.num_layers != config_.num_layers || shape.num_kv_heads != config_.num_kv_heads ||
+      shape.head_dim != config_.head_dim) {
+    return absl::InvalidArgumentError("KV cache shape does not match the model");
+  }
+  int64_t wanted = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const SequenceStep& seq = batch[s];
+    if (seq.tokens.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " has no tokens"));
+    }
+    const int64_t end = int64_t{seq.start_pos} + static_cast<int64_t>(seq.tokens.size());
+    if (seq.start_pos < 0 || end > config_.context_length) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " spans positions [",
+                                                     seq.start_pos, ", ", end,
+                                                     "), outside the context of ",
+                                                     config_.context_length));
+    }
+    if (static_cast<int64_t>(seq.block_table.size()) * shape.block_size < end) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " has ",
+                                                     seq.block_table.size(),
+                                                     " KV blocks, too few for ", end, " positions"));
+    }
+    for (kvcache::BlockId b : seq.block_table) {
+      if (b < 0 || b >= shape.num_blocks) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sequence ", s, " names KV block ", b, " of ", shape.num_blocks));
+      }
+    }
+    for (size_t i = 0; i < seq.tokens.size(); ++i) {
+      if (seq.tokens[i] < 0 || seq.tokens[i] >= config_.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " token ", i, " has id ",
+                                                       seq.tokens[i], ", outside the vocabulary of ",
+                                                       config_.vocab_size));
+      }
+    }
+    if (seq.want_logits) ++wanted;
+  }
+  if (static_cast<int64_t>(logits.size()) < wanted * config_.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("logits buffer holds ", logits.size(),
+                                                   " floats, need ", wanted * config_.vocab_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Qwen3MoeModel::Forward(std::span<const SequenceStep> batch,
+                                    kvcache::PagedKvCache& cache, std::span<float> logits,
+                                    const ForwardOptions& options) {
+  TESSERA_RETURN_IF_ERROR(Validate(batch, cache, logits));
+  const int64_t hidden = config_.hidden_size;
+  tokens_ = 0;
+  token_seq_.clear();
+  token_pos_.clear();
+  for (size_t s = 0; s < batch.size(); ++s) {
+    for (size_t i = 0; i < batch[s].tokens.size(); ++i) {
+      token_seq_.push_back(static_cast<int32_t>(s));
+      token_pos_.push_back(batch[s].start_pos + static_cast<int32_t>(i));
+    }
+    tokens_ += static_cast<int64_t>(batch[s].tokens.size());
+  }
+  x_.resize(static_cast<size_t>(tokens_ * hidden));
+  int64_t t = 0;
+  for (const SequenceStep& seq : batch) {
+    for (int32_t token : seq.tokens) {
+      std::copy_n(embedding_.data() + int64_t{token} * hidden, hidden, x_.data() + (t++) * hidden);
+    }
+  }
+  for (int32_t layer = 0; layer < config_.num_layers; ++layer) {
+    Attention(layer, batch, cache);
+    if (options.on_layer_done) options.on_layer_done(layer);
+    FeedForward(layer);
+  }
+  std::vector<int64_t> rows;
+  t = 0;
+  for (const SequenceStep& seq : batch) {
+    t += static_cast<int64_t>(seq.tokens.size());
+    if (seq.want_logits) rows.push_back(t - 1);
+  }
+  if (rows.empty()) return absl::OkStatus();
+  normed_.resize(rows.size() * static_cast<size_t>(hidden));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    kernels::RmsNorm(x_.data() + rows[i] * hidden, final_norm_.data(), hidden,
+                     config_.rms_norm_epsilon, normed_.data() + i * hidden);
+  }
+  kernels::MatmulF32(lm_head_.data(), config_.vocab_size, hidden, normed_.data(),
+                     static_cast<int64_t>(rows.size()), logits.data(), config_.vocab_size, pool_);
+  return absl::OkStatus();
+}
+
+void Qwen3MoeModel::Attention(int32_t layer, std::span<const SequenceStep> batch,
+                              kvcache::PagedKvCache& cache) {
+  const Qwen3MoeLayer& w = layers_[static_cast<size_t>(layer)];
+  const int64_t hidden = config_.hidden_size;
+  const int64_t head_dim = config_.head_dim;
+  const int64_t qkv_dim = q_dim_ + 2 * kv_dim_;
+  const int32_t block_size = cache.shape().block_size;
+  normed_.resize(static_cast<size_t>(tokens_ * hidden));
+  for (int64_t t = 0; t < tokens_; ++t) {
+    kernels::RmsNorm(x_.data() + t * hidden, w.input_norm.data(), hidden,
+                     config_.rms_norm_epsilon, normed_.data() + t * hidden);
+  }
+  qkv_.resize(static_cast<size_t>(tokens_ * qkv_dim));
+  kernels::MatmulF32(w.qkv.data(), qkv_dim, hidden, normed_.data(), tokens_, qkv_.data(), qkv_dim,
+                     pool_);
+  for (int64_t t = 0; t < tokens_; ++t) {
+    float* q = qkv_.data() + t * qkv_dim;
+    float* k = q + q_dim_;
+    const float* v = k + kv_dim_;
+    for (int64_t h = 0; h < config_.num_heads; ++h) {
+      kernels::RmsNorm(q + h * head_dim, w.q_norm.data(), head_dim, config_.rms_norm_epsilon,
+                       q + h * head_dim);
+    }
+    for (int64_t h = 0; h < config_.num_kv_heads; ++h) {
+      kernels::RmsNorm(k + h * head_dim, w.k_norm.data(), head_dim, config_.rms_norm_epsilon,
+                       k + h * head_dim);
+    }
+    kernels::ApplyRopeHalves(q, config_.num_heads, head_dim, config_.rope_dim, token_pos_[t],
+                             config_.rope_base);
+    kernels::ApplyRopeHalves(k, config_.num_kv_heads, head_dim, config_.rope_dim, token_pos_[t],
+                             config_.rope_base);
+    const SequenceStep& seq = batch[static_cast<size_t>(token_seq_[t])];
+    const int32_t pos = token_pos_[t];
+    const kvcache::BlockId block = seq.block_table[static_cast<size_t>(pos / block_size)];
+    uint16_t* key_row = cache.keys(layer, block) + (pos % block_size) * kv_dim_;
+    uint16_t* value_row = cache.values(layer, block) + (pos % block_size) * kv_dim_;
+    for (int64_t i = 0; i < kv_dim_; ++i) {
+      key_row[i] = kernels::Fp32ToFp16(k[i]);
+      value_row[i] = kernels::Fp32ToFp16(v[i]);
+    }
+  }
+  attn_.resize(static_cast<size_t>(tokens_ * q_dim_));
+  const kernels::AttentionShape shape{config_.num_heads, config_.num_kv_heads, config_.head_dim,
+                                      block_size,
+                                      1.0f / std::sqrt(static_cast<float>(config_.head_dim))};
+  int64_t row = 0;
+  for (const SequenceStep& seq : batch) {
+    std::vector<const uint16_t*> keys, values;
+    for (kvcache::BlockId b : seq.block_table) {
+      keys.push_back(cache.keys(layer, b));
+      values.push_back(cache.values(layer, b));
+    }
+    const kernels::PagedKv kv{keys.data(), values.data()};
+    const int n = static_cast<int>(seq.tokens.size());
+    for (int32_t h = 0; h < config_.num_kv_heads; ++h) {
+      kernels::AttendTile(shape, kv, qkv_.data() + row * qkv_dim, qkv_dim, seq.start_pos, n, h,
+                          attn_.data() + row * q_dim_, q_dim_);
+    }
+    row += n;
+  }
+  delta_.resize(static_cast<size_t>(tokens_ * hidden));
+  kernels::MatmulF32(w.output.data(), hidden, q_dim_, attn_.data(), tokens_, delta_.data(), hidden,
+                     pool_);
+  for (int64_t i = 0; i < tokens_ * hidden; ++i) x_[static_cast<size_t>(i)] += delta_[static_cast<size_t>(i)];
+}
+
+void Qwen3MoeModel::FeedForward(int32_t layer) {
+  Qwen3MoeLayer& w = layers_[static_cast<size_t>(layer)];
+  const int64_t hidden = config_.hidden_size;
+  for (int64_t t = 0; t < tokens_; ++t) {
+    kernels::RmsNorm(x_.data() + t * hidden, w.post_attention_norm.data(), hidden,
+                     config_.rms_norm_epsilon, normed_.data() + t * hidden);
+  }
+  int32_t k = 1;
+  route_ids_.assign(static_cast<size_t>(tokens_), 0);
+  route_weights_.assign(static_cast<size_t>(tokens_), 1.0f);
+  if (w.sparse) {
+    k = top_k_;
+    router_logits_.resize(static_cast<size_t>(tokens_ * num_experts_));
+    kernels::MatmulF32(w.router.data(), num_experts_, hidden, normed_.data(), tokens_,
+                       router_logits_.data(), num_experts_, pool_);
+    route_ids_.resize(static_cast<size_t>(tokens_ * k));
+    route_weights_.resize(static_cast<size_t>(tokens_ * k));
+    for (int64_t t = 0; t < tokens_; ++t) {
+      SoftmaxTopK(router_logits_.data() + t * num_experts_, num_experts_, k, normalize_top_k_,
+                  route_ids_.data() + t * k, route_weights_.data() + t * k);
+    }
+  }
+  // The experts add their weighted outputs straight into the residual stream.
+  w.experts->Forward(normed_.data(), tokens_, route_ids_.data(), route_weights_.data(), k,
+                     x_.data(), pool_);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Model>> LoadQwen3Moe(const std::string& checkpoint_dir,
+                                                    const ModelOptions& options) {
+  if (options.pool == nullptr) return absl::InvalidArgumentError("ModelOptions.pool is required");
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<HfCheckpoint> checkpoint,
+                           HfCheckpoint::Open(checkpoint_dir));
+  TESSERA_ASSIGN_OR_RETURN(std::string type, checkpoint->String("model_type", ""));
+  if (type != "qwen3_moe") {
+    return absl::InvalidArgumentError(absl::StrCat(checkpoint_dir, "/config.json: model_type \"",
+                                                   type, "\" is not qwen3_moe"));
+  }
+  auto model = std::make_unique<Qwen3MoeModel>(*options.pool);
+  TESSERA_RETURN_IF_ERROR(model->Load(*checkpoint));
+  return std::unique_ptr<Model>(std::move(model));
+}
+
+}  // namespace tessera::engine

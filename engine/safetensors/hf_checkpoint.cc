@@ -1,0 +1,147 @@
+#include "engine/safetensors/hf_checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace tessera::engine {
+namespace {
+
+using json = nlohmann::json;
+
+absl::StatusOr<json> ReadJson(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  try {
+    return json::parse(in);
+  } catch (const json::parse_error& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": malformed JSON at byte offset ", e.byte, ": ", e.what()));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(const std::string& directory) {
+  auto checkpoint = std::unique_ptr<HfCheckpoint>(new HfCheckpoint());
+  checkpoint->directory_ = directory;
+  const std::filesystem::path dir(directory);
+  absl::StatusOr<json> config = ReadJson((dir / "config.json").string());
+  if (!config.ok()) return config.status();
+  if (!config->is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat((dir / "config.json").string(),
+                                                   ": not a JSON object"));
+  }
+  checkpoint->config_ = *std::move(config);
+
+  std::vector<std::string> shards;
+  const std::filesystem::path index = dir / "model.safetensors.index.json";
+  if (std::filesystem::exists(index)) {
+    absl::StatusOr<json> map = ReadJson(index.string());
+    if (!map.ok()) return map.status();
+    if (!map->contains("weight_map") || !(*map)["weight_map"].is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(index.string(), ": no weight_map object"));
+    }
+    for (const auto& [tensor, file] : (*map)["weight_map"].items()) {
+      if (!file.is_string()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(index.string(), ": weight_map[\"", tensor, "\"] is not a file name"));
+      }
+      const std::string name = file.get<std::string>();
+      if (name.find('/') != std::string::npos || name == "..") {
+        return absl::InvalidArgumentError(
+            absl::StrCat(index.string(), ": shard \"", name, "\" is outside the directory"));
+      }
+      if (std::find(shards.begin(), shards.end(), name) == shards.end()) shards.push_back(name);
+    }
+  } else {
+    shards.push_back("model.safetensors");
+  }
+  for (const std::string& shard : shards) {
+    absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
+        SafetensorsFile::Open((dir / shard).string());
+    if (!file.ok()) return file.status();
+    for (const SafetensorsTensor& tensor : (*file)->tensors()) {
+      if (!checkpoint->tensor_file_.emplace(tensor.name, file->get()).second) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            directory, ": tensor \"", tensor.name, "\" appears in more than one shard"));
+      }
+    }
+    checkpoint->files_.push_back(*std::move(file));
+  }
+  return checkpoint;
+}
+
+absl::StatusOr<const json*> HfCheckpoint::Field(absl::string_view key) const {
+  auto it = config_.find(std::string(key));
+  if (it == config_.end() || it->is_null()) {
+    return absl::NotFoundError(absl::StrCat(directory_, "/config.json: no field \"", key, "\""));
+  }
+  return &*it;
+}
+
+absl::StatusOr<int64_t> HfCheckpoint::Int(absl::string_view key, int64_t min) const {
+  absl::StatusOr<const json*> field = Field(key);
+  if (!field.ok()) return field.status();
+  if (!(*field)->is_number_integer() || (*field)->get<int64_t>() < min) {
+    return absl::InvalidArgumentError(absl::StrCat(directory_, "/config.json: \"", key, "\" is ",
+                                                   (*field)->dump(), "; expected an integer >= ",
+                                                   min));
+  }
+  return (*field)->get<int64_t>();
+}
+
+absl::StatusOr<int64_t> HfCheckpoint::Int(absl::string_view key, int64_t min,
+                                          int64_t fallback) const {
+  if (!Field(key).ok()) return fallback;
+  return Int(key, min);
+}
+
+absl::StatusOr<double> HfCheckpoint::Float(absl::string_view key) const {
+  absl::StatusOr<const json*> field = Field(key);
+  if (!field.ok()) return field.status();
+  if (!(*field)->is_number()) {
+    return absl::InvalidArgumentError(absl::StrCat(directory_, "/config.json: \"", key, "\" is ",
+                                                   (*field)->dump(), "; expected a number"));
+  }
+  return (*field)->get<double>();
+}
+
+absl::StatusOr<double> HfCheckpoint::Float(absl::string_view key, double fallback) const {
+  if (!Field(key).ok()) return fallback;
+  return Float(key);
+}
+
+absl::StatusOr<bool> HfCheckpoint::Bool(absl::string_view key, bool fallback) const {
+  absl::StatusOr<const json*> field = Field(key);
+  if (!field.ok()) return fallback;
+  if (!(*field)->is_boolean()) {
+    return absl::InvalidArgumentError(absl::StrCat(directory_, "/config.json: \"", key, "\" is ",
+                                                   (*field)->dump(), "; expected true or false"));
+  }
+  return (*field)->get<bool>();
+}
+
+absl::StatusOr<std::string> HfCheckpoint::String(absl::string_view key,
+                                                 std::string fallback) const {
+  absl::StatusOr<const json*> field = Field(key);
+  if (!field.ok()) return fallback;
+  if (!(*field)->is_string()) {
+    return absl::InvalidArgumentError(absl::StrCat(directory_, "/config.json: \"", key, "\" is ",
+                                                   (*field)->dump(), "; expected a string"));
+  }
+  return (*field)->get<std::string>();
+}
+
+absl::StatusOr<std::vector<float>> HfCheckpoint::Tensor(absl::string_view name,
+                                                        std::span<const int64_t> shape) const {
+  auto it = tensor_file_.find(name);
+  if (it == tensor_file_.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(directory_, ": the checkpoint has no tensor \"", name, "\""));
+  }
+  return it->second->ReadFloats(name, shape);
+}
+
+}  // namespace tessera::engine

@@ -1,0 +1,78 @@
+// Loads a tiny MoE reference from tests/data/moe (made by
+// scripts/reference/make_moe_references.py): writes its checkpoint (config.json and the
+// deterministic weights as model.safetensors) into a temporary directory, and reads
+// transformers' logits.
+#ifndef TESSERA_TESTS_ENGINE_MOE_REFERENCE_FIXTURE_H_
+#define TESSERA_TESTS_ENGINE_MOE_REFERENCE_FIXTURE_H_
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/safetensors/synthetic_weights.h"
+#include "tests/test_paths.h"
+
+namespace tessera::testing {
+
+struct MoeReference {
+  std::string checkpoint_dir;
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::vector<float>> logits;  // Per prompt: [positions][vocab].
+  int32_t vocab = 0;
+
+  ~MoeReference() {
+    if (!checkpoint_dir.empty()) std::filesystem::remove_all(checkpoint_dir);
+  }
+};
+
+// Returns false (with `error`) if the data is missing or the checkpoint cannot be written.
+inline bool LoadMoeReference(const std::string& name, MoeReference& ref, std::string& error) {
+  std::ifstream in(TestDataPath("moe/" + name + ".json"));
+  if (!in) {
+    error = "missing tests/data/moe/" + name + ".json";
+    return false;
+  }
+  const nlohmann::json doc = nlohmann::json::parse(in);
+  ref.checkpoint_dir = (std::filesystem::temp_directory_path() /
+                        ("tessera-" + name + "-" + std::to_string(::getpid())))
+                           .string();
+  std::filesystem::create_directories(ref.checkpoint_dir);
+  std::ofstream(ref.checkpoint_dir + "/config.json") << doc["config"].dump(1);
+  std::vector<engine::SyntheticTensor> tensors;
+  for (const nlohmann::json& t : doc["tensors"]) {
+    tensors.push_back({.name = t["name"].get<std::string>(),
+                       .shape = t["shape"].get<std::vector<int64_t>>(),
+                       .scale = t["scale"].get<double>(),
+                       .offset = t["offset"].get<double>()});
+  }
+  absl::Status written = engine::WriteSyntheticSafetensors(
+      ref.checkpoint_dir + "/model.safetensors", doc["seed"].get<uint64_t>(), tensors);
+  if (!written.ok()) {
+    error = std::string(written.message());
+    return false;
+  }
+  ref.vocab = doc["config"]["vocab_size"].get<int32_t>();
+  ref.prompts = doc["prompts"].get<std::vector<std::vector<int32_t>>>();
+  std::ifstream bin(TestDataPath("moe/" + doc["logits_file"].get<std::string>()),
+                    std::ios::binary);
+  for (const auto& prompt : ref.prompts) {
+    std::vector<float> values(prompt.size() * static_cast<size_t>(ref.vocab));
+    bin.read(reinterpret_cast<char*>(values.data()),
+             static_cast<std::streamsize>(values.size() * sizeof(float)));
+    ref.logits.push_back(std::move(values));
+  }
+  if (!bin) {
+    error = "logits file too short";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace tessera::testing
+
+#endif  // TESSERA_TESTS_ENGINE_MOE_REFERENCE_FIXTURE_H_

@@ -1,0 +1,105 @@
+#include "engine/models/qwen3_moe.h"
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "kvcache/paged_kv_cache.h"
+#include "tests/engine/moe_reference_fixture.h"
+
+namespace tessera::engine {
+namespace {
+
+// Tolerance against transformers' fp32 logits, whose spread (standard deviation) is about 1.
+// Tessera keeps the KV cache in fp16 and sums in another order; the largest difference seen
+// is 1.1e-3.
+constexpr float kLogitTolerance = 5e-3f;
+
+struct Runner {
+  kernels::ThreadPool pool{2};
+  std::unique_ptr<Model> model;
+  std::unique_ptr<kvcache::PagedKvCache> cache;
+};
+
+TEST_CASE("Qwen3-MoE: logits match transformers' within the tolerance, prefill then decode",
+          "[engine][moe]") {
+  testing::MoeReference ref;
+  std::string error;
+  REQUIRE(testing::LoadMoeReference("qwen3_moe_tiny", ref, error));
+  Runner r;
+  absl::StatusOr<std::unique_ptr<Model>> model =
+      LoadQwen3Moe(ref.checkpoint_dir, ModelOptions{.pool = &r.pool});
+  INFO(model.status().ToString());
+  REQUIRE(model.ok());
+  const ModelConfig& config = (*model)->config();
+  constexpr int32_t kBlockSize = 4;
+  absl::StatusOr<std::unique_ptr<kvcache::PagedKvCache>> cache =
+      kvcache::PagedKvCache::Create(KvShapeFor(config, kBlockSize, 64));
+  REQUIRE(cache.ok());
+
+  float worst = 0.0f;
+  int argmax_agree = 0, positions = 0;
+  int32_t next_block = 0;
+  for (size_t p = 0; p < ref.prompts.size(); ++p) {
+    const std::vector<int32_t>& prompt = ref.prompts[p];
+    const int32_t n = static_cast<int32_t>(prompt.size());
+    std::vector<kvcache::BlockId> blocks;
+    for (int32_t i = 0; i < (n + kBlockSize - 1) / kBlockSize; ++i) blocks.push_back(next_block++);
+    // The first half as one prefill chunk, the rest one token per step.
+    const int32_t chunk = n / 2;
+    std::vector<float> logits(static_cast<size_t>(config.vocab_size));
+    for (int32_t start = 0; start < n;) {
+      const int32_t count = start == 0 ? chunk : 1;
+      SequenceStep step{.tokens = std::span<const int32_t>(prompt).subspan(start, count),
+                        .start_pos = start,
+                        .block_table = blocks,
+                        .want_logits = true};
+      REQUIRE((*model)->Forward({&step, 1}, **cache, logits).ok());
+      const int32_t pos = start + count - 1;
+      const float* expected = ref.logits[p].data() + static_cast<size_t>(pos) * ref.vocab;
+      for (int32_t v = 0; v < ref.vocab; ++v) {
+        worst = std::max(worst, std::fabs(logits[v] - expected[v]));
+      }
+      const auto ours = std::max_element(logits.begin(), logits.end()) - logits.begin();
+      const auto theirs = std::max_element(expected, expected + ref.vocab) - expected;
+      argmax_agree += ours == theirs;
+      ++positions;
+      start += count;
+    }
+  }
+  INFO("largest logit difference " << worst);
+  CHECK(worst < kLogitTolerance);
+  CHECK(argmax_agree == positions);
+  CHECK(positions > 10);
+}
+
+TEST_CASE("Qwen3-MoE: a broken checkpoint is refused with the field or tensor named",
+          "[engine][moe]") {
+  testing::MoeReference ref;
+  std::string error;
+  REQUIRE(testing::LoadMoeReference("qwen3_moe_tiny", ref, error));
+  kernels::ThreadPool pool(1);
+  {
+    nlohmann::json config = nlohmann::json::parse(std::ifstream(ref.checkpoint_dir + "/config.json"));
+    config["num_experts_per_tok"] = 64;
+    std::ofstream(ref.checkpoint_dir + "/config.json") << config.dump();
+  }
+  absl::Status too_many = LoadQwen3Moe(ref.checkpoint_dir, ModelOptions{.pool = &pool}).status();
+  CHECK(std::string(too_many.message()).find("num_experts_per_tok 64 exceeds num_experts 32") !=
+        std::string::npos);
+  {
+    nlohmann::json config = nlohmann::json::parse(std::ifstream(ref.checkpoint_dir + "/config.json"));
+    config["num_experts_per_tok"] = 8;
+    config["num_experts"] = 33;  // The checkpoint has 32.
+    std::ofstream(ref.checkpoint_dir + "/config.json") << config.dump();
+  }
+  absl::Status missing = LoadQwen3Moe(ref.checkpoint_dir, ModelOptions{.pool = &pool}).status();
+  CHECK(std::string(missing.message()).find("mlp.gate.weight\" has shape [32, 256]; expected [33, 256]") !=
+        std::string::npos);
+  CHECK(LoadQwen3Moe("/nonexistent", ModelOptions{.pool = &pool}).status().code() ==
+        absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace tessera::engine
