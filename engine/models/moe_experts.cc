@@ -31,6 +31,58 @@ void SoftmaxTopK(const float* logits, int32_t num_experts, int32_t k, bool norma
   }
 }
 
+void SigmoidGroupTopK(const float* logits, const float* correction_bias, int32_t num_experts,
+                      int32_t groups, int32_t top_groups, int32_t k, bool normalize,
+                      float scaling, int32_t* ids, float* weights) {
+  std::vector<float> scores(static_cast<size_t>(num_experts));
+  std::vector<float> choice(static_cast<size_t>(num_experts));
+  for (int32_t e = 0; e < num_experts; ++e) {
+    scores[e] = 1.0f / (1.0f + std::exp(-logits[e]));
+    choice[e] = scores[e] + correction_bias[e];
+  }
+  const int32_t per_group = num_experts / groups;
+  std::vector<float> group_score(static_cast<size_t>(groups));
+  for (int32_t g = 0; g < groups; ++g) {
+    float best = -INFINITY, second = -INFINITY;
+    for (int32_t e = g * per_group; e < (g + 1) * per_group; ++e) {
+      if (choice[e] > best) {
+        second = best;
+        best = choice[e];
+      } else if (choice[e] > second) {
+        second = choice[e];
+      }
+    }
+    group_score[g] = best + (per_group > 1 ? second : 0.0f);
+  }
+  std::vector<int32_t> group_order(static_cast<size_t>(groups));
+  std::iota(group_order.begin(), group_order.end(), 0);
+  std::partial_sort(group_order.begin(), group_order.begin() + top_groups, group_order.end(),
+                    [&](int32_t a, int32_t b) {
+                      return group_score[a] > group_score[b] ||
+                             (group_score[a] == group_score[b] && a < b);
+                    });
+  std::vector<int32_t> eligible;
+  for (int32_t i = 0; i < top_groups; ++i) {
+    for (int32_t e = group_order[i] * per_group; e < (group_order[i] + 1) * per_group; ++e) {
+      eligible.push_back(e);
+    }
+  }
+  std::partial_sort(eligible.begin(), eligible.begin() + k, eligible.end(),
+                    [&](int32_t a, int32_t b) {
+                      return choice[a] > choice[b] || (choice[a] == choice[b] && a < b);
+                    });
+  float sum = 0.0f;
+  for (int32_t j = 0; j < k; ++j) {
+    ids[j] = eligible[j];
+    weights[j] = scores[eligible[j]];
+    sum += weights[j];
+  }
+  for (int32_t j = 0; j < k; ++j) {
+    if (normalize) weights[j] /= sum + 1e-20f;
+    weights[j] *= scaling;
+  }
+}
+
 MoeExperts::MoeExperts(int32_t hidden, int32_t intermediate, std::vector<ExpertWeights> experts)
     : hidden_(hidden), intermediate_(intermediate), experts_(std::move(experts)) {}
 

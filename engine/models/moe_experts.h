@@ -24,6 +24,14 @@ struct ExpertWeights {
 void SoftmaxTopK(const float* logits, int32_t num_experts, int32_t k, bool normalize,
                  int32_t* ids, float* weights);
 
+// DeepSeek-V3's routing: sigmoid scores; the experts are split into `groups` groups, each
+// scored by the sum of its two best (score + correction bias); only the `top_groups` best
+// groups are eligible; the k best eligible experts by score + bias are chosen, weighted by
+// their scores (without the bias), renormalized if `normalize`, times `scaling`.
+void SigmoidGroupTopK(const float* logits, const float* correction_bias, int32_t num_experts,
+                      int32_t groups, int32_t top_groups, int32_t k, bool normalize,
+                      float scaling, int32_t* ids, float* weights);
+
 class MoeExperts {
  public:
   MoeExperts(int32_t hidden, int32_t intermediate, std::vector<ExpertWeights> experts);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/models/moe_experts.h"
+#include "engine/models/step_validation.h"
 #include "engine/safetensors/hf_checkpoint.h"
 #include "kernels/attention.h"
 #include "kernels/fp16.h"
@@ -36,8 +37,6 @@ class Qwen3MoeModel final : public Model {
                        std::span<float> logits, const ForwardOptions& options) override;
 
  private:
-  absl::Status Validate(std::span<const SequenceStep> batch, const kvcache::PagedKvCache& cache,
-                        std::span<float> logits) const;
   void Attention(int32_t layer, std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache);
   void FeedForward(int32_t layer);
 
@@ -166,58 +165,10 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
   return absl::OkStatus();
 }
 
-absl::Status Qwen3MoeModel::Validate(std::span<const SequenceStep> batch,
-                                     const kvcache::PagedKvCache& cache,
-                                     std::span<float> logits) const {
-  const kvcache::KvCacheShape& shape = cache.shape();
-  if (shape.num_layers != config_.num_layers || shape.num_kv_heads != config_.num_kv_heads ||
-      shape.head_dim != config_.head_dim) {
-    return absl::InvalidArgumentError("KV cache shape does not match the model");
-  }
-  int64_t wanted = 0;
-  for (size_t s = 0; s < batch.size(); ++s) {
-    const SequenceStep& seq = batch[s];
-    if (seq.tokens.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " has no tokens"));
-    }
-    const int64_t end = int64_t{seq.start_pos} + static_cast<int64_t>(seq.tokens.size());
-    if (seq.start_pos < 0 || end > config_.context_length) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " spans positions [",
-                                                     seq.start_pos, ", ", end,
-                                                     "), outside the context of ",
-                                                     config_.context_length));
-    }
-    if (static_cast<int64_t>(seq.block_table.size()) * shape.block_size < end) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " has ",
-                                                     seq.block_table.size(),
-                                                     " KV blocks, too few for ", end, " positions"));
-    }
-    for (kvcache::BlockId b : seq.block_table) {
-      if (b < 0 || b >= shape.num_blocks) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("sequence ", s, " names KV block ", b, " of ", shape.num_blocks));
-      }
-    }
-    for (size_t i = 0; i < seq.tokens.size(); ++i) {
-      if (seq.tokens[i] < 0 || seq.tokens[i] >= config_.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " token ", i, " has id ",
-                                                       seq.tokens[i], ", outside the vocabulary of ",
-                                                       config_.vocab_size));
-      }
-    }
-    if (seq.want_logits) ++wanted;
-  }
-  if (static_cast<int64_t>(logits.size()) < wanted * config_.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat("logits buffer holds ", logits.size(),
-                                                   " floats, need ", wanted * config_.vocab_size));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status Qwen3MoeModel::Forward(std::span<const SequenceStep> batch,
                                     kvcache::PagedKvCache& cache, std::span<float> logits,
                                     const ForwardOptions& options) {
-  TESSERA_RETURN_IF_ERROR(Validate(batch, cache, logits));
+  TESSERA_RETURN_IF_ERROR(ValidateStep(config_, batch, cache, logits));
   const int64_t hidden = config_.hidden_size;
   tokens_ = 0;
   token_seq_.clear();

@@ -1,0 +1,397 @@
+#include "engine/models/deepseek_v3.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "engine/models/moe_experts.h"
+#include "engine/models/step_validation.h"
+#include "engine/safetensors/hf_checkpoint.h"
+#include "kernels/attention.h"
+#include "kernels/fp16.h"
+#include "kernels/matmul_f32.h"
+#include "kernels/ops.h"
+
+namespace tessera::engine {
+namespace {
+
+struct DeepseekLayer {
+  std::vector<float> input_norm, post_attention_norm;
+  std::vector<float> q_a, q_a_norm, q_b;  // q_lora_rank > 0
+  std::vector<float> q;                   // q_lora_rank == 0: [heads * qk_head_dim, hidden]
+  std::vector<float> kv_a;                // [kv_lora + rope, hidden]
+  std::vector<float> kv_a_norm;           // [kv_lora]
+  std::vector<float> kv_b;                // [heads * (nope + v), kv_lora]
+  std::vector<float> output;              // [hidden, heads * v]
+  bool sparse = false;
+  std::vector<float> router;              // [experts, hidden]
+  std::vector<float> correction_bias;     // [experts]
+  std::unique_ptr<MoeExperts> experts;    // Routed experts, or the dense MLP.
+  std::unique_ptr<MoeExperts> shared;     // Shared experts (sparse layers).
+};
+
+class DeepseekV3Model final : public Model {
+ public:
+  explicit DeepseekV3Model(kernels::ThreadPool& pool) : pool_(pool) {}
+
+  absl::Status Load(const HfCheckpoint& checkpoint);
+  const ModelConfig& config() const override { return config_; }
+  absl::Status Forward(std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache,
+                       std::span<float> logits, const ForwardOptions& options) override;
+
+ private:
+  void Attention(int32_t layer, std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache);
+  void FeedForward(int32_t layer);
+
+  kernels::ThreadPool& pool_;
+  ModelConfig config_;
+  int64_t heads_ = 0, q_lora_ = 0, kv_lora_ = 0, nope_ = 0, rope_ = 0, v_dim_ = 0;
+  bool rope_interleave_ = true;
+  int32_t experts_ = 0, top_k_ = 0, groups_ = 0, top_groups_ = 0;
+  bool normalize_ = true;
+  float routed_scaling_ = 1.0f;
+  std::vector<float> embedding_, final_norm_, lm_head_;
+  std::vector<DeepseekLayer> layers_;
+
+  int64_t tokens_ = 0;
+  std::vector<int32_t> token_seq_, token_pos_;
+  std::vector<float> x_, normed_, q_lat_in_, q_full_, kv_a_out_, query_, attn_, heads_out_,
+      delta_, router_logits_, route_weights_;
+  std::vector<int32_t> route_ids_;
+};
+
+absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
+  const std::string config_path = ck.directory() + "/config.json";
+  TESSERA_ASSIGN_OR_RETURN(int64_t hidden, ck.Int("hidden_size", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t layers, ck.Int("num_hidden_layers", 1));
+  TESSERA_ASSIGN_OR_RETURN(heads_, ck.Int("num_attention_heads", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t vocab, ck.Int("vocab_size", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t dense_inter, ck.Int("intermediate_size", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t moe_inter, ck.Int("moe_intermediate_size", 1));
+  TESSERA_ASSIGN_OR_RETURN(q_lora_, ck.Int("q_lora_rank", 0, 0));
+  TESSERA_ASSIGN_OR_RETURN(kv_lora_, ck.Int("kv_lora_rank", 1));
+  TESSERA_ASSIGN_OR_RETURN(nope_, ck.Int("qk_nope_head_dim", 1));
+  TESSERA_ASSIGN_OR_RETURN(rope_, ck.Int("qk_rope_head_dim", 2));
+  TESSERA_ASSIGN_OR_RETURN(v_dim_, ck.Int("v_head_dim", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t experts, ck.Int("n_routed_experts", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t shared, ck.Int("n_shared_experts", 0, 0));
+  TESSERA_ASSIGN_OR_RETURN(int64_t top_k, ck.Int("num_experts_per_tok", 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t groups, ck.Int("n_group", 1, 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t top_groups, ck.Int("topk_group", 1, 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t first_dense, ck.Int("first_k_dense_replace", 0, 0));
+  TESSERA_ASSIGN_OR_RETURN(int64_t layer_freq, ck.Int("moe_layer_freq", 1, 1));
+  TESSERA_ASSIGN_OR_RETURN(int64_t context, ck.Int("max_position_embeddings", 1));
+  TESSERA_ASSIGN_OR_RETURN(double eps, ck.Float("rms_norm_eps", 1e-6));
+  TESSERA_ASSIGN_OR_RETURN(double rope_theta, ck.Float("rope_theta", 10000.0));
+  TESSERA_ASSIGN_OR_RETURN(double scaling, ck.Float("routed_scaling_factor", 1.0));
+  TESSERA_ASSIGN_OR_RETURN(normalize_, ck.Bool("norm_topk_prob", true));
+  TESSERA_ASSIGN_OR_RETURN(rope_interleave_, ck.Bool("rope_interleave", true));
+  TESSERA_ASSIGN_OR_RETURN(bool tied, ck.Bool("tie_word_embeddings", false));
+  TESSERA_ASSIGN_OR_RETURN(std::string scoring, ck.String("scoring_func", "sigmoid"));
+  if (scoring != "sigmoid") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config_path, ": scoring_func \"", scoring, "\" is not supported (sigmoid)"));
+  }
+  if (ck.config().contains("rope_scaling") && !ck.config()["rope_scaling"].is_null()) {
+    return absl::UnimplementedError(
+        absl::StrCat(config_path, ": rope_scaling (YaRN) is not supported yet"));
+  }
+  if (experts % groups != 0 || top_groups > groups || top_k > top_groups * (experts / groups)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        config_path, ": n_routed_experts ", experts, ", n_group ", groups, ", topk_group ",
+        top_groups, " and num_experts_per_tok ", top_k, " do not fit together"));
+  }
+  if (kv_lora_ + rope_ > kernels::kMaxHeadDim || rope_ % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        config_path, ": kv_lora_rank + qk_rope_head_dim = ", kv_lora_ + rope_,
+        " exceeds the attention kernels' ", kernels::kMaxHeadDim, ", or the rope part is odd"));
+  }
+  config_.architecture = "deepseek_v3";
+  config_.name = ck.directory();
+  config_.num_layers = static_cast<int32_t>(layers);
+  config_.hidden_size = static_cast<int32_t>(hidden);
+  config_.num_heads = static_cast<int32_t>(heads_);
+  // The cache holds one latent "head" per position: [normalized c_kv | rotated k_pe].
+  config_.num_kv_heads = 1;
+  config_.head_dim = static_cast<int32_t>(kv_lora_ + rope_);
+  config_.intermediate_size = static_cast<int32_t>(moe_inter);
+  config_.vocab_size = static_cast<int32_t>(vocab);
+  config_.context_length = static_cast<int32_t>(context);
+  config_.rope_dim = static_cast<int32_t>(rope_);
+  config_.rope_base = static_cast<float>(rope_theta);
+  config_.rms_norm_epsilon = static_cast<float>(eps);
+  experts_ = static_cast<int32_t>(experts);
+  top_k_ = static_cast<int32_t>(top_k);
+  groups_ = static_cast<int32_t>(groups);
+  top_groups_ = static_cast<int32_t>(top_groups);
+  routed_scaling_ = static_cast<float>(scaling);
+
+  TESSERA_ASSIGN_OR_RETURN(embedding_, ck.Tensor("model.embed_tokens.weight", {vocab, hidden}));
+  TESSERA_ASSIGN_OR_RETURN(final_norm_, ck.Tensor("model.norm.weight", {hidden}));
+  if (tied || !ck.HasTensor("lm_head.weight")) {
+    lm_head_ = embedding_;
+  } else {
+    TESSERA_ASSIGN_OR_RETURN(lm_head_, ck.Tensor("lm_head.weight", {vocab, hidden}));
+  }
+  const int64_t qk_dim = nope_ + rope_;
+  layers_.resize(static_cast<size_t>(layers));
+  for (int64_t i = 0; i < layers; ++i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    DeepseekLayer& l = layers_[static_cast<size_t>(i)];
+    TESSERA_ASSIGN_OR_RETURN(l.input_norm, ck.Tensor(p + "input_layernorm.weight", {hidden}));
+    TESSERA_ASSIGN_OR_RETURN(l.post_attention_norm,
+                             ck.Tensor(p + "post_attention_layernorm.weight", {hidden}));
+    const std::string a = p + "self_attn.";
+    if (q_lora_ > 0) {
+      TESSERA_ASSIGN_OR_RETURN(l.q_a, ck.Tensor(a + "q_a_proj.weight", {q_lora_, hidden}));
+      TESSERA_ASSIGN_OR_RETURN(l.q_a_norm, ck.Tensor(a + "q_a_layernorm.weight", {q_lora_}));
+      TESSERA_ASSIGN_OR_RETURN(l.q_b, ck.Tensor(a + "q_b_proj.weight", {heads_ * qk_dim, q_lora_}));
+    } else {
+      TESSERA_ASSIGN_OR_RETURN(l.q, ck.Tensor(a + "q_proj.weight", {heads_ * qk_dim, hidden}));
+    }
+    TESSERA_ASSIGN_OR_RETURN(l.kv_a, ck.Tensor(a + "kv_a_proj_with_mqa.weight", {kv_lora_ + rope_, hidden}));
+    TESSERA_ASSIGN_OR_RETURN(l.kv_a_norm, ck.Tensor(a + "kv_a_layernorm.weight", {kv_lora_}));
+    TESSERA_ASSIGN_OR_RETURN(l.kv_b, ck.Tensor(a + "kv_b_proj.weight", {heads_ * (nope_ + v_dim_), kv_lora_}));
+    TESSERA_ASSIGN_OR_RETURN(l.output, ck.Tensor(a + "o_proj.weight", {hidden, heads_ * v_dim_}));
+
+    auto load_mlp = [&](const std::string& prefix, int64_t inter,
+                        std::vector<ExpertWeights>& into) -> absl::Status {
+      ExpertWeights w;
+      TESSERA_ASSIGN_OR_RETURN(w.gate_up, ck.Tensor(prefix + "gate_proj.weight", {inter, hidden}));
+      TESSERA_ASSIGN_OR_RETURN(std::vector<float> up, ck.Tensor(prefix + "up_proj.weight", {inter, hidden}));
+      w.gate_up.insert(w.gate_up.end(), up.begin(), up.end());
+      TESSERA_ASSIGN_OR_RETURN(w.down, ck.Tensor(prefix + "down_proj.weight", {hidden, inter}));
+      into.push_back(std::move(w));
+      return absl::OkStatus();
+    };
+    l.sparse = i >= first_dense && i % layer_freq == 0;
+    std::vector<ExpertWeights> weights;
+    if (l.sparse) {
+      TESSERA_ASSIGN_OR_RETURN(l.router, ck.Tensor(p + "mlp.gate.weight", {experts, hidden}));
+      TESSERA_ASSIGN_OR_RETURN(l.correction_bias,
+                               ck.Tensor(p + "mlp.gate.e_score_correction_bias", {experts}));
+      for (int64_t e = 0; e < experts; ++e) {
+        TESSERA_RETURN_IF_ERROR(load_mlp(absl::StrCat(p, "mlp.experts.", e, "."), moe_inter, weights));
+      }
+      l.experts = std::make_unique<MoeExperts>(hidden, moe_inter, std::move(weights));
+      if (shared > 0) {
+        std::vector<ExpertWeights> shared_weights;
+        TESSERA_RETURN_IF_ERROR(load_mlp(p + "mlp.shared_experts.", moe_inter * shared, shared_weights));
+        l.shared = std::make_unique<MoeExperts>(hidden, moe_inter * shared, std::move(shared_weights));
+      }
+    } else {
+      TESSERA_RETURN_IF_ERROR(load_mlp(p + "mlp.", dense_inter, weights));
+      l.experts = std::make_unique<MoeExperts>(hidden, dense_inter, std::move(weights));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DeepseekV3Model::Forward(std::span<const SequenceStep> batch,
+                                      kvcache::PagedKvCache& cache, std::span<float> logits,
+                                      const ForwardOptions& options) {
+  TESSERA_RETURN_IF_ERROR(ValidateStep(config_, batch, cache, logits));
+  const int64_t hidden = config_.hidden_size;
+  tokens_ = 0;
+  token_seq_.clear();
+  token_pos_.clear();
+  for (size_t s = 0; s < batch.size(); ++s) {
+    for (size_t i = 0; i < batch[s].tokens.size(); ++i) {
+      token_seq_.push_back(static_cast<int32_t>(s));
+      token_pos_.push_back(batch[s].start_pos + static_cast<int32_t>(i));
+    }
+    tokens_ += static_cast<int64_t>(batch[s].tokens.size());
+  }
+  x_.resize(static_cast<size_t>(tokens_ * hidden));
+  int64_t t = 0;
+  for (const SequenceStep& seq : batch) {
+    for (int32_t token : seq.tokens) {
+      std::copy_n(embedding_.data() + int64_t{token} * hidden, hidden, x_.data() + (t++) * hidden);
+    }
+  }
+  for (int32_t layer = 0; layer < config_.num_layers; ++layer) {
+    Attention(layer, batch, cache);
+    if (options.on_layer_done) options.on_layer_done(layer);
+    FeedForward(layer);
+  }
+  std::vector<int64_t> rows;
+  t = 0;
+  for (const SequenceStep& seq : batch) {
+    t += static_cast<int64_t>(seq.tokens.size());
+    if (seq.want_logits) rows.push_back(t - 1);
+  }
+  if (rows.empty()) return absl::OkStatus();
+  normed_.resize(rows.size() * static_cast<size_t>(hidden));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    kernels::RmsNorm(x_.data() + rows[i] * hidden, final_norm_.data(), hidden,
+                     config_.rms_norm_epsilon, normed_.data() + i * hidden);
+  }
+  kernels::MatmulF32(lm_head_.data(), config_.vocab_size, hidden, normed_.data(),
+                     static_cast<int64_t>(rows.size()), logits.data(), config_.vocab_size, pool_);
+  return absl::OkStatus();
+}
+
+void DeepseekV3Model::Attention(int32_t layer, std::span<const SequenceStep> batch,
+                                kvcache::PagedKvCache& cache) {
+  const DeepseekLayer& w = layers_[static_cast<size_t>(layer)];
+  const int64_t hidden = config_.hidden_size;
+  const int64_t qk_dim = nope_ + rope_;
+  const int64_t latent = kv_lora_ + rope_;  // One cache row.
+  const int64_t kv_b_rows = nope_ + v_dim_;  // Per head in kv_b.
+  const int32_t block_size = cache.shape().block_size;
+  normed_.resize(static_cast<size_t>(tokens_ * hidden));
+  for (int64_t t = 0; t < tokens_; ++t) {
+    kernels::RmsNorm(x_.data() + t * hidden, w.input_norm.data(), hidden,
+                     config_.rms_norm_epsilon, normed_.data() + t * hidden);
+  }
+  // Queries.
+  q_full_.resize(static_cast<size_t>(tokens_ * heads_ * qk_dim));
+  if (q_lora_ > 0) {
+    q_lat_in_.resize(static_cast<size_t>(tokens_ * q_lora_));
+    kernels::MatmulF32(w.q_a.data(), q_lora_, hidden, normed_.data(), tokens_, q_lat_in_.data(),
+                       q_lora_, pool_);
+    for (int64_t t = 0; t < tokens_; ++t) {
+      kernels::RmsNorm(q_lat_in_.data() + t * q_lora_, w.q_a_norm.data(), q_lora_,
+                       config_.rms_norm_epsilon, q_lat_in_.data() + t * q_lora_);
+    }
+    kernels::MatmulF32(w.q_b.data(), heads_ * qk_dim, q_lora_, q_lat_in_.data(), tokens_,
+                       q_full_.data(), heads_ * qk_dim, pool_);
+  } else {
+    kernels::MatmulF32(w.q.data(), heads_ * qk_dim, hidden, normed_.data(), tokens_,
+                       q_full_.data(), heads_ * qk_dim, pool_);
+  }
+  // The compressed KV: [c_kv | k_pe] per token.
+  kv_a_out_.resize(static_cast<size_t>(tokens_ * latent));
+  kernels::MatmulF32(w.kv_a.data(), latent, hidden, normed_.data(), tokens_, kv_a_out_.data(),
+                     latent, pool_);
+  // Each head's query in the latent space: [W_UK_h^T q_nope_h | rotated q_pe_h], so attention
+  // is multi-query attention over the cached latents.
+  query_.assign(static_cast<size_t>(tokens_ * heads_ * latent), 0.0f);
+  for (int64_t t = 0; t < tokens_; ++t) {
+    float* kv = kv_a_out_.data() + t * latent;
+    kernels::RmsNorm(kv, w.kv_a_norm.data(), kv_lora_, config_.rms_norm_epsilon, kv);
+    // Interleaved weights rotate adjacent pairs; both the query's and the key's rope parts use
+    // the same layout, so their dot products are those of the reference.
+    auto rotate = [&](float* x, int64_t n_heads, int64_t stride) {
+      for (int64_t h = 0; h < n_heads; ++h) {
+        if (rope_interleave_) {
+          kernels::ApplyRope(x + h * stride, 1, rope_, rope_, token_pos_[t], config_.rope_base);
+        } else {
+          kernels::ApplyRopeHalves(x + h * stride, 1, rope_, rope_, token_pos_[t],
+                                   config_.rope_base);
+        }
+      }
+    };
+    rotate(kv + kv_lora_, 1, latent);
+    float* q = q_full_.data() + t * heads_ * qk_dim;
+    rotate(q + nope_, heads_, qk_dim);
+    for (int64_t h = 0; h < heads_; ++h) {
+      float* out = query_.data() + (t * heads_ + h) * latent;
+      const float* q_nope = q + h * qk_dim;
+      for (int64_t d = 0; d < nope_; ++d) {
+        const float* row = w.kv_b.data() + (h * kv_b_rows + d) * kv_lora_;
+        for (int64_t c = 0; c < kv_lora_; ++c) out[c] += q_nope[d] * row[c];
+      }
+      std::copy_n(q + h * qk_dim + nope_, rope_, out + kv_lora_);
+    }
+    const SequenceStep& seq = batch[static_cast<size_t>(token_seq_[t])];
+    const int32_t pos = token_pos_[t];
+    const kvcache::BlockId block = seq.block_table[static_cast<size_t>(pos / block_size)];
+    uint16_t* key_row = cache.keys(layer, block) + (pos % block_size) * latent;
+    uint16_t* value_row = cache.values(layer, block) + (pos % block_size) * latent;
+    for (int64_t i = 0; i < latent; ++i) {
+      key_row[i] = kernels::Fp32ToFp16(kv[i]);
+      // Values are the latents alone: the rope part contributes nothing.
+      value_row[i] = i < kv_lora_ ? key_row[i] : 0;
+    }
+  }
+  attn_.resize(static_cast<size_t>(tokens_ * heads_ * latent));
+  const kernels::AttentionShape shape{config_.num_heads, 1, static_cast<int32_t>(latent),
+                                      block_size,
+                                      1.0f / std::sqrt(static_cast<float>(qk_dim))};
+  int64_t row = 0;
+  for (const SequenceStep& seq : batch) {
+    std::vector<const uint16_t*> keys, values;
+    for (kvcache::BlockId b : seq.block_table) {
+      keys.push_back(cache.keys(layer, b));
+      values.push_back(cache.values(layer, b));
+    }
+    const kernels::PagedKv kv{keys.data(), values.data()};
+    const int n = static_cast<int>(seq.tokens.size());
+    kernels::AttendTile(shape, kv, query_.data() + row * heads_ * latent, heads_ * latent,
+                        seq.start_pos, n, 0, attn_.data() + row * heads_ * latent,
+                        heads_ * latent);
+    row += n;
+  }
+  // Back out of the latent space: out_h = W_UV_h o_lat_h.
+  heads_out_.assign(static_cast<size_t>(tokens_ * heads_ * v_dim_), 0.0f);
+  for (int64_t t = 0; t < tokens_; ++t) {
+    for (int64_t h = 0; h < heads_; ++h) {
+      const float* o_lat = attn_.data() + (t * heads_ + h) * latent;
+      float* out = heads_out_.data() + (t * heads_ + h) * v_dim_;
+      for (int64_t j = 0; j < v_dim_; ++j) {
+        const float* r = w.kv_b.data() + (h * kv_b_rows + nope_ + j) * kv_lora_;
+        float sum = 0.0f;
+        for (int64_t c = 0; c < kv_lora_; ++c) sum += r[c] * o_lat[c];
+        out[j] = sum;
+      }
+    }
+  }
+  delta_.resize(static_cast<size_t>(tokens_ * hidden));
+  kernels::MatmulF32(w.output.data(), hidden, heads_ * v_dim_, heads_out_.data(), tokens_,
+                     delta_.data(), hidden, pool_);
+  for (size_t i = 0; i < delta_.size(); ++i) x_[i] += delta_[i];
+}
+
+void DeepseekV3Model::FeedForward(int32_t layer) {
+  DeepseekLayer& w = layers_[static_cast<size_t>(layer)];
+  const int64_t hidden = config_.hidden_size;
+  for (int64_t t = 0; t < tokens_; ++t) {
+    kernels::RmsNorm(x_.data() + t * hidden, w.post_attention_norm.data(), hidden,
+                     config_.rms_norm_epsilon, normed_.data() + t * hidden);
+  }
+  std::vector<int32_t> one_id(static_cast<size_t>(tokens_), 0);
+  std::vector<float> one_weight(static_cast<size_t>(tokens_), 1.0f);
+  if (!w.sparse) {
+    w.experts->Forward(normed_.data(), tokens_, one_id.data(), one_weight.data(), 1, x_.data(),
+                       pool_);
+    return;
+  }
+  router_logits_.resize(static_cast<size_t>(tokens_ * experts_));
+  kernels::MatmulF32(w.router.data(), experts_, hidden, normed_.data(), tokens_,
+                     router_logits_.data(), experts_, pool_);
+  route_ids_.resize(static_cast<size_t>(tokens_ * top_k_));
+  route_weights_.resize(static_cast<size_t>(tokens_ * top_k_));
+  for (int64_t t = 0; t < tokens_; ++t) {
+    SigmoidGroupTopK(router_logits_.data() + t * experts_, w.correction_bias.data(), experts_,
+                     groups_, top_groups_, top_k_, normalize_, routed_scaling_,
+                     route_ids_.data() + t * top_k_, route_weights_.data() + t * top_k_);
+  }
+  w.experts->Forward(normed_.data(), tokens_, route_ids_.data(), route_weights_.data(), top_k_,
+                     x_.data(), pool_);
+  if (w.shared != nullptr) {
+    w.shared->Forward(normed_.data(), tokens_, one_id.data(), one_weight.data(), 1, x_.data(),
+                      pool_);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Model>> LoadDeepseekV3(const std::string& checkpoint_dir,
+                                                      const ModelOptions& options) {
+  if (options.pool == nullptr) return absl::InvalidArgumentError("ModelOptions.pool is required");
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<HfCheckpoint> checkpoint,
+                           HfCheckpoint::Open(checkpoint_dir));
+  TESSERA_ASSIGN_OR_RETURN(std::string type, checkpoint->String("model_type", ""));
+  if (type != "deepseek_v3") {
+    return absl::InvalidArgumentError(absl::StrCat(checkpoint_dir, "/config.json: model_type \"",
+                                                   type, "\" is not deepseek_v3"));
+  }
+  auto model = std::make_unique<DeepseekV3Model>(*options.pool);
+  TESSERA_RETURN_IF_ERROR(model->Load(*checkpoint));
+  return std::unique_ptr<Model>(std::move(model));
+}
+
+}  // namespace tessera::engine
