@@ -19,6 +19,10 @@
 #include "kvcache/block_allocator.h"
 #include "kvcache/paged_kv_cache.h"
 
+namespace tessera::comm {
+class Communicator;
+}  // namespace tessera::comm
+
 namespace tessera::engine {
 
 class GgufFile;
@@ -71,6 +75,11 @@ class Model {
 
 struct ModelOptions {
   kernels::ThreadPool* pool = nullptr;  // Required; not owned.
+  // Mixture-of-experts models only (optional; not owned): the expert-parallel group this rank
+  // belongs to. The rank loads and runs only its share of each layer's experts, and every
+  // Forward() takes part in the group's dispatch and combine, so all ranks must step
+  // together (a rank with no sequences calls Forward with an empty batch).
+  comm::Communicator* expert_group = nullptr;
 };
 
 // Builds the model that `file` describes (by general.architecture); `file` must outlive it.

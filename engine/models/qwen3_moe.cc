@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "comm/communicator.h"
+#include "engine/models/expert_parallel.h"
 #include "engine/models/moe_experts.h"
 #include "engine/models/step_validation.h"
 #include "engine/safetensors/hf_checkpoint.h"
@@ -25,11 +27,13 @@ struct Qwen3MoeLayer {
   bool sparse = true;
   std::vector<float> router;  // [num_experts, hidden] when sparse.
   std::unique_ptr<MoeExperts> experts;  // The routed experts, or the one dense MLP.
+  std::unique_ptr<ExpertParallelExperts> parallel;  // Instead, with an expert-parallel group.
 };
 
 class Qwen3MoeModel final : public Model {
  public:
-  Qwen3MoeModel(kernels::ThreadPool& pool) : pool_(pool) {}
+  Qwen3MoeModel(kernels::ThreadPool& pool, comm::Communicator* group)
+      : pool_(pool), group_(group) {}
 
   absl::Status Load(const HfCheckpoint& checkpoint);
   const ModelConfig& config() const override { return config_; }
@@ -38,9 +42,10 @@ class Qwen3MoeModel final : public Model {
 
  private:
   void Attention(int32_t layer, std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache);
-  void FeedForward(int32_t layer);
+  absl::Status FeedForward(int32_t layer);
 
   kernels::ThreadPool& pool_;
+  comm::Communicator* const group_;
   ModelConfig config_;
   int32_t num_experts_ = 0;
   int32_t top_k_ = 0;
@@ -83,6 +88,11 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
     return absl::InvalidArgumentError(absl::StrCat(config_path, ": num_attention_heads ", heads,
                                                    " is not a multiple of num_key_value_heads ",
                                                    kv_heads));
+  }
+  if (group_ != nullptr && experts % group_->size() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(config_path, ": num_experts ", experts,
+                                                   " cannot be split evenly over ",
+                                                   group_->size(), " expert-parallel ranks"));
   }
   if (top_k > experts) {
     return absl::InvalidArgumentError(absl::StrCat(config_path, ": num_experts_per_tok ", top_k,
@@ -153,10 +163,19 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
     };
     if (l.sparse) {
       TESSERA_ASSIGN_OR_RETURN(l.router, ck.Tensor(p + "mlp.gate.weight", {experts, hidden}));
-      for (int64_t e = 0; e < experts; ++e) {
+      // With expert parallelism, only this rank's share.
+      const int64_t per_rank = group_ == nullptr ? experts : experts / group_->size();
+      const int64_t first = group_ == nullptr ? 0 : group_->rank() * per_rank;
+      for (int64_t e = first; e < first + per_rank; ++e) {
         TESSERA_RETURN_IF_ERROR(load_mlp(absl::StrCat(p, "mlp.experts.", e, "."), moe_inter));
       }
-      l.experts = std::make_unique<MoeExperts>(hidden, moe_inter, std::move(weights));
+      auto local = std::make_unique<MoeExperts>(hidden, moe_inter, std::move(weights));
+      if (group_ != nullptr) {
+        l.parallel = std::make_unique<ExpertParallelExperts>(
+            *group_, static_cast<int32_t>(experts), static_cast<int32_t>(hidden), std::move(local));
+      } else {
+        l.experts = std::move(local);
+      }
     } else {
       TESSERA_RETURN_IF_ERROR(load_mlp(p + "mlp.", dense_inter));
       l.experts = std::make_unique<MoeExperts>(hidden, dense_inter, std::move(weights));
@@ -190,7 +209,7 @@ absl::Status Qwen3MoeModel::Forward(std::span<const SequenceStep> batch,
   for (int32_t layer = 0; layer < config_.num_layers; ++layer) {
     Attention(layer, batch, cache);
     if (options.on_layer_done) options.on_layer_done(layer);
-    FeedForward(layer);
+    TESSERA_RETURN_IF_ERROR(FeedForward(layer));
   }
   std::vector<int64_t> rows;
   t = 0;
@@ -275,7 +294,7 @@ void Qwen3MoeModel::Attention(int32_t layer, std::span<const SequenceStep> batch
   for (int64_t i = 0; i < tokens_ * hidden; ++i) x_[static_cast<size_t>(i)] += delta_[static_cast<size_t>(i)];
 }
 
-void Qwen3MoeModel::FeedForward(int32_t layer) {
+absl::Status Qwen3MoeModel::FeedForward(int32_t layer) {
   Qwen3MoeLayer& w = layers_[static_cast<size_t>(layer)];
   const int64_t hidden = config_.hidden_size;
   for (int64_t t = 0; t < tokens_; ++t) {
@@ -298,8 +317,13 @@ void Qwen3MoeModel::FeedForward(int32_t layer) {
     }
   }
   // The experts add their weighted outputs straight into the residual stream.
+  if (w.parallel != nullptr) {
+    return w.parallel->Forward(normed_.data(), tokens_, route_ids_.data(), route_weights_.data(),
+                               k, x_.data(), pool_);
+  }
   w.experts->Forward(normed_.data(), tokens_, route_ids_.data(), route_weights_.data(), k,
                      x_.data(), pool_);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -314,7 +338,7 @@ absl::StatusOr<std::unique_ptr<Model>> LoadQwen3Moe(const std::string& checkpoin
     return absl::InvalidArgumentError(absl::StrCat(checkpoint_dir, "/config.json: model_type \"",
                                                    type, "\" is not qwen3_moe"));
   }
-  auto model = std::make_unique<Qwen3MoeModel>(*options.pool);
+  auto model = std::make_unique<Qwen3MoeModel>(*options.pool, options.expert_group);
   TESSERA_RETURN_IF_ERROR(model->Load(*checkpoint));
   return std::unique_ptr<Model>(std::move(model));
 }

@@ -1,0 +1,105 @@
+#include "engine/models/expert_parallel.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/status_macros.h"
+
+namespace tessera::engine {
+namespace {
+
+std::span<const std::byte> Bytes(const void* data, size_t size) {
+  return {static_cast<const std::byte*>(data), size};
+}
+std::span<std::byte> MutableBytes(void* data, size_t size) {
+  return {static_cast<std::byte*>(data), size};
+}
+
+}  // namespace
+
+ExpertParallelExperts::ExpertParallelExperts(comm::Communicator& group, int32_t num_experts,
+                                             int32_t hidden, std::unique_ptr<MoeExperts> local)
+    : group_(group), num_experts_(num_experts), per_rank_(num_experts / group.size()),
+      hidden_(hidden), local_(std::move(local)) {}
+
+absl::Status ExpertParallelExperts::Forward(const float* x, int64_t tokens, const int32_t* ids,
+                                            const float* weights, int32_t top_k, float* out,
+                                            kernels::ThreadPool& pool) {
+  const int ranks = group_.size();
+  // This rank's routed rows, by expert then token: the order the single-process block adds
+  // them in.
+  struct Routed {
+    int32_t expert;
+    int64_t token;
+    float weight;
+  };
+  std::vector<Routed> routed;
+  routed.reserve(static_cast<size_t>(tokens * top_k));
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int32_t j = 0; j < top_k; ++j) {
+      routed.push_back({ids[t * top_k + j], t, weights[t * top_k + j]});
+    }
+  }
+  std::stable_sort(routed.begin(), routed.end(),
+                   [](const Routed& a, const Routed& b) { return a.expert < b.expert; });
+
+  // 1. How many rows each rank gets from this one, and sends to it.
+  std::vector<int64_t> rows_to(ranks, 0), rows_from(ranks, 0);
+  for (const Routed& r : routed) ++rows_to[r.expert / per_rank_];
+  const std::vector<int64_t> eight(ranks, sizeof(int64_t));
+  TESSERA_RETURN_IF_ERROR(group_.AllToAllV(Bytes(rows_to.data(), ranks * sizeof(int64_t)), eight,
+                                           MutableBytes(rows_from.data(), ranks * sizeof(int64_t)),
+                                           eight));
+
+  // 2. Dispatch: each row is its expert (local to the receiver) and the token's activations.
+  const size_t row_bytes = sizeof(int32_t) + sizeof(float) * hidden_;
+  std::vector<std::byte> send(routed.size() * row_bytes);
+  for (size_t i = 0; i < routed.size(); ++i) {
+    const int32_t local_expert = routed[i].expert % per_rank_;
+    std::memcpy(send.data() + i * row_bytes, &local_expert, sizeof(int32_t));
+    std::memcpy(send.data() + i * row_bytes + sizeof(int32_t), x + routed[i].token * hidden_,
+                sizeof(float) * hidden_);
+  }
+  int64_t received_rows = 0;
+  for (int64_t n : rows_from) received_rows += n;
+  std::vector<std::byte> received(static_cast<size_t>(received_rows) * row_bytes);
+  std::vector<int64_t> send_bytes(ranks), recv_bytes(ranks);
+  for (int r = 0; r < ranks; ++r) {
+    send_bytes[r] = rows_to[r] * static_cast<int64_t>(row_bytes);
+    recv_bytes[r] = rows_from[r] * static_cast<int64_t>(row_bytes);
+  }
+  TESSERA_RETURN_IF_ERROR(group_.AllToAllV(send, send_bytes, received, recv_bytes));
+
+  // 3. This rank's experts on what it received, each row on its own.
+  std::vector<float> rows(static_cast<size_t>(received_rows) * hidden_);
+  std::vector<int32_t> local_ids(static_cast<size_t>(received_rows));
+  for (int64_t i = 0; i < received_rows; ++i) {
+    std::memcpy(&local_ids[i], received.data() + i * row_bytes, sizeof(int32_t));
+    std::memcpy(rows.data() + i * hidden_, received.data() + i * row_bytes + sizeof(int32_t),
+                sizeof(float) * hidden_);
+  }
+  std::vector<float> results(rows.size(), 0.0f);
+  const std::vector<float> ones(static_cast<size_t>(received_rows), 1.0f);
+  local_->Forward(rows.data(), received_rows, local_ids.data(), ones.data(), 1, results.data(),
+                  pool);
+
+  // 4. Combine: the outputs go back to the ranks the rows came from, in the order they came.
+  std::vector<float> returned(routed.size() * static_cast<size_t>(hidden_));
+  for (int r = 0; r < ranks; ++r) {
+    send_bytes[r] = rows_from[r] * hidden_ * static_cast<int64_t>(sizeof(float));
+    recv_bytes[r] = rows_to[r] * hidden_ * static_cast<int64_t>(sizeof(float));
+  }
+  TESSERA_RETURN_IF_ERROR(group_.AllToAllV(Bytes(results.data(), results.size() * sizeof(float)),
+                                           send_bytes,
+                                           MutableBytes(returned.data(),
+                                                        returned.size() * sizeof(float)),
+                                           recv_bytes));
+  for (size_t i = 0; i < routed.size(); ++i) {
+    float* dst = out + routed[i].token * hidden_;
+    const float* src = returned.data() + i * hidden_;
+    for (int32_t h = 0; h < hidden_; ++h) dst[h] += routed[i].weight * src[h];
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tessera::engine
