@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "comm/communicator.h"
+#include "engine/models/expert_parallel.h"
 #include "engine/models/moe_experts.h"
 #include "engine/models/step_validation.h"
 #include "engine/safetensors/hf_checkpoint.h"
@@ -29,12 +31,14 @@ struct DeepseekLayer {
   std::vector<float> router;              // [experts, hidden]
   std::vector<float> correction_bias;     // [experts]
   std::unique_ptr<MoeExperts> experts;    // Routed experts, or the dense MLP.
+  std::unique_ptr<ExpertParallelExperts> parallel;  // Instead, with an expert-parallel group.
   std::unique_ptr<MoeExperts> shared;     // Shared experts (sparse layers).
 };
 
 class DeepseekV3Model final : public Model {
  public:
-  explicit DeepseekV3Model(kernels::ThreadPool& pool) : pool_(pool) {}
+  DeepseekV3Model(kernels::ThreadPool& pool, comm::Communicator* group)
+      : pool_(pool), group_(group) {}
 
   absl::Status Load(const HfCheckpoint& checkpoint);
   const ModelConfig& config() const override { return config_; }
@@ -43,9 +47,10 @@ class DeepseekV3Model final : public Model {
 
  private:
   void Attention(int32_t layer, std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache);
-  void FeedForward(int32_t layer);
+  absl::Status FeedForward(int32_t layer);
 
   kernels::ThreadPool& pool_;
+  comm::Communicator* const group_;
   ModelConfig config_;
   int64_t heads_ = 0, q_lora_ = 0, kv_lora_ = 0, nope_ = 0, rope_ = 0, v_dim_ = 0;
   bool rope_interleave_ = true;
@@ -102,6 +107,11 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
     return absl::InvalidArgumentError(absl::StrCat(
         config_path, ": n_routed_experts ", experts, ", n_group ", groups, ", topk_group ",
         top_groups, " and num_experts_per_tok ", top_k, " do not fit together"));
+  }
+  if (group_ != nullptr && experts % group_->size() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(config_path, ": n_routed_experts ", experts,
+                                                   " cannot be split evenly over ",
+                                                   group_->size(), " expert-parallel ranks"));
   }
   if (kv_lora_ + rope_ > kernels::kMaxHeadDim || rope_ % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -172,10 +182,19 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
       TESSERA_ASSIGN_OR_RETURN(l.router, ck.Tensor(p + "mlp.gate.weight", {experts, hidden}));
       TESSERA_ASSIGN_OR_RETURN(l.correction_bias,
                                ck.Tensor(p + "mlp.gate.e_score_correction_bias", {experts}));
-      for (int64_t e = 0; e < experts; ++e) {
+      // With expert parallelism, only this rank's share (shared experts run everywhere).
+      const int64_t per_rank = group_ == nullptr ? experts : experts / group_->size();
+      const int64_t first = group_ == nullptr ? 0 : group_->rank() * per_rank;
+      for (int64_t e = first; e < first + per_rank; ++e) {
         TESSERA_RETURN_IF_ERROR(load_mlp(absl::StrCat(p, "mlp.experts.", e, "."), moe_inter, weights));
       }
-      l.experts = std::make_unique<MoeExperts>(hidden, moe_inter, std::move(weights));
+      auto local = std::make_unique<MoeExperts>(hidden, moe_inter, std::move(weights));
+      if (group_ != nullptr) {
+        l.parallel = std::make_unique<ExpertParallelExperts>(
+            *group_, static_cast<int32_t>(experts), static_cast<int32_t>(hidden), std::move(local));
+      } else {
+        l.experts = std::move(local);
+      }
       if (shared > 0) {
         std::vector<ExpertWeights> shared_weights;
         TESSERA_RETURN_IF_ERROR(load_mlp(p + "mlp.shared_experts.", moe_inter * shared, shared_weights));
@@ -214,7 +233,7 @@ absl::Status DeepseekV3Model::Forward(std::span<const SequenceStep> batch,
   for (int32_t layer = 0; layer < config_.num_layers; ++layer) {
     Attention(layer, batch, cache);
     if (options.on_layer_done) options.on_layer_done(layer);
-    FeedForward(layer);
+    TESSERA_RETURN_IF_ERROR(FeedForward(layer));
   }
   std::vector<int64_t> rows;
   t = 0;
@@ -345,7 +364,7 @@ void DeepseekV3Model::Attention(int32_t layer, std::span<const SequenceStep> bat
   for (size_t i = 0; i < delta_.size(); ++i) x_[i] += delta_[i];
 }
 
-void DeepseekV3Model::FeedForward(int32_t layer) {
+absl::Status DeepseekV3Model::FeedForward(int32_t layer) {
   DeepseekLayer& w = layers_[static_cast<size_t>(layer)];
   const int64_t hidden = config_.hidden_size;
   for (int64_t t = 0; t < tokens_; ++t) {
@@ -357,7 +376,7 @@ void DeepseekV3Model::FeedForward(int32_t layer) {
   if (!w.sparse) {
     w.experts->Forward(normed_.data(), tokens_, one_id.data(), one_weight.data(), 1, x_.data(),
                        pool_);
-    return;
+    return absl::OkStatus();
   }
   router_logits_.resize(static_cast<size_t>(tokens_ * experts_));
   kernels::MatmulF32(w.router.data(), experts_, hidden, normed_.data(), tokens_,
@@ -369,12 +388,18 @@ void DeepseekV3Model::FeedForward(int32_t layer) {
                      groups_, top_groups_, top_k_, normalize_, routed_scaling_,
                      route_ids_.data() + t * top_k_, route_weights_.data() + t * top_k_);
   }
-  w.experts->Forward(normed_.data(), tokens_, route_ids_.data(), route_weights_.data(), top_k_,
-                     x_.data(), pool_);
+  if (w.parallel != nullptr) {
+    TESSERA_RETURN_IF_ERROR(w.parallel->Forward(normed_.data(), tokens_, route_ids_.data(),
+                                                route_weights_.data(), top_k_, x_.data(), pool_));
+  } else {
+    w.experts->Forward(normed_.data(), tokens_, route_ids_.data(), route_weights_.data(), top_k_,
+                       x_.data(), pool_);
+  }
   if (w.shared != nullptr) {
     w.shared->Forward(normed_.data(), tokens_, one_id.data(), one_weight.data(), 1, x_.data(),
                       pool_);
   }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -389,7 +414,7 @@ absl::StatusOr<std::unique_ptr<Model>> LoadDeepseekV3(const std::string& checkpo
     return absl::InvalidArgumentError(absl::StrCat(checkpoint_dir, "/config.json: model_type \"",
                                                    type, "\" is not deepseek_v3"));
   }
-  auto model = std::make_unique<DeepseekV3Model>(*options.pool);
+  auto model = std::make_unique<DeepseekV3Model>(*options.pool, options.expert_group);
   TESSERA_RETURN_IF_ERROR(model->Load(*checkpoint));
   return std::unique_ptr<Model>(std::move(model));
 }

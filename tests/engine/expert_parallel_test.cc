@@ -1,4 +1,4 @@
-// Expert parallelism: a Qwen3-MoE model split over EP = 1, 2 and 4 ranks (threads here, each
+// Expert parallelism: a Qwen3-MoE or DeepSeek-V3 model split over EP = 1, 2 and 4 ranks (threads here, each
 // with its own Gloo connection over loopback, its own KV cache and its own sequences) computes
 // exactly what the single-process model computes.
 #include <catch2/catch.hpp>
@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "comm/gloo_communicator.h"
+#include "engine/models/deepseek_v3.h"
 #include "engine/models/qwen3_moe.h"
 #include "kvcache/paged_kv_cache.h"
 #include "tests/comm/in_memory_store_for_test.h"
@@ -70,17 +71,21 @@ std::vector<SequenceRun> RunsFor(const std::vector<std::vector<int32_t>>& prompt
   return runs;
 }
 
+using Loader = absl::StatusOr<std::unique_ptr<Model>> (*)(const std::string&, const ModelOptions&);
+
 TEST_CASE("Expert parallelism: EP = 1, 2 and 4 give the single-process logits and tokens",
           "[engine][moe][ep]") {
+  const auto [name, load] = GENERATE(std::pair<const char*, Loader>{"qwen3_moe_tiny", &LoadQwen3Moe},
+                                     std::pair<const char*, Loader>{"deepseek_v3_tiny", &LoadDeepseekV3});
+  INFO(name);
   testing::MoeReference ref;
   std::string error;
-  REQUIRE(testing::LoadMoeReference("qwen3_moe_tiny", ref, error));
+  REQUIRE(testing::LoadMoeReference(name, ref, error));
   constexpr int kSteps = 8;  // Enough for the longer prompt (1 + 6 steps).
 
   // The reference: one process, every sequence.
   kernels::ThreadPool pool(1);
-  absl::StatusOr<std::unique_ptr<Model>> single =
-      LoadQwen3Moe(ref.checkpoint_dir, ModelOptions{.pool = &pool});
+  absl::StatusOr<std::unique_ptr<Model>> single = load(ref.checkpoint_dir, ModelOptions{.pool = &pool});
   REQUIRE(single.ok());
   auto single_cache =
       kvcache::PagedKvCache::Create(KvShapeFor((*single)->config(), kBlockSize, 16));
@@ -91,7 +96,7 @@ TEST_CASE("Expert parallelism: EP = 1, 2 and 4 give the single-process logits an
   const int ranks = GENERATE(1, 2, 4);
   INFO("EP = " << ranks);
   comm::InMemoryStoreForTest store;
-  const std::string group_name = "ep-test-" + std::to_string(ranks);
+  const std::string group_name = std::string(name) + "-ep-" + std::to_string(ranks);
   std::vector<absl::Status> results(ranks);
   std::vector<std::vector<SequenceRun>> per_rank(ranks);
   std::vector<std::thread> threads;
@@ -104,8 +109,8 @@ TEST_CASE("Expert parallelism: EP = 1, 2 and 4 give the single-process logits an
         return;
       }
       kernels::ThreadPool rank_pool(1);
-      absl::StatusOr<std::unique_ptr<Model>> model = LoadQwen3Moe(
-          ref.checkpoint_dir, ModelOptions{.pool = &rank_pool, .expert_group = group->get()});
+      absl::StatusOr<std::unique_ptr<Model>> model =
+          load(ref.checkpoint_dir, ModelOptions{.pool = &rank_pool, .expert_group = group->get()});
       if (!model.ok()) {
         results[rank] = model.status();
         return;
