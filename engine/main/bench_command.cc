@@ -42,6 +42,23 @@ BenchCommand::BenchCommand(CLI::App& app) {
   kv_transfer_->add_option("--repetitions", kv_transfer_options_.repetitions, "Timed runs")
       ->check(CLI::Range(1, 10000));
   kv_transfer_->add_flag("--json", kv_transfer_options_.json, "Print JSON");
+
+  moe_dispatch_ = command_->add_subcommand(
+      "moe-dispatch",
+      "Expert-parallel dispatch and combine over Gloo (ranks as threads) against memcpy");
+  moe_dispatch_->add_option("--ranks", moe_dispatch_options_.ranks, "Group sizes")
+      ->delimiter(',');
+  moe_dispatch_->add_option("--tokens", moe_dispatch_options_.tokens, "Tokens per rank")
+      ->delimiter(',');
+  moe_dispatch_->add_option("--hidden", moe_dispatch_options_.hidden, "Hidden sizes")
+      ->delimiter(',');
+  moe_dispatch_->add_option("--experts", moe_dispatch_options_.experts, "Routed experts")
+      ->check(CLI::Range(1, 4096));
+  moe_dispatch_->add_option("--top-k", moe_dispatch_options_.top_k, "Experts per token")
+      ->check(CLI::Range(1, 64));
+  moe_dispatch_->add_option("--repetitions", moe_dispatch_options_.repetitions, "Timed runs")
+      ->check(CLI::Range(1, 10000));
+  moe_dispatch_->add_flag("--json", moe_dispatch_options_.json, "Print JSON");
 }
 
 int BenchCommand::Run() {
@@ -57,6 +74,14 @@ int BenchCommand::Run() {
     absl::Status status = bench::RunKvTransferBench(kv_transfer_options_);
     if (!status.ok()) {
       std::fprintf(stderr, "tessera bench kv-transfer: %s\n", status.ToString().c_str());
+      return 1;
+    }
+    return 0;
+  }
+  if (moe_dispatch_->parsed()) {
+    absl::Status status = bench::RunMoeDispatchBench(moe_dispatch_options_);
+    if (!status.ok()) {
+      std::fprintf(stderr, "tessera bench moe-dispatch: %s\n", status.ToString().c_str());
       return 1;
     }
     return 0;

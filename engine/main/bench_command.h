@@ -5,6 +5,7 @@
 #include "CLI/CLI.hpp"
 #include "bench/kv_transfer_bench.h"
 #include "bench/model_bench.h"
+#include "bench/moe_dispatch_bench.h"
 
 namespace tessera::engine {
 
@@ -20,6 +21,8 @@ class BenchCommand {
   bench::ModelBenchOptions model_options_;
   CLI::App* kv_transfer_;
   bench::KvTransferBenchOptions kv_transfer_options_;
+  CLI::App* moe_dispatch_;
+  bench::MoeDispatchBenchOptions moe_dispatch_options_;
 };
 
 }  // namespace tessera::engine

@@ -6,7 +6,7 @@
 #include <thread>
 #include <vector>
 
-#include "tests/comm/in_memory_store_for_test.h"
+#include "comm/local_key_value_store.h"
 
 namespace tessera::comm {
 namespace {
@@ -20,7 +20,7 @@ std::byte PairByte(int from, int to, int64_t i) {
 // Runs `body(communicator)` on `size` threads, one rank each, in one group.
 template <typename Body>
 void RunGroup(int size, absl::Duration timeout, Body body) {
-  InMemoryStoreForTest store;
+  LocalKeyValueStore store;
   static int next_group = 0;
   const std::string group = "test-group-" + std::to_string(next_group++);
   std::vector<std::thread> threads;
@@ -133,7 +133,7 @@ TEST_CASE("GlooCommunicator: a rank that does not take part fails its peers with
 }
 
 TEST_CASE("GlooCommunicator: joining checks rank and size", "[comm][gloo]") {
-  InMemoryStoreForTest store;
+  LocalKeyValueStore store;
   CHECK(GlooCommunicator::Connect(store, "g", 2, 2, {}).status().code() ==
         absl::StatusCode::kInvalidArgument);
   CHECK(GlooCommunicator::Connect(store, "g", 0, 0, {}).status().code() ==

@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "tests/comm/in_memory_store_for_test.h"
+#include "comm/local_key_value_store.h"
 
 namespace tessera::comm {
 namespace {
@@ -21,7 +21,7 @@ TEST_CASE("NcclCommunicator: all-to-all and all-reduce across the devices", "[co
     return;
   }
   const int size = std::min(devices, 4);
-  InMemoryStoreForTest store;
+  LocalKeyValueStore store;
   std::vector<absl::Status> results(size);
   std::vector<std::vector<uint8_t>> received(size);
   std::vector<int64_t> sums(size);
@@ -80,7 +80,7 @@ TEST_CASE("NcclCommunicator: all-to-all and all-reduce across the devices", "[co
 }
 
 TEST_CASE("NcclCommunicator: a device that does not exist is refused clearly", "[comm][gpu]") {
-  InMemoryStoreForTest store;
+  LocalKeyValueStore store;
   absl::Status status =
       NcclCommunicator::Connect(store, "g", 0, 1, NcclOptions{.device = CudaDeviceCount()})
           .status();

@@ -10,7 +10,7 @@
 #include "engine/models/deepseek_v3.h"
 #include "engine/models/qwen3_moe.h"
 #include "kvcache/paged_kv_cache.h"
-#include "tests/comm/in_memory_store_for_test.h"
+#include "comm/local_key_value_store.h"
 #include "tests/engine/moe_reference_fixture.h"
 
 namespace tessera::engine {
@@ -95,7 +95,7 @@ TEST_CASE("Expert parallelism: EP = 1, 2 and 4 give the single-process logits an
 
   const int ranks = GENERATE(1, 2, 4);
   INFO("EP = " << ranks);
-  comm::InMemoryStoreForTest store;
+  comm::LocalKeyValueStore store;
   const std::string group_name = std::string(name) + "-ep-" + std::to_string(ranks);
   std::vector<absl::Status> results(ranks);
   std::vector<std::vector<SequenceRun>> per_rank(ranks);

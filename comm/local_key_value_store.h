@@ -1,6 +1,8 @@
-// Test double for comm::KeyValueStore: a map in this process, for ranks run as threads.
-#ifndef TESSERA_TESTS_COMM_IN_MEMORY_STORE_FOR_TEST_H_
-#define TESSERA_TESTS_COMM_IN_MEMORY_STORE_FOR_TEST_H_
+// A KeyValueStore in this process's memory, for groups whose ranks are threads of one process
+// (single-host benchmarks, tools). Groups spanning processes meet through the router's store.
+// Thread-safety: thread-safe.
+#ifndef TESSERA_COMM_LOCAL_KEY_VALUE_STORE_H_
+#define TESSERA_COMM_LOCAL_KEY_VALUE_STORE_H_
 
 #include <string>
 
@@ -11,7 +13,7 @@
 
 namespace tessera::comm {
 
-class InMemoryStoreForTest final : public KeyValueStore {
+class LocalKeyValueStore final : public KeyValueStore {
  public:
   absl::Status Set(absl::string_view key, absl::string_view value) override {
     absl::MutexLock lock(&mu_);
@@ -22,7 +24,8 @@ class InMemoryStoreForTest final : public KeyValueStore {
     absl::MutexLock lock(&mu_);
     auto present = [&] { return values_.contains(key); };
     if (!mu_.AwaitWithTimeout(absl::Condition(&present), timeout)) {
-      return absl::DeadlineExceededError(absl::StrCat("no key ", key));
+      return absl::DeadlineExceededError(absl::StrCat("key ", key, " not set within ",
+                                                      absl::FormatDuration(timeout)));
     }
     return values_.at(key);
   }
@@ -34,4 +37,4 @@ class InMemoryStoreForTest final : public KeyValueStore {
 
 }  // namespace tessera::comm
 
-#endif  // TESSERA_TESTS_COMM_IN_MEMORY_STORE_FOR_TEST_H_
+#endif  // TESSERA_COMM_LOCAL_KEY_VALUE_STORE_H_
