@@ -4,11 +4,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "comm/gloo_communicator.h"
@@ -111,8 +110,8 @@ absl::Status RunMoeDispatchBench(const MoeDispatchBenchOptions& options) {
   int group_id = 0;
   for (int ranks : options.ranks) {
     if (ranks < 1 || options.experts % ranks != 0 || options.top_k > options.experts) {
-      return absl::InvalidArgumentError(absl::StrCat("--ranks ", ranks, " must divide --experts ",
-                                                     options.experts));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--ranks ", ranks, " must divide --experts ", options.experts));
     }
     for (int tokens : options.tokens) {
       for (int hidden : options.hidden) {
@@ -139,9 +138,13 @@ absl::Status RunMoeDispatchBench(const MoeDispatchBenchOptions& options) {
         }
         const double dispatch_gbs = figures.bytes_dispatch / figures.dispatch_us / 1e3;
         const double combine_gbs = figures.bytes_combine / figures.combine_us / 1e3;
-        rows.push_back({{"ranks", ranks}, {"tokens_per_rank", tokens}, {"hidden", hidden},
-                        {"dispatch_us", figures.dispatch_us}, {"combine_us", figures.combine_us},
-                        {"dispatch_gb_per_s", dispatch_gbs}, {"combine_gb_per_s", combine_gbs},
+        rows.push_back({{"ranks", ranks},
+                        {"tokens_per_rank", tokens},
+                        {"hidden", hidden},
+                        {"dispatch_us", figures.dispatch_us},
+                        {"combine_us", figures.combine_us},
+                        {"dispatch_gb_per_s", dispatch_gbs},
+                        {"combine_gb_per_s", combine_gbs},
                         {"memcpy_us", figures.memcpy_us}});
         if (!options.json) {
           std::printf("%5d %7d %7d | %12.0f %12.0f | %10.2f %10.2f | %10.1f\n", ranks, tokens,

@@ -8,9 +8,8 @@ namespace {
 absl::Status ValidateCounts(absl::string_view name, int group_size, size_t bytes,
                             std::span<const int64_t> counts) {
   if (static_cast<int>(counts.size()) != group_size) {
-    return absl::InvalidArgumentError(absl::StrCat(name, " has ", counts.size(),
-                                                   " entries; the group has ", group_size,
-                                                   " ranks"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, " has ", counts.size(), " entries; the group has ", group_size, " ranks"));
   }
   int64_t total = 0;
   for (size_t i = 0; i < counts.size(); ++i) {
@@ -21,8 +20,8 @@ absl::Status ValidateCounts(absl::string_view name, int group_size, size_t bytes
     total += counts[i];
   }
   if (static_cast<size_t>(total) != bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(name, " sum to ", total,
-                                                   " bytes but the buffer holds ", bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " sum to ", total, " bytes but the buffer holds ", bytes));
   }
   return absl::OkStatus();
 }

@@ -8,7 +8,6 @@
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/store.h>
 #include <gloo/transport/tcp/device.h>
-
 #include <signal.h>
 
 #include <exception>
@@ -32,8 +31,7 @@ class StoreAdapter final : public gloo::rendezvous::Store {
       : store_(store), prefix_(std::move(prefix)), timeout_(timeout) {}
 
   void set(const std::string& key, const std::vector<char>& data) override {
-    absl::Status status =
-        store_.Set(prefix_ + key, absl::string_view(data.data(), data.size()));
+    absl::Status status = store_.Set(prefix_ + key, absl::string_view(data.data(), data.size()));
     if (!status.ok()) throw gloo::IoException(std::string(status.message()));
   }
   std::vector<char> get(const std::string& key) override {
@@ -45,8 +43,7 @@ class StoreAdapter final : public gloo::rendezvous::Store {
   void wait(const std::vector<std::string>& keys,
             const std::chrono::milliseconds& timeout) override {
     for (const std::string& key : keys) {
-      absl::StatusOr<std::string> value =
-          store_.Get(prefix_ + key, absl::FromChrono(timeout));
+      absl::StatusOr<std::string> value = store_.Get(prefix_ + key, absl::FromChrono(timeout));
       if (!value.ok()) throw gloo::IoException(std::string(value.status().message()));
     }
   }
@@ -73,8 +70,7 @@ void IgnoreSigpipeOnce() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GlooCommunicator>> GlooCommunicator::Connect(
-    KeyValueStore& store, absl::string_view group, int rank, int size,
-    const GlooOptions& options) {
+    KeyValueStore& store, absl::string_view group, int rank, int size, const GlooOptions& options) {
   if (size < 1) return absl::InvalidArgumentError(absl::StrCat("group size ", size, " < 1"));
   if (rank < 0 || rank >= size) {
     return absl::InvalidArgumentError(
@@ -92,17 +88,19 @@ absl::StatusOr<std::unique_ptr<GlooCommunicator>> GlooCommunicator::Connect(
     StoreAdapter adapter(store, absl::StrCat(group, "/"), options.timeout);
     context->connectFullMesh(adapter, device);
     return std::unique_ptr<GlooCommunicator>(
-        new GlooCommunicator(std::move(context), std::string(group), rank, size,
-                             options.timeout));
+        new GlooCommunicator(std::move(context), std::string(group), rank, size, options.timeout));
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("rank ", rank, " of ", size, " could not join group ",
-                                               group, ": ", e.what()));
+    return absl::UnavailableError(
+        absl::StrCat("rank ", rank, " of ", size, " could not join group ", group, ": ", e.what()));
   }
 }
 
 GlooCommunicator::GlooCommunicator(std::shared_ptr<gloo::Context> context, std::string group,
                                    int rank, int size, absl::Duration timeout)
-    : context_(std::move(context)), group_(std::move(group)), rank_(rank), size_(size),
+    : context_(std::move(context)),
+      group_(std::move(group)),
+      rank_(rank),
+      size_(size),
       timeout_(timeout) {}
 
 GlooCommunicator::~GlooCommunicator() = default;
@@ -115,10 +113,10 @@ absl::Status GlooCommunicator::Run(absl::string_view what, Body body) {
     return absl::OkStatus();
   } catch (const std::exception& e) {
     // The peers may be anywhere in the exchange: nothing later can be trusted.
-    broken_ = absl::UnavailableError(absl::StrCat(
-        what, " failed on rank ", rank_, " of ", size_, " in group ", group_,
-        " (a peer died, or did not take part within ", absl::FormatDuration(timeout_),
-        "): ", e.what()));
+    broken_ = absl::UnavailableError(absl::StrCat(what, " failed on rank ", rank_, " of ", size_,
+                                                  " in group ", group_,
+                                                  " (a peer died, or did not take part within ",
+                                                  absl::FormatDuration(timeout_), "): ", e.what()));
     return broken_;
   }
 }
@@ -127,16 +125,15 @@ absl::Status GlooCommunicator::AllToAllV(std::span<const std::byte> send,
                                          std::span<const int64_t> send_counts,
                                          std::span<std::byte> recv,
                                          std::span<const int64_t> recv_counts) {
-  if (absl::Status s =
-          ValidateAllToAllV(size_, send.size(), send_counts, recv.size(), recv_counts);
+  if (absl::Status s = ValidateAllToAllV(size_, send.size(), send_counts, recv.size(), recv_counts);
       !s.ok()) {
     return s;
   }
   // Gloo needs real buffers even when nothing moves.
   char empty_send = 0;
   char empty_recv = 0;
-  char* send_ptr = send.empty() ? &empty_send
-                                : reinterpret_cast<char*>(const_cast<std::byte*>(send.data()));
+  char* send_ptr =
+      send.empty() ? &empty_send : reinterpret_cast<char*>(const_cast<std::byte*>(send.data()));
   char* recv_ptr = recv.empty() ? &empty_recv : reinterpret_cast<char*>(recv.data());
   return Run("all-to-all", [&] {
     gloo::AlltoallvOptions options(context_);
@@ -166,16 +163,14 @@ void AllReduceSumImpl(const std::shared_ptr<gloo::Context>& context, std::span<T
 
 absl::Status GlooCommunicator::AllReduceSum(std::span<int64_t> values) {
   if (values.empty()) return Barrier();
-  return Run("all-reduce", [&] {
-    AllReduceSumImpl(context_, values, next_tag_++, ToMilliseconds(timeout_));
-  });
+  return Run("all-reduce",
+             [&] { AllReduceSumImpl(context_, values, next_tag_++, ToMilliseconds(timeout_)); });
 }
 
 absl::Status GlooCommunicator::AllReduceSum(std::span<float> values) {
   if (values.empty()) return Barrier();
-  return Run("all-reduce", [&] {
-    AllReduceSumImpl(context_, values, next_tag_++, ToMilliseconds(timeout_));
-  });
+  return Run("all-reduce",
+             [&] { AllReduceSumImpl(context_, values, next_tag_++, ToMilliseconds(timeout_)); });
 }
 
 absl::Status GlooCommunicator::Barrier() {

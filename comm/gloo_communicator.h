@@ -44,15 +44,14 @@ class GlooCommunicator final : public Communicator {
   int size() const override { return size_; }
 
   absl::Status AllToAllV(std::span<const std::byte> send, std::span<const int64_t> send_counts,
-                         std::span<std::byte> recv,
-                         std::span<const int64_t> recv_counts) override;
+                         std::span<std::byte> recv, std::span<const int64_t> recv_counts) override;
   absl::Status AllReduceSum(std::span<int64_t> values) override;
   absl::Status AllReduceSum(std::span<float> values) override;
   absl::Status Barrier() override;
 
  private:
-  GlooCommunicator(std::shared_ptr<gloo::Context> context, std::string group, int rank,
-                   int size, absl::Duration timeout);
+  GlooCommunicator(std::shared_ptr<gloo::Context> context, std::string group, int rank, int size,
+                   absl::Duration timeout);
   // Runs one collective, turning Gloo's exceptions into a status and breaking the group.
   template <typename Body>
   absl::Status Run(absl::string_view what, Body body);

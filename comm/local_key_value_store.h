@@ -24,8 +24,8 @@ class LocalKeyValueStore final : public KeyValueStore {
     absl::MutexLock lock(&mu_);
     auto present = [&] { return values_.contains(key); };
     if (!mu_.AwaitWithTimeout(absl::Condition(&present), timeout)) {
-      return absl::DeadlineExceededError(absl::StrCat("key ", key, " not set within ",
-                                                      absl::FormatDuration(timeout)));
+      return absl::DeadlineExceededError(
+          absl::StrCat("key ", key, " not set within ", absl::FormatDuration(timeout)));
     }
     return values_.at(key);
   }

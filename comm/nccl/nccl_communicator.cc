@@ -28,15 +28,13 @@ int CudaDeviceCount() {
 }
 
 absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Connect(
-    KeyValueStore& store, absl::string_view group, int rank, int size,
-    const NcclOptions& options) {
+    KeyValueStore& store, absl::string_view group, int rank, int size, const NcclOptions& options) {
   if (size < 1 || rank < 0 || rank >= size) {
     return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " of ", size, " is not a rank"));
   }
   if (options.device < 0 || options.device >= CudaDeviceCount()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("CUDA device ", options.device, " does not exist here (", CudaDeviceCount(),
-                     " devices)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "CUDA device ", options.device, " does not exist here (", CudaDeviceCount(), " devices)"));
   }
   if (cudaSetDevice(options.device) != cudaSuccess) {
     return absl::FailedPreconditionError(absl::StrCat("cannot use CUDA device ", options.device));
@@ -55,8 +53,8 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Connect(
     absl::StatusOr<std::string> value = store.Get(id_key, options.timeout);
     if (!value.ok()) return value.status();
     if (value->size() != sizeof(id.internal)) {
-      return absl::DataLossError(absl::StrCat(id_key, " holds ", value->size(), " bytes, not ",
-                                              sizeof(id.internal)));
+      return absl::DataLossError(
+          absl::StrCat(id_key, " holds ", value->size(), " bytes, not ", sizeof(id.internal)));
     }
     std::memcpy(id.internal, value->data(), sizeof(id.internal));
   }
@@ -69,9 +67,9 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Connect(
                                   : started;
   if (joined != ncclSuccess) {
     if (comm != nullptr) ncclCommAbort(comm);
-    return absl::UnavailableError(absl::StrCat(
-        "rank ", rank, " of ", size, " could not join NCCL group ", group, ": ",
-        joined == ncclInProgress ? "timed out" : ncclGetErrorString(joined)));
+    return absl::UnavailableError(
+        absl::StrCat("rank ", rank, " of ", size, " could not join NCCL group ", group, ": ",
+                     joined == ncclInProgress ? "timed out" : ncclGetErrorString(joined)));
   }
   cudaStream_t stream = nullptr;
   int* scratch = nullptr;
@@ -88,8 +86,14 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Connect(
 NcclCommunicator::NcclCommunicator(ncclComm_t comm, cudaStream_t stream, int* scratch,
                                    std::string group, int rank, int size, int device,
                                    absl::Duration timeout)
-    : comm_(comm), stream_(stream), scratch_(scratch), group_(std::move(group)), rank_(rank),
-      size_(size), device_(device), timeout_(timeout) {}
+    : comm_(comm),
+      stream_(stream),
+      scratch_(scratch),
+      group_(std::move(group)),
+      rank_(rank),
+      size_(size),
+      device_(device),
+      timeout_(timeout) {}
 
 NcclCommunicator::~NcclCommunicator() {
   cudaSetDevice(device_);
@@ -137,8 +141,7 @@ absl::Status NcclCommunicator::AllToAllV(std::span<const std::byte> send,
                                          std::span<std::byte> recv,
                                          std::span<const int64_t> recv_counts) {
   if (!broken_.ok()) return broken_;
-  if (absl::Status s =
-          ValidateAllToAllV(size_, send.size(), send_counts, recv.size(), recv_counts);
+  if (absl::Status s = ValidateAllToAllV(size_, send.size(), send_counts, recv.size(), recv_counts);
       !s.ok()) {
     return s;
   }

@@ -46,15 +46,14 @@ class NcclCommunicator final : public Communicator {
   int size() const override { return size_; }
 
   absl::Status AllToAllV(std::span<const std::byte> send, std::span<const int64_t> send_counts,
-                         std::span<std::byte> recv,
-                         std::span<const int64_t> recv_counts) override;
+                         std::span<std::byte> recv, std::span<const int64_t> recv_counts) override;
   absl::Status AllReduceSum(std::span<int64_t> values) override;
   absl::Status AllReduceSum(std::span<float> values) override;
   absl::Status Barrier() override;
 
  private:
-  NcclCommunicator(ncclComm_t comm, cudaStream_t stream, int* scratch, std::string group,
-                   int rank, int size, int device, absl::Duration timeout);
+  NcclCommunicator(ncclComm_t comm, cudaStream_t stream, int* scratch, std::string group, int rank,
+                   int size, int device, absl::Duration timeout);
   // Waits for what was enqueued (ncclResult of the enqueueing call in `enqueued`), aborting
   // and breaking the group on error or timeout.
   absl::Status Complete(absl::string_view what, ncclResult_t enqueued);

@@ -5,9 +5,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/status_macros.h"
 #include "comm/communicator.h"
+#include "common/status_macros.h"
 #include "engine/models/expert_parallel.h"
+#include "engine/models/fp32_model_parts.h"
 #include "engine/models/moe_experts.h"
 #include "engine/models/step_validation.h"
 #include "engine/safetensors/hf_checkpoint.h"
@@ -28,11 +29,11 @@ struct DeepseekLayer {
   std::vector<float> kv_b;                // [heads * (nope + v), kv_lora]
   std::vector<float> output;              // [hidden, heads * v]
   bool sparse = false;
-  std::vector<float> router;              // [experts, hidden]
-  std::vector<float> correction_bias;     // [experts]
-  std::unique_ptr<MoeExperts> experts;    // Routed experts, or the dense MLP.
+  std::vector<float> router;                        // [experts, hidden]
+  std::vector<float> correction_bias;               // [experts]
+  std::unique_ptr<MoeExperts> experts;              // Routed experts, or the dense MLP.
   std::unique_ptr<ExpertParallelExperts> parallel;  // Instead, with an expert-parallel group.
-  std::unique_ptr<MoeExperts> shared;     // Shared experts (sparse layers).
+  std::unique_ptr<MoeExperts> shared;               // Shared experts (sparse layers).
 };
 
 class DeepseekV3Model final : public Model {
@@ -61,9 +62,9 @@ class DeepseekV3Model final : public Model {
   std::vector<DeepseekLayer> layers_;
 
   int64_t tokens_ = 0;
-  std::vector<int32_t> token_seq_, token_pos_;
-  std::vector<float> x_, normed_, q_lat_in_, q_full_, kv_a_out_, query_, attn_, heads_out_,
-      delta_, router_logits_, route_weights_;
+  StepTokens step_;
+  std::vector<float> x_, normed_, q_lat_in_, q_full_, kv_a_out_, query_, attn_, heads_out_, delta_,
+      router_logits_, route_weights_;
   std::vector<int32_t> route_ids_;
 };
 
@@ -110,8 +111,8 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
   }
   if (group_ != nullptr && experts % group_->size() != 0) {
     return absl::InvalidArgumentError(absl::StrCat(config_path, ": n_routed_experts ", experts,
-                                                   " cannot be split evenly over ",
-                                                   group_->size(), " expert-parallel ranks"));
+                                                   " cannot be split evenly over ", group_->size(),
+                                                   " expert-parallel ranks"));
   }
   if (kv_lora_ + rope_ > kernels::kMaxHeadDim || rope_ % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -161,18 +162,16 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
     } else {
       TESSERA_ASSIGN_OR_RETURN(l.q, ck.Tensor(a + "q_proj.weight", {heads_ * qk_dim, hidden}));
     }
-    TESSERA_ASSIGN_OR_RETURN(l.kv_a, ck.Tensor(a + "kv_a_proj_with_mqa.weight", {kv_lora_ + rope_, hidden}));
+    TESSERA_ASSIGN_OR_RETURN(
+        l.kv_a, ck.Tensor(a + "kv_a_proj_with_mqa.weight", {kv_lora_ + rope_, hidden}));
     TESSERA_ASSIGN_OR_RETURN(l.kv_a_norm, ck.Tensor(a + "kv_a_layernorm.weight", {kv_lora_}));
-    TESSERA_ASSIGN_OR_RETURN(l.kv_b, ck.Tensor(a + "kv_b_proj.weight", {heads_ * (nope_ + v_dim_), kv_lora_}));
+    TESSERA_ASSIGN_OR_RETURN(
+        l.kv_b, ck.Tensor(a + "kv_b_proj.weight", {heads_ * (nope_ + v_dim_), kv_lora_}));
     TESSERA_ASSIGN_OR_RETURN(l.output, ck.Tensor(a + "o_proj.weight", {hidden, heads_ * v_dim_}));
 
     auto load_mlp = [&](const std::string& prefix, int64_t inter,
                         std::vector<ExpertWeights>& into) -> absl::Status {
-      ExpertWeights w;
-      TESSERA_ASSIGN_OR_RETURN(w.gate_up, ck.Tensor(prefix + "gate_proj.weight", {inter, hidden}));
-      TESSERA_ASSIGN_OR_RETURN(std::vector<float> up, ck.Tensor(prefix + "up_proj.weight", {inter, hidden}));
-      w.gate_up.insert(w.gate_up.end(), up.begin(), up.end());
-      TESSERA_ASSIGN_OR_RETURN(w.down, ck.Tensor(prefix + "down_proj.weight", {hidden, inter}));
+      TESSERA_ASSIGN_OR_RETURN(ExpertWeights w, LoadSwiGlu(ck, prefix, hidden, inter));
       into.push_back(std::move(w));
       return absl::OkStatus();
     };
@@ -186,7 +185,8 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
       const int64_t per_rank = group_ == nullptr ? experts : experts / group_->size();
       const int64_t first = group_ == nullptr ? 0 : group_->rank() * per_rank;
       for (int64_t e = first; e < first + per_rank; ++e) {
-        TESSERA_RETURN_IF_ERROR(load_mlp(absl::StrCat(p, "mlp.experts.", e, "."), moe_inter, weights));
+        TESSERA_RETURN_IF_ERROR(
+            load_mlp(absl::StrCat(p, "mlp.experts.", e, "."), moe_inter, weights));
       }
       auto local = std::make_unique<MoeExperts>(hidden, moe_inter, std::move(weights));
       if (group_ != nullptr) {
@@ -197,8 +197,10 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
       }
       if (shared > 0) {
         std::vector<ExpertWeights> shared_weights;
-        TESSERA_RETURN_IF_ERROR(load_mlp(p + "mlp.shared_experts.", moe_inter * shared, shared_weights));
-        l.shared = std::make_unique<MoeExperts>(hidden, moe_inter * shared, std::move(shared_weights));
+        TESSERA_RETURN_IF_ERROR(
+            load_mlp(p + "mlp.shared_experts.", moe_inter * shared, shared_weights));
+        l.shared =
+            std::make_unique<MoeExperts>(hidden, moe_inter * shared, std::move(shared_weights));
       }
     } else {
       TESSERA_RETURN_IF_ERROR(load_mlp(p + "mlp.", dense_inter, weights));
@@ -213,42 +215,17 @@ absl::Status DeepseekV3Model::Forward(std::span<const SequenceStep> batch,
                                       const ForwardOptions& options) {
   TESSERA_RETURN_IF_ERROR(ValidateStep(config_, batch, cache, logits));
   const int64_t hidden = config_.hidden_size;
-  tokens_ = 0;
-  token_seq_.clear();
-  token_pos_.clear();
-  for (size_t s = 0; s < batch.size(); ++s) {
-    for (size_t i = 0; i < batch[s].tokens.size(); ++i) {
-      token_seq_.push_back(static_cast<int32_t>(s));
-      token_pos_.push_back(batch[s].start_pos + static_cast<int32_t>(i));
-    }
-    tokens_ += static_cast<int64_t>(batch[s].tokens.size());
-  }
+  step_.Gather(batch);
+  tokens_ = step_.count;
   x_.resize(static_cast<size_t>(tokens_ * hidden));
-  int64_t t = 0;
-  for (const SequenceStep& seq : batch) {
-    for (int32_t token : seq.tokens) {
-      std::copy_n(embedding_.data() + int64_t{token} * hidden, hidden, x_.data() + (t++) * hidden);
-    }
-  }
+  EmbedTokens(embedding_, hidden, batch, x_.data());
   for (int32_t layer = 0; layer < config_.num_layers; ++layer) {
     Attention(layer, batch, cache);
     if (options.on_layer_done) options.on_layer_done(layer);
     TESSERA_RETURN_IF_ERROR(FeedForward(layer));
   }
-  std::vector<int64_t> rows;
-  t = 0;
-  for (const SequenceStep& seq : batch) {
-    t += static_cast<int64_t>(seq.tokens.size());
-    if (seq.want_logits) rows.push_back(t - 1);
-  }
-  if (rows.empty()) return absl::OkStatus();
-  normed_.resize(rows.size() * static_cast<size_t>(hidden));
-  for (size_t i = 0; i < rows.size(); ++i) {
-    kernels::RmsNorm(x_.data() + rows[i] * hidden, final_norm_.data(), hidden,
-                     config_.rms_norm_epsilon, normed_.data() + i * hidden);
-  }
-  kernels::MatmulF32(lm_head_.data(), config_.vocab_size, hidden, normed_.data(),
-                     static_cast<int64_t>(rows.size()), logits.data(), config_.vocab_size, pool_);
+  OutputLogits(x_.data(), hidden, step_.logit_rows, final_norm_, config_.rms_norm_epsilon, lm_head_,
+               config_.vocab_size, normed_, logits, pool_);
   return absl::OkStatus();
 }
 
@@ -257,13 +234,13 @@ void DeepseekV3Model::Attention(int32_t layer, std::span<const SequenceStep> bat
   const DeepseekLayer& w = layers_[static_cast<size_t>(layer)];
   const int64_t hidden = config_.hidden_size;
   const int64_t qk_dim = nope_ + rope_;
-  const int64_t latent = kv_lora_ + rope_;  // One cache row.
+  const int64_t latent = kv_lora_ + rope_;   // One cache row.
   const int64_t kv_b_rows = nope_ + v_dim_;  // Per head in kv_b.
   const int32_t block_size = cache.shape().block_size;
   normed_.resize(static_cast<size_t>(tokens_ * hidden));
   for (int64_t t = 0; t < tokens_; ++t) {
-    kernels::RmsNorm(x_.data() + t * hidden, w.input_norm.data(), hidden,
-                     config_.rms_norm_epsilon, normed_.data() + t * hidden);
+    kernels::RmsNorm(x_.data() + t * hidden, w.input_norm.data(), hidden, config_.rms_norm_epsilon,
+                     normed_.data() + t * hidden);
   }
   // Queries.
   q_full_.resize(static_cast<size_t>(tokens_ * heads_ * qk_dim));
@@ -278,8 +255,8 @@ void DeepseekV3Model::Attention(int32_t layer, std::span<const SequenceStep> bat
     kernels::MatmulF32(w.q_b.data(), heads_ * qk_dim, q_lora_, q_lat_in_.data(), tokens_,
                        q_full_.data(), heads_ * qk_dim, pool_);
   } else {
-    kernels::MatmulF32(w.q.data(), heads_ * qk_dim, hidden, normed_.data(), tokens_,
-                       q_full_.data(), heads_ * qk_dim, pool_);
+    kernels::MatmulF32(w.q.data(), heads_ * qk_dim, hidden, normed_.data(), tokens_, q_full_.data(),
+                       heads_ * qk_dim, pool_);
   }
   // The compressed KV: [c_kv | k_pe] per token.
   kv_a_out_.resize(static_cast<size_t>(tokens_ * latent));
@@ -296,9 +273,9 @@ void DeepseekV3Model::Attention(int32_t layer, std::span<const SequenceStep> bat
     auto rotate = [&](float* x, int64_t n_heads, int64_t stride) {
       for (int64_t h = 0; h < n_heads; ++h) {
         if (rope_interleave_) {
-          kernels::ApplyRope(x + h * stride, 1, rope_, rope_, token_pos_[t], config_.rope_base);
+          kernels::ApplyRope(x + h * stride, 1, rope_, rope_, step_.position[t], config_.rope_base);
         } else {
-          kernels::ApplyRopeHalves(x + h * stride, 1, rope_, rope_, token_pos_[t],
+          kernels::ApplyRopeHalves(x + h * stride, 1, rope_, rope_, step_.position[t],
                                    config_.rope_base);
         }
       }
@@ -315,8 +292,8 @@ void DeepseekV3Model::Attention(int32_t layer, std::span<const SequenceStep> bat
       }
       std::copy_n(q + h * qk_dim + nope_, rope_, out + kv_lora_);
     }
-    const SequenceStep& seq = batch[static_cast<size_t>(token_seq_[t])];
-    const int32_t pos = token_pos_[t];
+    const SequenceStep& seq = batch[static_cast<size_t>(step_.sequence[t])];
+    const int32_t pos = step_.position[t];
     const kvcache::BlockId block = seq.block_table[static_cast<size_t>(pos / block_size)];
     uint16_t* key_row = cache.keys(layer, block) + (pos % block_size) * latent;
     uint16_t* value_row = cache.values(layer, block) + (pos % block_size) * latent;
@@ -328,8 +305,7 @@ void DeepseekV3Model::Attention(int32_t layer, std::span<const SequenceStep> bat
   }
   attn_.resize(static_cast<size_t>(tokens_ * heads_ * latent));
   const kernels::AttentionShape shape{config_.num_heads, 1, static_cast<int32_t>(latent),
-                                      block_size,
-                                      1.0f / std::sqrt(static_cast<float>(qk_dim))};
+                                      block_size, 1.0f / std::sqrt(static_cast<float>(qk_dim))};
   int64_t row = 0;
   for (const SequenceStep& seq : batch) {
     std::vector<const uint16_t*> keys, values;
@@ -340,8 +316,7 @@ void DeepseekV3Model::Attention(int32_t layer, std::span<const SequenceStep> bat
     const kernels::PagedKv kv{keys.data(), values.data()};
     const int n = static_cast<int>(seq.tokens.size());
     kernels::AttendTile(shape, kv, query_.data() + row * heads_ * latent, heads_ * latent,
-                        seq.start_pos, n, 0, attn_.data() + row * heads_ * latent,
-                        heads_ * latent);
+                        seq.start_pos, n, 0, attn_.data() + row * heads_ * latent, heads_ * latent);
     row += n;
   }
   // Back out of the latent space: out_h = W_UV_h o_lat_h.
@@ -411,8 +386,8 @@ absl::StatusOr<std::unique_ptr<Model>> LoadDeepseekV3(const std::string& checkpo
                            HfCheckpoint::Open(checkpoint_dir));
   TESSERA_ASSIGN_OR_RETURN(std::string type, checkpoint->String("model_type", ""));
   if (type != "deepseek_v3") {
-    return absl::InvalidArgumentError(absl::StrCat(checkpoint_dir, "/config.json: model_type \"",
-                                                   type, "\" is not deepseek_v3"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(checkpoint_dir, "/config.json: model_type \"", type, "\" is not deepseek_v3"));
   }
   auto model = std::make_unique<DeepseekV3Model>(*options.pool, options.expert_group);
   TESSERA_RETURN_IF_ERROR(model->Load(*checkpoint));

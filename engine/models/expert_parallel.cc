@@ -19,8 +19,11 @@ std::span<std::byte> MutableBytes(void* data, size_t size) {
 
 ExpertParallelExperts::ExpertParallelExperts(comm::Communicator& group, int32_t num_experts,
                                              int32_t hidden, std::unique_ptr<MoeExperts> local)
-    : group_(group), num_experts_(num_experts), per_rank_(num_experts / group.size()),
-      hidden_(hidden), local_(std::move(local)) {}
+    : group_(group),
+      num_experts_(num_experts),
+      per_rank_(num_experts / group.size()),
+      hidden_(hidden),
+      local_(std::move(local)) {}
 
 absl::Status ExpertParallelExperts::Forward(const float* x, int64_t tokens, const int32_t* ids,
                                             const float* weights, int32_t top_k, float* out,
@@ -89,11 +92,9 @@ absl::Status ExpertParallelExperts::Forward(const float* x, int64_t tokens, cons
     send_bytes[r] = rows_from[r] * hidden_ * static_cast<int64_t>(sizeof(float));
     recv_bytes[r] = rows_to[r] * hidden_ * static_cast<int64_t>(sizeof(float));
   }
-  TESSERA_RETURN_IF_ERROR(group_.AllToAllV(Bytes(results.data(), results.size() * sizeof(float)),
-                                           send_bytes,
-                                           MutableBytes(returned.data(),
-                                                        returned.size() * sizeof(float)),
-                                           recv_bytes));
+  TESSERA_RETURN_IF_ERROR(
+      group_.AllToAllV(Bytes(results.data(), results.size() * sizeof(float)), send_bytes,
+                       MutableBytes(returned.data(), returned.size() * sizeof(float)), recv_bytes));
   for (size_t i = 0; i < routed.size(); ++i) {
     float* dst = out + routed[i].token * hidden_;
     const float* src = returned.data() + i * hidden_;

@@ -10,8 +10,8 @@
 
 namespace tessera::engine {
 
-void SoftmaxTopK(const float* logits, int32_t num_experts, int32_t k, bool normalize,
-                 int32_t* ids, float* weights) {
+void SoftmaxTopK(const float* logits, int32_t num_experts, int32_t k, bool normalize, int32_t* ids,
+                 float* weights) {
   std::vector<float> probs(logits, logits + num_experts);
   kernels::Softmax(probs.data(), num_experts);
   std::vector<int32_t> order(static_cast<size_t>(num_experts));
@@ -32,8 +32,8 @@ void SoftmaxTopK(const float* logits, int32_t num_experts, int32_t k, bool norma
 }
 
 void SigmoidGroupTopK(const float* logits, const float* correction_bias, int32_t num_experts,
-                      int32_t groups, int32_t top_groups, int32_t k, bool normalize,
-                      float scaling, int32_t* ids, float* weights) {
+                      int32_t groups, int32_t top_groups, int32_t k, bool normalize, float scaling,
+                      int32_t* ids, float* weights) {
   std::vector<float> scores(static_cast<size_t>(num_experts));
   std::vector<float> choice(static_cast<size_t>(num_experts));
   for (int32_t e = 0; e < num_experts; ++e) {

@@ -21,16 +21,16 @@ struct ExpertWeights {
 
 // Softmax over all experts' logits, the k most probable, their probabilities renormalized to
 // sum to one if `normalize` (Qwen3-MoE's norm_topk_prob). Writes k ids and weights.
-void SoftmaxTopK(const float* logits, int32_t num_experts, int32_t k, bool normalize,
-                 int32_t* ids, float* weights);
+void SoftmaxTopK(const float* logits, int32_t num_experts, int32_t k, bool normalize, int32_t* ids,
+                 float* weights);
 
 // DeepSeek-V3's routing: sigmoid scores; the experts are split into `groups` groups, each
 // scored by the sum of its two best (score + correction bias); only the `top_groups` best
 // groups are eligible; the k best eligible experts by score + bias are chosen, weighted by
 // their scores (without the bias), renormalized if `normalize`, times `scaling`.
 void SigmoidGroupTopK(const float* logits, const float* correction_bias, int32_t num_experts,
-                      int32_t groups, int32_t top_groups, int32_t k, bool normalize,
-                      float scaling, int32_t* ids, float* weights);
+                      int32_t groups, int32_t top_groups, int32_t k, bool normalize, float scaling,
+                      int32_t* ids, float* weights);
 
 class MoeExperts {
  public:

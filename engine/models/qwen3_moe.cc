@@ -5,9 +5,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/status_macros.h"
 #include "comm/communicator.h"
+#include "common/status_macros.h"
 #include "engine/models/expert_parallel.h"
+#include "engine/models/fp32_model_parts.h"
 #include "engine/models/moe_experts.h"
 #include "engine/models/step_validation.h"
 #include "engine/safetensors/hf_checkpoint.h"
@@ -21,12 +22,12 @@ namespace {
 
 struct Qwen3MoeLayer {
   std::vector<float> input_norm, post_attention_norm;
-  std::vector<float> qkv;  // [q_dim + 2 * kv_dim, hidden]
+  std::vector<float> qkv;             // [q_dim + 2 * kv_dim, hidden]
   std::vector<float> q_norm, k_norm;  // [head_dim]
-  std::vector<float> output;  // [hidden, q_dim]
+  std::vector<float> output;          // [hidden, q_dim]
   bool sparse = true;
-  std::vector<float> router;  // [num_experts, hidden] when sparse.
-  std::unique_ptr<MoeExperts> experts;  // The routed experts, or the one dense MLP.
+  std::vector<float> router;                        // [num_experts, hidden] when sparse.
+  std::unique_ptr<MoeExperts> experts;              // The routed experts, or the one dense MLP.
   std::unique_ptr<ExpertParallelExperts> parallel;  // Instead, with an expert-parallel group.
 };
 
@@ -59,7 +60,7 @@ class Qwen3MoeModel final : public Model {
 
   // Per-step scratch.
   int64_t tokens_ = 0;
-  std::vector<int32_t> token_seq_, token_pos_;
+  StepTokens step_;
   std::vector<float> x_, normed_, qkv_, attn_, delta_, router_logits_, route_weights_;
   std::vector<int32_t> route_ids_;
 };
@@ -91,17 +92,16 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
   }
   if (group_ != nullptr && experts % group_->size() != 0) {
     return absl::InvalidArgumentError(absl::StrCat(config_path, ": num_experts ", experts,
-                                                   " cannot be split evenly over ",
-                                                   group_->size(), " expert-parallel ranks"));
+                                                   " cannot be split evenly over ", group_->size(),
+                                                   " expert-parallel ranks"));
   }
   if (top_k > experts) {
     return absl::InvalidArgumentError(absl::StrCat(config_path, ": num_experts_per_tok ", top_k,
                                                    " exceeds num_experts ", experts));
   }
   if (head_dim > kernels::kMaxHeadDim || head_dim % 2 != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(config_path, ": head_dim ", head_dim, " is not an even size up to ",
-                     kernels::kMaxHeadDim));
+    return absl::InvalidArgumentError(absl::StrCat(
+        config_path, ": head_dim ", head_dim, " is not an even size up to ", kernels::kMaxHeadDim));
   }
   std::vector<int64_t> mlp_only;
   if (ck.config().contains("mlp_only_layers") && ck.config()["mlp_only_layers"].is_array()) {
@@ -139,9 +139,12 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
     TESSERA_ASSIGN_OR_RETURN(l.input_norm, ck.Tensor(p + "input_layernorm.weight", {hidden}));
     TESSERA_ASSIGN_OR_RETURN(l.post_attention_norm,
                              ck.Tensor(p + "post_attention_layernorm.weight", {hidden}));
-    TESSERA_ASSIGN_OR_RETURN(std::vector<float> q, ck.Tensor(p + "self_attn.q_proj.weight", {q_dim_, hidden}));
-    TESSERA_ASSIGN_OR_RETURN(std::vector<float> k, ck.Tensor(p + "self_attn.k_proj.weight", {kv_dim_, hidden}));
-    TESSERA_ASSIGN_OR_RETURN(std::vector<float> v, ck.Tensor(p + "self_attn.v_proj.weight", {kv_dim_, hidden}));
+    TESSERA_ASSIGN_OR_RETURN(std::vector<float> q,
+                             ck.Tensor(p + "self_attn.q_proj.weight", {q_dim_, hidden}));
+    TESSERA_ASSIGN_OR_RETURN(std::vector<float> k,
+                             ck.Tensor(p + "self_attn.k_proj.weight", {kv_dim_, hidden}));
+    TESSERA_ASSIGN_OR_RETURN(std::vector<float> v,
+                             ck.Tensor(p + "self_attn.v_proj.weight", {kv_dim_, hidden}));
     l.qkv = std::move(q);
     l.qkv.insert(l.qkv.end(), k.begin(), k.end());
     l.qkv.insert(l.qkv.end(), v.begin(), v.end());
@@ -153,11 +156,7 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
                sparse_step > 0 && (i + 1) % sparse_step == 0;
     std::vector<ExpertWeights> weights;
     auto load_mlp = [&](const std::string& prefix, int64_t inter) -> absl::Status {
-      ExpertWeights w;
-      TESSERA_ASSIGN_OR_RETURN(w.gate_up, ck.Tensor(prefix + "gate_proj.weight", {inter, hidden}));
-      TESSERA_ASSIGN_OR_RETURN(std::vector<float> up, ck.Tensor(prefix + "up_proj.weight", {inter, hidden}));
-      w.gate_up.insert(w.gate_up.end(), up.begin(), up.end());
-      TESSERA_ASSIGN_OR_RETURN(w.down, ck.Tensor(prefix + "down_proj.weight", {hidden, inter}));
+      TESSERA_ASSIGN_OR_RETURN(ExpertWeights w, LoadSwiGlu(ck, prefix, hidden, inter));
       weights.push_back(std::move(w));
       return absl::OkStatus();
     };
@@ -189,42 +188,17 @@ absl::Status Qwen3MoeModel::Forward(std::span<const SequenceStep> batch,
                                     const ForwardOptions& options) {
   TESSERA_RETURN_IF_ERROR(ValidateStep(config_, batch, cache, logits));
   const int64_t hidden = config_.hidden_size;
-  tokens_ = 0;
-  token_seq_.clear();
-  token_pos_.clear();
-  for (size_t s = 0; s < batch.size(); ++s) {
-    for (size_t i = 0; i < batch[s].tokens.size(); ++i) {
-      token_seq_.push_back(static_cast<int32_t>(s));
-      token_pos_.push_back(batch[s].start_pos + static_cast<int32_t>(i));
-    }
-    tokens_ += static_cast<int64_t>(batch[s].tokens.size());
-  }
+  step_.Gather(batch);
+  tokens_ = step_.count;
   x_.resize(static_cast<size_t>(tokens_ * hidden));
-  int64_t t = 0;
-  for (const SequenceStep& seq : batch) {
-    for (int32_t token : seq.tokens) {
-      std::copy_n(embedding_.data() + int64_t{token} * hidden, hidden, x_.data() + (t++) * hidden);
-    }
-  }
+  EmbedTokens(embedding_, hidden, batch, x_.data());
   for (int32_t layer = 0; layer < config_.num_layers; ++layer) {
     Attention(layer, batch, cache);
     if (options.on_layer_done) options.on_layer_done(layer);
     TESSERA_RETURN_IF_ERROR(FeedForward(layer));
   }
-  std::vector<int64_t> rows;
-  t = 0;
-  for (const SequenceStep& seq : batch) {
-    t += static_cast<int64_t>(seq.tokens.size());
-    if (seq.want_logits) rows.push_back(t - 1);
-  }
-  if (rows.empty()) return absl::OkStatus();
-  normed_.resize(rows.size() * static_cast<size_t>(hidden));
-  for (size_t i = 0; i < rows.size(); ++i) {
-    kernels::RmsNorm(x_.data() + rows[i] * hidden, final_norm_.data(), hidden,
-                     config_.rms_norm_epsilon, normed_.data() + i * hidden);
-  }
-  kernels::MatmulF32(lm_head_.data(), config_.vocab_size, hidden, normed_.data(),
-                     static_cast<int64_t>(rows.size()), logits.data(), config_.vocab_size, pool_);
+  OutputLogits(x_.data(), hidden, step_.logit_rows, final_norm_, config_.rms_norm_epsilon, lm_head_,
+               config_.vocab_size, normed_, logits, pool_);
   return absl::OkStatus();
 }
 
@@ -237,8 +211,8 @@ void Qwen3MoeModel::Attention(int32_t layer, std::span<const SequenceStep> batch
   const int32_t block_size = cache.shape().block_size;
   normed_.resize(static_cast<size_t>(tokens_ * hidden));
   for (int64_t t = 0; t < tokens_; ++t) {
-    kernels::RmsNorm(x_.data() + t * hidden, w.input_norm.data(), hidden,
-                     config_.rms_norm_epsilon, normed_.data() + t * hidden);
+    kernels::RmsNorm(x_.data() + t * hidden, w.input_norm.data(), hidden, config_.rms_norm_epsilon,
+                     normed_.data() + t * hidden);
   }
   qkv_.resize(static_cast<size_t>(tokens_ * qkv_dim));
   kernels::MatmulF32(w.qkv.data(), qkv_dim, hidden, normed_.data(), tokens_, qkv_.data(), qkv_dim,
@@ -255,12 +229,12 @@ void Qwen3MoeModel::Attention(int32_t layer, std::span<const SequenceStep> batch
       kernels::RmsNorm(k + h * head_dim, w.k_norm.data(), head_dim, config_.rms_norm_epsilon,
                        k + h * head_dim);
     }
-    kernels::ApplyRopeHalves(q, config_.num_heads, head_dim, config_.rope_dim, token_pos_[t],
+    kernels::ApplyRopeHalves(q, config_.num_heads, head_dim, config_.rope_dim, step_.position[t],
                              config_.rope_base);
-    kernels::ApplyRopeHalves(k, config_.num_kv_heads, head_dim, config_.rope_dim, token_pos_[t],
+    kernels::ApplyRopeHalves(k, config_.num_kv_heads, head_dim, config_.rope_dim, step_.position[t],
                              config_.rope_base);
-    const SequenceStep& seq = batch[static_cast<size_t>(token_seq_[t])];
-    const int32_t pos = token_pos_[t];
+    const SequenceStep& seq = batch[static_cast<size_t>(step_.sequence[t])];
+    const int32_t pos = step_.position[t];
     const kvcache::BlockId block = seq.block_table[static_cast<size_t>(pos / block_size)];
     uint16_t* key_row = cache.keys(layer, block) + (pos % block_size) * kv_dim_;
     uint16_t* value_row = cache.values(layer, block) + (pos % block_size) * kv_dim_;
@@ -291,7 +265,8 @@ void Qwen3MoeModel::Attention(int32_t layer, std::span<const SequenceStep> batch
   delta_.resize(static_cast<size_t>(tokens_ * hidden));
   kernels::MatmulF32(w.output.data(), hidden, q_dim_, attn_.data(), tokens_, delta_.data(), hidden,
                      pool_);
-  for (int64_t i = 0; i < tokens_ * hidden; ++i) x_[static_cast<size_t>(i)] += delta_[static_cast<size_t>(i)];
+  for (int64_t i = 0; i < tokens_ * hidden; ++i)
+    x_[static_cast<size_t>(i)] += delta_[static_cast<size_t>(i)];
 }
 
 absl::Status Qwen3MoeModel::FeedForward(int32_t layer) {
@@ -318,8 +293,8 @@ absl::Status Qwen3MoeModel::FeedForward(int32_t layer) {
   }
   // The experts add their weighted outputs straight into the residual stream.
   if (w.parallel != nullptr) {
-    return w.parallel->Forward(normed_.data(), tokens_, route_ids_.data(), route_weights_.data(),
-                               k, x_.data(), pool_);
+    return w.parallel->Forward(normed_.data(), tokens_, route_ids_.data(), route_weights_.data(), k,
+                               x_.data(), pool_);
   }
   w.experts->Forward(normed_.data(), tokens_, route_ids_.data(), route_weights_.data(), k,
                      x_.data(), pool_);
@@ -335,8 +310,8 @@ absl::StatusOr<std::unique_ptr<Model>> LoadQwen3Moe(const std::string& checkpoin
                            HfCheckpoint::Open(checkpoint_dir));
   TESSERA_ASSIGN_OR_RETURN(std::string type, checkpoint->String("model_type", ""));
   if (type != "qwen3_moe") {
-    return absl::InvalidArgumentError(absl::StrCat(checkpoint_dir, "/config.json: model_type \"",
-                                                   type, "\" is not qwen3_moe"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(checkpoint_dir, "/config.json: model_type \"", type, "\" is not qwen3_moe"));
   }
   auto model = std::make_unique<Qwen3MoeModel>(*options.pool, options.expert_group);
   TESSERA_RETURN_IF_ERROR(model->Load(*checkpoint));

@@ -19,15 +19,14 @@ absl::Status ValidateStep(const ModelConfig& config, std::span<const SequenceSte
     }
     const int64_t end = int64_t{seq.start_pos} + static_cast<int64_t>(seq.tokens.size());
     if (seq.start_pos < 0 || end > config.context_length) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " spans positions [",
-                                                     seq.start_pos, ", ", end,
-                                                     "), outside the context of ",
-                                                     config.context_length));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", s, " spans positions [", seq.start_pos, ", ", end,
+                       "), outside the context of ", config.context_length));
     }
     if (static_cast<int64_t>(seq.block_table.size()) * shape.block_size < end) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " has ",
-                                                     seq.block_table.size(),
-                                                     " KV blocks, too few for ", end, " positions"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", s, " has ", seq.block_table.size(), " KV blocks, too few for ",
+                       end, " positions"));
     }
     for (kvcache::BlockId b : seq.block_table) {
       if (b < 0 || b >= shape.num_blocks) {
@@ -37,9 +36,9 @@ absl::Status ValidateStep(const ModelConfig& config, std::span<const SequenceSte
     }
     for (size_t i = 0; i < seq.tokens.size(); ++i) {
       if (seq.tokens[i] < 0 || seq.tokens[i] >= config.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat("sequence ", s, " token ", i, " has id ",
-                                                       seq.tokens[i], ", outside the vocabulary of ",
-                                                       config.vocab_size));
+        return absl::InvalidArgumentError(
+            absl::StrCat("sequence ", s, " token ", i, " has id ", seq.tokens[i],
+                         ", outside the vocabulary of ", config.vocab_size));
       }
     }
     if (seq.want_logits) ++wanted;

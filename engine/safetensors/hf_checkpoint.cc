@@ -30,8 +30,8 @@ absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(const std::stri
   absl::StatusOr<json> config = ReadJson((dir / "config.json").string());
   if (!config.ok()) return config.status();
   if (!config->is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat((dir / "config.json").string(),
-                                                   ": not a JSON object"));
+    return absl::InvalidArgumentError(
+        absl::StrCat((dir / "config.json").string(), ": not a JSON object"));
   }
   checkpoint->config_ = *std::move(config);
 
@@ -64,8 +64,8 @@ absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(const std::stri
     if (!file.ok()) return file.status();
     for (const SafetensorsTensor& tensor : (*file)->tensors()) {
       if (!checkpoint->tensor_file_.emplace(tensor.name, file->get()).second) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            directory, ": tensor \"", tensor.name, "\" appears in more than one shard"));
+        return absl::InvalidArgumentError(absl::StrCat(directory, ": tensor \"", tensor.name,
+                                                       "\" appears in more than one shard"));
       }
     }
     checkpoint->files_.push_back(*std::move(file));
@@ -86,8 +86,8 @@ absl::StatusOr<int64_t> HfCheckpoint::Int(absl::string_view key, int64_t min) co
   if (!field.ok()) return field.status();
   if (!(*field)->is_number_integer() || (*field)->get<int64_t>() < min) {
     return absl::InvalidArgumentError(absl::StrCat(directory_, "/config.json: \"", key, "\" is ",
-                                                   (*field)->dump(), "; expected an integer >= ",
-                                                   min));
+                                                   (*field)->dump(),
+                                                   "; expected an integer >= ", min));
   }
   return (*field)->get<int64_t>();
 }

@@ -6,11 +6,10 @@
 #define TESSERA_ENGINE_SAFETENSORS_HF_CHECKPOINT_H_
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -104,8 +103,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Parse(
     const auto offsets_field = entry.find("data_offsets");
     if (dtype_field == entry.end() || !dtype_field->is_string()) return bad("no string dtype");
     if (shape_field == entry.end() || !shape_field->is_array()) return bad("no shape array");
-    if (offsets_field == entry.end() || !offsets_field->is_array() ||
-        offsets_field->size() != 2) {
+    if (offsets_field == entry.end() || !offsets_field->is_array() || offsets_field->size() != 2) {
       return bad("data_offsets is not an array of two offsets");
     }
     SafetensorsTensor tensor;
@@ -125,7 +123,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Parse(
         return bad("shape ", shape_field->dump(), " has a dimension that is not a count");
       }
       const int64_t d = dim.get<int64_t>();
-      if (d != 0 && elements > kMaxElements / d) return bad("shape ", shape_field->dump(), " is too large");
+      if (d != 0 && elements > kMaxElements / d)
+        return bad("shape ", shape_field->dump(), " is too large");
       elements *= d;
       tensor.shape.push_back(d);
     }
@@ -189,9 +188,9 @@ absl::StatusOr<std::vector<float>> SafetensorsFile::ReadFloats(
     return absl::NotFoundError(absl::StrCat(source_name_, ": no tensor \"", name, "\""));
   }
   if (!std::equal(shape.begin(), shape.end(), tensor->shape.begin(), tensor->shape.end())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source_name_, ": tensor \"", name, "\" has shape ", ShapeString(tensor->shape),
-        "; expected ", ShapeString(shape)));
+    return absl::InvalidArgumentError(absl::StrCat(source_name_, ": tensor \"", name,
+                                                   "\" has shape ", ShapeString(tensor->shape),
+                                                   "; expected ", ShapeString(shape)));
   }
   std::vector<float> values(static_cast<size_t>(tensor->num_elements));
   const uint8_t* p = tensor->data.data();
@@ -205,13 +204,13 @@ absl::StatusOr<std::vector<float>> SafetensorsFile::ReadFloats(
         uint16_t bits;
         std::memcpy(&bits, p + 2 * i, 2);
         values[i] = tensor->dtype == SafetensorsDtype::kF16 ? kernels::Fp16ToFp32(bits)
-                                                             : kernels::Bf16ToFp32(bits);
+                                                            : kernels::Bf16ToFp32(bits);
       }
       break;
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat(source_name_, ": tensor \"", name, "\" is ",
-                       SafetensorsDtypeName(tensor->dtype), ", not a float type"));
+      return absl::InvalidArgumentError(absl::StrCat(source_name_, ": tensor \"", name, "\" is ",
+                                                     SafetensorsDtypeName(tensor->dtype),
+                                                     ", not a float type"));
   }
   return values;
 }

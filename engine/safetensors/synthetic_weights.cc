@@ -2,7 +2,6 @@
 
 #include <cstdio>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -46,7 +45,8 @@ absl::Status WriteSyntheticSafetensors(const std::string& path, uint64_t seed,
     int64_t elements = 1;
     for (int64_t d : t.shape) elements *= d;
     const uint64_t bytes = static_cast<uint64_t>(elements) * sizeof(float);
-    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    header[t.name] = {
+        {"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   header["__metadata__"] = {{"generator", "tessera synthetic weights"},

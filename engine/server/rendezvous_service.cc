@@ -55,10 +55,9 @@ grpc::ServerUnaryReactor* RendezvousService::Set(grpc::CallbackServerContext* co
         it == values_.end() ? 0 : static_cast<int64_t>(it->first.size() + it->second.size());
     const int64_t new_bytes = static_cast<int64_t>(request->key().size() + request->value().size());
     if (held_bytes_ - old_bytes + new_bytes > capacity_bytes_) {
-      reactor->Finish(grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("the rendezvous store holds ", held_bytes_, " of its ", capacity_bytes_,
-                       " bytes")));
+      reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                   absl::StrCat("the rendezvous store holds ", held_bytes_,
+                                                " of its ", capacity_bytes_, " bytes")));
       return reactor;
     }
     held_bytes_ += new_bytes - old_bytes;

@@ -33,9 +33,9 @@ absl::StatusOr<std::string> RouterKeyValueStore::Get(absl::string_view key,
   context.set_wait_for_ready(true);
   absl::Status status = FromGrpcStatus(stub_->Get(&context, request, &response));
   if (status.ok()) return std::move(*response.mutable_value());
-  return absl::Status(status.code(), absl::StrCat("rendezvous: key ", key, " not available within ",
-                                                  absl::FormatDuration(timeout), ": ",
-                                                  status.message()));
+  return absl::Status(status.code(),
+                      absl::StrCat("rendezvous: key ", key, " not available within ",
+                                   absl::FormatDuration(timeout), ": ", status.message()));
 }
 
 }  // namespace tessera::engine::server

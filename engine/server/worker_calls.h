@@ -87,7 +87,8 @@ class FinalStatus {
 class DecodeCall final : public grpc::ClientReadReactor<tessera::internal::v1::DecodeEvent> {
  public:
   // Starts the call.
-  DecodeCall(tessera::internal::v1::Worker::Stub& stub, std::unique_ptr<grpc::ClientContext> context,
+  DecodeCall(tessera::internal::v1::Worker::Stub& stub,
+             std::unique_ptr<grpc::ClientContext> context,
              tessera::internal::v1::DecodeRequest request);
 
   // co_await: true with the next event in `*event`, false at the end of the stream.
@@ -118,7 +119,8 @@ class PrefillCall final
                                      tessera::internal::v1::PrefillServerMessage> {
  public:
   // Starts the call; `first` goes out with the call's headers in one write.
-  PrefillCall(tessera::internal::v1::Worker::Stub& stub, std::unique_ptr<grpc::ClientContext> context,
+  PrefillCall(tessera::internal::v1::Worker::Stub& stub,
+              std::unique_ptr<grpc::ClientContext> context,
               tessera::internal::v1::PrefillClientMessage first);
 
   // Queues a message; `last` half-closes the stream with it.

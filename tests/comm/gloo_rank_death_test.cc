@@ -111,8 +111,8 @@ TEST_CASE("GlooCommunicator: a killed rank fails the rest of its group within th
     CHECK(reported[rank] < kBound);
     const std::string error = ReadFile(dir / ("error-" + std::to_string(rank)));
     CHECK(error.find("UNAVAILABLE") != std::string::npos);
-    CHECK(error.find("all-to-all failed on rank " + std::to_string(rank) + " of 3 in group death") !=
-          std::string::npos);
+    CHECK(error.find("all-to-all failed on rank " + std::to_string(rank) +
+                     " of 3 in group death") != std::string::npos);
   }
   std::filesystem::remove_all(dir);
 }

@@ -28,8 +28,8 @@ TEST_CASE("NcclCommunicator: all-to-all and all-reduce across the devices", "[co
   std::vector<std::thread> ranks;
   for (int rank = 0; rank < size; ++rank) {
     ranks.emplace_back([&, rank] {
-      absl::StatusOr<std::unique_ptr<NcclCommunicator>> c = NcclCommunicator::Connect(
-          store, "nccl-test", rank, size, NcclOptions{.device = rank});
+      absl::StatusOr<std::unique_ptr<NcclCommunicator>> c =
+          NcclCommunicator::Connect(store, "nccl-test", rank, size, NcclOptions{.device = rank});
       if (!c.ok()) {
         results[rank] = c.status();
         return;
@@ -53,8 +53,8 @@ TEST_CASE("NcclCommunicator: all-to-all and all-reduce across the devices", "[co
       cudaMemcpy(send, host_send.data(), host_send.size(), cudaMemcpyHostToDevice);
       const int64_t mine = rank + 1;
       cudaMemcpy(value, &mine, sizeof(mine), cudaMemcpyHostToDevice);
-      results[rank] = (*c)->AllToAllV({send, host_send.size()}, send_counts, {recv, recv_bytes},
-                                      recv_counts);
+      results[rank] =
+          (*c)->AllToAllV({send, host_send.size()}, send_counts, {recv, recv_bytes}, recv_counts);
       if (results[rank].ok()) results[rank] = (*c)->AllReduceSum(std::span<int64_t>(value, 1));
       if (results[rank].ok()) results[rank] = (*c)->Barrier();
       received[rank].resize(recv_bytes);

@@ -1,16 +1,16 @@
-// Expert parallelism: a Qwen3-MoE or DeepSeek-V3 model split over EP = 1, 2 and 4 ranks (threads here, each
-// with its own Gloo connection over loopback, its own KV cache and its own sequences) computes
-// exactly what the single-process model computes.
+// Expert parallelism: a Qwen3-MoE or DeepSeek-V3 model split over EP = 1, 2 and 4 ranks (threads
+// here, each with its own Gloo connection over loopback, its own KV cache and its own sequences)
+// computes exactly what the single-process model computes.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <thread>
 #include <vector>
 
 #include "comm/gloo_communicator.h"
+#include "comm/local_key_value_store.h"
 #include "engine/models/deepseek_v3.h"
 #include "engine/models/qwen3_moe.h"
 #include "kvcache/paged_kv_cache.h"
-#include "comm/local_key_value_store.h"
 #include "tests/engine/moe_reference_fixture.h"
 
 namespace tessera::engine {
@@ -26,9 +26,7 @@ struct SequenceRun {
   int32_t next = 0;
   std::vector<std::vector<float>> logits;
   bool done() const { return next >= static_cast<int32_t>(prompt.size()); }
-  int32_t step_tokens() const {
-    return next == 0 ? static_cast<int32_t>(prompt.size()) / 2 : 1;
-  }
+  int32_t step_tokens() const { return next == 0 ? static_cast<int32_t>(prompt.size()) / 2 : 1; }
 };
 
 // Runs `runs` on `model` in lockstep for `steps` steps (empty batches once all are done).
@@ -75,8 +73,9 @@ using Loader = absl::StatusOr<std::unique_ptr<Model>> (*)(const std::string&, co
 
 TEST_CASE("Expert parallelism: EP = 1, 2 and 4 give the single-process logits and tokens",
           "[engine][moe][ep]") {
-  const auto [name, load] = GENERATE(std::pair<const char*, Loader>{"qwen3_moe_tiny", &LoadQwen3Moe},
-                                     std::pair<const char*, Loader>{"deepseek_v3_tiny", &LoadDeepseekV3});
+  const auto [name, load] =
+      GENERATE(std::pair<const char*, Loader>{"qwen3_moe_tiny", &LoadQwen3Moe},
+               std::pair<const char*, Loader>{"deepseek_v3_tiny", &LoadDeepseekV3});
   INFO(name);
   testing::MoeReference ref;
   std::string error;
@@ -85,7 +84,8 @@ TEST_CASE("Expert parallelism: EP = 1, 2 and 4 give the single-process logits an
 
   // The reference: one process, every sequence.
   kernels::ThreadPool pool(1);
-  absl::StatusOr<std::unique_ptr<Model>> single = load(ref.checkpoint_dir, ModelOptions{.pool = &pool});
+  absl::StatusOr<std::unique_ptr<Model>> single =
+      load(ref.checkpoint_dir, ModelOptions{.pool = &pool});
   REQUIRE(single.ok());
   auto single_cache =
       kvcache::PagedKvCache::Create(KvShapeFor((*single)->config(), kBlockSize, 16));

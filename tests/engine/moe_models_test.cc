@@ -1,11 +1,10 @@
-#include "engine/models/deepseek_v3.h"
-#include "engine/models/qwen3_moe.h"
-
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <numeric>
 #include <vector>
 
+#include "engine/models/deepseek_v3.h"
+#include "engine/models/qwen3_moe.h"
 #include "kvcache/paged_kv_cache.h"
 #include "tests/engine/moe_reference_fixture.h"
 
@@ -21,14 +20,16 @@ using Loader = absl::StatusOr<std::unique_ptr<Model>> (*)(const std::string&, co
 
 TEST_CASE("MoE models: logits match transformers' within the tolerance, prefill then decode",
           "[engine][moe]") {
-  const auto [name, load] = GENERATE(std::pair<const char*, Loader>{"qwen3_moe_tiny", &LoadQwen3Moe},
-                                     std::pair<const char*, Loader>{"deepseek_v3_tiny", &LoadDeepseekV3});
+  const auto [name, load] =
+      GENERATE(std::pair<const char*, Loader>{"qwen3_moe_tiny", &LoadQwen3Moe},
+               std::pair<const char*, Loader>{"deepseek_v3_tiny", &LoadDeepseekV3});
   INFO(name);
   testing::MoeReference ref;
   std::string error;
   REQUIRE(testing::LoadMoeReference(name, ref, error));
   kernels::ThreadPool pool(2);
-  absl::StatusOr<std::unique_ptr<Model>> model = load(ref.checkpoint_dir, ModelOptions{.pool = &pool});
+  absl::StatusOr<std::unique_ptr<Model>> model =
+      load(ref.checkpoint_dir, ModelOptions{.pool = &pool});
   INFO(model.status().ToString());
   REQUIRE(model.ok());
   const ModelConfig& config = (*model)->config();
@@ -80,7 +81,8 @@ TEST_CASE("MoE models: a broken Qwen3-MoE checkpoint is refused with the field o
   REQUIRE(testing::LoadMoeReference("qwen3_moe_tiny", ref, error));
   kernels::ThreadPool pool(1);
   {
-    nlohmann::json config = nlohmann::json::parse(std::ifstream(ref.checkpoint_dir + "/config.json"));
+    nlohmann::json config =
+        nlohmann::json::parse(std::ifstream(ref.checkpoint_dir + "/config.json"));
     config["num_experts_per_tok"] = 64;
     std::ofstream(ref.checkpoint_dir + "/config.json") << config.dump();
   }
@@ -88,13 +90,15 @@ TEST_CASE("MoE models: a broken Qwen3-MoE checkpoint is refused with the field o
   CHECK(std::string(too_many.message()).find("num_experts_per_tok 64 exceeds num_experts 32") !=
         std::string::npos);
   {
-    nlohmann::json config = nlohmann::json::parse(std::ifstream(ref.checkpoint_dir + "/config.json"));
+    nlohmann::json config =
+        nlohmann::json::parse(std::ifstream(ref.checkpoint_dir + "/config.json"));
     config["num_experts_per_tok"] = 8;
     config["num_experts"] = 33;  // The checkpoint has 32.
     std::ofstream(ref.checkpoint_dir + "/config.json") << config.dump();
   }
   absl::Status missing = LoadQwen3Moe(ref.checkpoint_dir, ModelOptions{.pool = &pool}).status();
-  CHECK(std::string(missing.message()).find("mlp.gate.weight\" has shape [32, 256]; expected [33, 256]") !=
+  CHECK(std::string(missing.message())
+            .find("mlp.gate.weight\" has shape [32, 256]; expected [33, 256]") !=
         std::string::npos);
   CHECK(LoadQwen3Moe("/nonexistent", ModelOptions{.pool = &pool}).status().code() ==
         absl::StatusCode::kNotFound);

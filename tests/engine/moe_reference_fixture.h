@@ -9,10 +9,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/safetensors/synthetic_weights.h"
 #include "tests/test_paths.h"
@@ -58,8 +57,7 @@ inline bool LoadMoeReference(const std::string& name, MoeReference& ref, std::st
   }
   ref.vocab = doc["config"]["vocab_size"].get<int32_t>();
   ref.prompts = doc["prompts"].get<std::vector<std::vector<int32_t>>>();
-  std::ifstream bin(TestDataPath("moe/" + doc["logits_file"].get<std::string>()),
-                    std::ios::binary);
+  std::ifstream bin(TestDataPath("moe/" + doc["logits_file"].get<std::string>()), std::ios::binary);
   for (const auto& prompt : ref.prompts) {
     std::vector<float> values(prompt.size() * static_cast<size_t>(ref.vocab));
     bin.read(reinterpret_cast<char*>(values.data()),

@@ -2,10 +2,9 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "kernels/fp16.h"
 
@@ -110,39 +109,49 @@ TEST_CASE("SafetensorsFile: malformed files get errors naming what and where",
   ExpectError(FileBytes(WithEntry("__metadata__", {{"k", 3}}), good.data),
               "__metadata__ value of \"k\" is not a string");
   ExpectError(FileBytes(WithEntry("w", 7), good.data), "tensor \"w\": the entry is not an object");
-  ExpectError(FileBytes(WithEntry("w", {{"dtype", "Q4"}, {"shape", {2, 3}},
-                                        {"data_offsets", {0, 24}}}), good.data),
-              "tensor \"w\": unsupported dtype \"Q4\"");
-  ExpectError(FileBytes(WithEntry("w", {{"dtype", "F32"}, {"shape", {2, -3}},
-                                        {"data_offsets", {0, 24}}}), good.data),
-              "has a dimension that is not a count");
-  ExpectError(FileBytes(WithEntry("w", {{"dtype", "F32"}, {"shape", {1 << 30, 1 << 30}},
-                                        {"data_offsets", {0, 24}}}), good.data),
+  ExpectError(
+      FileBytes(WithEntry("w", {{"dtype", "Q4"}, {"shape", {2, 3}}, {"data_offsets", {0, 24}}}),
+                good.data),
+      "tensor \"w\": unsupported dtype \"Q4\"");
+  ExpectError(
+      FileBytes(WithEntry("w", {{"dtype", "F32"}, {"shape", {2, -3}}, {"data_offsets", {0, 24}}}),
+                good.data),
+      "has a dimension that is not a count");
+  ExpectError(FileBytes(WithEntry("w", {{"dtype", "F32"},
+                                        {"shape", {1 << 30, 1 << 30}},
+                                        {"data_offsets", {0, 24}}}),
+                        good.data),
               "is too large");
-  ExpectError(FileBytes(WithEntry("w", {{"dtype", "F32"}, {"shape", {2, 3}},
-                                        {"data_offsets", {0, 4000}}}), good.data),
-              "are outside the 38-byte data section");
-  ExpectError(FileBytes(WithEntry("w", {{"dtype", "F32"}, {"shape", {2, 3}},
-                                        {"data_offsets", {0, 20}}}), good.data),
-              "span 20 bytes but F32 [2, 3] needs 24");
-  ExpectError(FileBytes(WithEntry("w", {{"dtype", "F32"}, {"shape", {2, 3}},
-                                        {"data_offsets", {0}}}), good.data),
-              "data_offsets is not an array of two offsets");
-  ExpectError(FileBytes(WithEntry("w", {{"dtype", "F32"}, {"shape", {2, 3}},
-                                        {"data_offsets", {-8, 16}}}), good.data),
-              "are not byte offsets");
+  ExpectError(
+      FileBytes(WithEntry("w", {{"dtype", "F32"}, {"shape", {2, 3}}, {"data_offsets", {0, 4000}}}),
+                good.data),
+      "are outside the 38-byte data section");
+  ExpectError(
+      FileBytes(WithEntry("w", {{"dtype", "F32"}, {"shape", {2, 3}}, {"data_offsets", {0, 20}}}),
+                good.data),
+      "span 20 bytes but F32 [2, 3] needs 24");
+  ExpectError(
+      FileBytes(WithEntry("w", {{"dtype", "F32"}, {"shape", {2, 3}}, {"data_offsets", {0}}}),
+                good.data),
+      "data_offsets is not an array of two offsets");
+  ExpectError(
+      FileBytes(WithEntry("w", {{"dtype", "F32"}, {"shape", {2, 3}}, {"data_offsets", {-8, 16}}}),
+                good.data),
+      "are not byte offsets");
   // Two tensors over the same bytes, and bytes no tensor owns.
-  ExpectError(FileBytes(WithEntry("x", {{"dtype", "U8"}, {"shape", {4}},
-                                        {"data_offsets", {20, 24}}}), good.data),
-              "(overlap)");
+  ExpectError(
+      FileBytes(WithEntry("x", {{"dtype", "U8"}, {"shape", {4}}, {"data_offsets", {20, 24}}}),
+                good.data),
+      "(overlap)");
   {
     std::vector<uint8_t> data = good.data;
     data.resize(data.size() + 3);
     ExpectError(FileBytes(good.header, data), "3 bytes at the end of the data section");
   }
-  ExpectError(FileBytes(WithEntry("w", {{"dtype", "F32"}, {"shape", {2, 2}},
-                                        {"data_offsets", {8, 24}}}), good.data),
-              "(a hole)");
+  ExpectError(
+      FileBytes(WithEntry("w", {{"dtype", "F32"}, {"shape", {2, 2}}, {"data_offsets", {8, 24}}}),
+                good.data),
+      "(a hole)");
 }
 
 TEST_CASE("SafetensorsFile: every truncation of a valid file is refused cleanly",

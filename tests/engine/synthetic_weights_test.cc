@@ -6,10 +6,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/safetensors/safetensors_file.h"
 #include "tests/test_paths.h"

@@ -68,8 +68,7 @@ TEST_CASE("AsyncTask: a task suspended on a completion resumes where it is compl
   ManualCompletion first;
   ManualCompletion second;
   std::optional<absl::Status> result;
-  StartDetached<absl::Status>(Outer(first, second),
-                              [&](absl::Status status) { result = status; });
+  StartDetached<absl::Status>(Outer(first, second), [&](absl::Status status) { result = status; });
   // Suspended on the first completion: nothing has finished.
   CHECK(first.waiting());
   CHECK_FALSE(second.waiting());
