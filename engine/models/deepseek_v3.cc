@@ -9,8 +9,8 @@
 #include "common/status_macros.h"
 #include "engine/models/expert_parallel.h"
 #include "engine/models/fp32_model_parts.h"
+#include "engine/models/hf_decoder_model.h"
 #include "engine/models/moe_experts.h"
-#include "engine/models/step_validation.h"
 #include "engine/safetensors/hf_checkpoint.h"
 #include "kernels/attention.h"
 #include "kernels/fp16.h"
@@ -36,34 +36,27 @@ struct DeepseekLayer {
   std::unique_ptr<MoeExperts> shared;               // Shared experts (sparse layers).
 };
 
-class DeepseekV3Model final : public Model {
+class DeepseekV3Model final : public HfDecoderModel {
  public:
   DeepseekV3Model(kernels::ThreadPool& pool, comm::Communicator* group)
-      : pool_(pool), group_(group) {}
+      : HfDecoderModel(pool), group_(group) {}
 
   absl::Status Load(const HfCheckpoint& checkpoint);
-  const ModelConfig& config() const override { return config_; }
-  absl::Status Forward(std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache,
-                       std::span<float> logits, const ForwardOptions& options) override;
 
  private:
-  void Attention(int32_t layer, std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache);
-  absl::Status FeedForward(int32_t layer);
+  void Attention(int32_t layer, std::span<const SequenceStep> batch,
+                 kvcache::PagedKvCache& cache) override;
+  absl::Status FeedForward(int32_t layer) override;
 
-  kernels::ThreadPool& pool_;
   comm::Communicator* const group_;
-  ModelConfig config_;
   int64_t heads_ = 0, q_lora_ = 0, kv_lora_ = 0, nope_ = 0, rope_ = 0, v_dim_ = 0;
   bool rope_interleave_ = true;
   int32_t experts_ = 0, top_k_ = 0, groups_ = 0, top_groups_ = 0;
   bool normalize_ = true;
   float routed_scaling_ = 1.0f;
-  std::vector<float> embedding_, final_norm_, lm_head_;
   std::vector<DeepseekLayer> layers_;
 
-  int64_t tokens_ = 0;
-  StepTokens step_;
-  std::vector<float> x_, normed_, q_lat_in_, q_full_, kv_a_out_, query_, attn_, heads_out_, delta_,
+  std::vector<float> q_lat_in_, q_full_, kv_a_out_, query_, attn_, heads_out_, delta_,
       router_logits_, route_weights_;
   std::vector<int32_t> route_ids_;
 };
@@ -139,13 +132,7 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
   top_groups_ = static_cast<int32_t>(top_groups);
   routed_scaling_ = static_cast<float>(scaling);
 
-  TESSERA_ASSIGN_OR_RETURN(embedding_, ck.Tensor("model.embed_tokens.weight", {vocab, hidden}));
-  TESSERA_ASSIGN_OR_RETURN(final_norm_, ck.Tensor("model.norm.weight", {hidden}));
-  if (tied || !ck.HasTensor("lm_head.weight")) {
-    lm_head_ = embedding_;
-  } else {
-    TESSERA_ASSIGN_OR_RETURN(lm_head_, ck.Tensor("lm_head.weight", {vocab, hidden}));
-  }
+  TESSERA_RETURN_IF_ERROR(LoadEmbeddingsAndHead(ck, tied));
   const int64_t qk_dim = nope_ + rope_;
   layers_.resize(static_cast<size_t>(layers));
   for (int64_t i = 0; i < layers; ++i) {
@@ -207,25 +194,6 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
       l.experts = std::make_unique<MoeExperts>(hidden, dense_inter, std::move(weights));
     }
   }
-  return absl::OkStatus();
-}
-
-absl::Status DeepseekV3Model::Forward(std::span<const SequenceStep> batch,
-                                      kvcache::PagedKvCache& cache, std::span<float> logits,
-                                      const ForwardOptions& options) {
-  TESSERA_RETURN_IF_ERROR(ValidateStep(config_, batch, cache, logits));
-  const int64_t hidden = config_.hidden_size;
-  step_.Gather(batch);
-  tokens_ = step_.count;
-  x_.resize(static_cast<size_t>(tokens_ * hidden));
-  EmbedTokens(embedding_, hidden, batch, x_.data());
-  for (int32_t layer = 0; layer < config_.num_layers; ++layer) {
-    Attention(layer, batch, cache);
-    if (options.on_layer_done) options.on_layer_done(layer);
-    TESSERA_RETURN_IF_ERROR(FeedForward(layer));
-  }
-  OutputLogits(x_.data(), hidden, step_.logit_rows, final_norm_, config_.rms_norm_epsilon, lm_head_,
-               config_.vocab_size, normed_, logits, pool_);
   return absl::OkStatus();
 }
 

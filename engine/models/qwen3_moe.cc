@@ -9,8 +9,8 @@
 #include "common/status_macros.h"
 #include "engine/models/expert_parallel.h"
 #include "engine/models/fp32_model_parts.h"
+#include "engine/models/hf_decoder_model.h"
 #include "engine/models/moe_experts.h"
-#include "engine/models/step_validation.h"
 #include "engine/safetensors/hf_checkpoint.h"
 #include "kernels/attention.h"
 #include "kernels/fp16.h"
@@ -31,37 +31,28 @@ struct Qwen3MoeLayer {
   std::unique_ptr<ExpertParallelExperts> parallel;  // Instead, with an expert-parallel group.
 };
 
-class Qwen3MoeModel final : public Model {
+class Qwen3MoeModel final : public HfDecoderModel {
  public:
   Qwen3MoeModel(kernels::ThreadPool& pool, comm::Communicator* group)
-      : pool_(pool), group_(group) {}
+      : HfDecoderModel(pool), group_(group) {}
 
   absl::Status Load(const HfCheckpoint& checkpoint);
-  const ModelConfig& config() const override { return config_; }
-  absl::Status Forward(std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache,
-                       std::span<float> logits, const ForwardOptions& options) override;
 
  private:
-  void Attention(int32_t layer, std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache);
-  absl::Status FeedForward(int32_t layer);
+  void Attention(int32_t layer, std::span<const SequenceStep> batch,
+                 kvcache::PagedKvCache& cache) override;
+  absl::Status FeedForward(int32_t layer) override;
 
-  kernels::ThreadPool& pool_;
   comm::Communicator* const group_;
-  ModelConfig config_;
   int32_t num_experts_ = 0;
   int32_t top_k_ = 0;
   bool normalize_top_k_ = true;
   int64_t q_dim_ = 0;
   int64_t kv_dim_ = 0;
-  std::vector<float> embedding_;  // [vocab, hidden]
-  std::vector<float> final_norm_;
-  std::vector<float> lm_head_;  // [vocab, hidden]
   std::vector<Qwen3MoeLayer> layers_;
 
   // Per-step scratch.
-  int64_t tokens_ = 0;
-  StepTokens step_;
-  std::vector<float> x_, normed_, qkv_, attn_, delta_, router_logits_, route_weights_;
+  std::vector<float> qkv_, attn_, delta_, router_logits_, route_weights_;
   std::vector<int32_t> route_ids_;
 };
 
@@ -125,13 +116,7 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
   q_dim_ = heads * head_dim;
   kv_dim_ = kv_heads * head_dim;
 
-  TESSERA_ASSIGN_OR_RETURN(embedding_, ck.Tensor("model.embed_tokens.weight", {vocab, hidden}));
-  TESSERA_ASSIGN_OR_RETURN(final_norm_, ck.Tensor("model.norm.weight", {hidden}));
-  if (tied || !ck.HasTensor("lm_head.weight")) {
-    lm_head_ = embedding_;
-  } else {
-    TESSERA_ASSIGN_OR_RETURN(lm_head_, ck.Tensor("lm_head.weight", {vocab, hidden}));
-  }
+  TESSERA_RETURN_IF_ERROR(LoadEmbeddingsAndHead(ck, tied));
   layers_.resize(static_cast<size_t>(layers));
   for (int64_t i = 0; i < layers; ++i) {
     const std::string p = absl::StrCat("model.layers.", i, ".");
@@ -180,25 +165,6 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
       l.experts = std::make_unique<MoeExperts>(hidden, dense_inter, std::move(weights));
     }
   }
-  return absl::OkStatus();
-}
-
-absl::Status Qwen3MoeModel::Forward(std::span<const SequenceStep> batch,
-                                    kvcache::PagedKvCache& cache, std::span<float> logits,
-                                    const ForwardOptions& options) {
-  TESSERA_RETURN_IF_ERROR(ValidateStep(config_, batch, cache, logits));
-  const int64_t hidden = config_.hidden_size;
-  step_.Gather(batch);
-  tokens_ = step_.count;
-  x_.resize(static_cast<size_t>(tokens_ * hidden));
-  EmbedTokens(embedding_, hidden, batch, x_.data());
-  for (int32_t layer = 0; layer < config_.num_layers; ++layer) {
-    Attention(layer, batch, cache);
-    if (options.on_layer_done) options.on_layer_done(layer);
-    TESSERA_RETURN_IF_ERROR(FeedForward(layer));
-  }
-  OutputLogits(x_.data(), hidden, step_.logit_rows, final_norm_, config_.rms_norm_epsilon, lm_head_,
-               config_.vocab_size, normed_, logits, pool_);
   return absl::OkStatus();
 }
 
