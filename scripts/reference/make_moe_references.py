@@ -8,10 +8,9 @@ shared experts and group-limited sigmoid routing) and deterministic pseudo-rando
 For each model this writes, under tests/data/moe/:
   <name>.json        the Hugging Face config, the weight manifest (every tensor's name, shape
                      and the scale and offset of its uniform distribution), the seed, the
-                     prompts, and the first values of every tensor (so the C++ generator can
-                     check it reproduces them bit for bit);
-  <name>.logits.bin  transformers' own logits (float32, little-endian) for every position of
-                     every prompt, in order.
+                     prompts, the first values of every tensor (so the C++ generator can check
+                     it reproduces them bit for bit),
+                     and transformers' own logits for every position of every prompt.
 
 The weights are not committed: the C++ tests regenerate them from the manifest with
 engine/safetensors/synthetic_weights.h, whose generator this file reimplements with numpy.
@@ -191,8 +190,6 @@ def make_reference(name, config, seed, out_dir):
             for prompt in prompts:
                 out = model(torch.tensor([prompt])).logits[0].to(torch.float32).numpy()
                 logits.append(out)
-    logits_file = name + ".logits.bin"
-    np.concatenate(logits).astype("<f4").tofile(os.path.join(out_dir, logits_file))
 
     document = {
         "name": name,
@@ -201,7 +198,9 @@ def make_reference(name, config, seed, out_dir):
         "tensors": manifest,
         "first_values": first_values,
         "prompts": prompts,
-        "logits_file": logits_file,
+        # Per prompt, per position, per vocabulary entry; float32 values in their shortest
+        # decimal form.
+        "logits": [[[float(str(np.float32(v))) for v in row] for row in out] for out in logits],
         "made_with": {"transformers": transformers.__version__, "torch": torch.__version__},
     }
     with open(os.path.join(out_dir, name + ".json"), "w") as f:

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/models/deepseek_v3.h"
+#include "engine/models/qwen3_moe.h"
 #include "engine/safetensors/synthetic_weights.h"
 #include "tests/test_paths.h"
 
@@ -30,6 +32,16 @@ struct MoeReference {
 };
 
 // Returns false (with `error`) if the data is missing or the checkpoint cannot be written.
+// The reference models and the functions that load them.
+using MoeLoader = absl::StatusOr<std::unique_ptr<engine::Model>> (*)(const std::string&,
+                                                                     const engine::ModelOptions&);
+struct MoeModelKind {
+  const char* reference;
+  MoeLoader load;
+};
+inline constexpr MoeModelKind kMoeModels[] = {{"qwen3_moe_tiny", &engine::LoadQwen3Moe},
+                                              {"deepseek_v3_tiny", &engine::LoadDeepseekV3}};
+
 inline bool LoadMoeReference(const std::string& name, MoeReference& ref, std::string& error) {
   std::ifstream in(TestDataPath("moe/" + name + ".json"));
   if (!in) {
@@ -57,16 +69,19 @@ inline bool LoadMoeReference(const std::string& name, MoeReference& ref, std::st
   }
   ref.vocab = doc["config"]["vocab_size"].get<int32_t>();
   ref.prompts = doc["prompts"].get<std::vector<std::vector<int32_t>>>();
-  std::ifstream bin(TestDataPath("moe/" + doc["logits_file"].get<std::string>()), std::ios::binary);
-  for (const auto& prompt : ref.prompts) {
-    std::vector<float> values(prompt.size() * static_cast<size_t>(ref.vocab));
-    bin.read(reinterpret_cast<char*>(values.data()),
-             static_cast<std::streamsize>(values.size() * sizeof(float)));
+  for (const nlohmann::json& per_prompt : doc["logits"]) {
+    std::vector<float> values;
+    for (const nlohmann::json& row : per_prompt) {
+      for (const nlohmann::json& v : row) values.push_back(v.get<float>());
+    }
     ref.logits.push_back(std::move(values));
   }
-  if (!bin) {
-    error = "logits file too short";
-    return false;
+  for (size_t p = 0; p < ref.prompts.size(); ++p) {
+    if (p >= ref.logits.size() ||
+        ref.logits[p].size() != ref.prompts[p].size() * static_cast<size_t>(ref.vocab)) {
+      error = "the reference's logits do not match its prompts";
+      return false;
+    }
   }
   return true;
 }
