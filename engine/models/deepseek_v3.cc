@@ -29,11 +29,11 @@ struct DeepseekLayer {
   std::vector<float> kv_b;                // [heads * (nope + v), kv_lora]
   std::vector<float> output;              // [hidden, heads * v]
   bool sparse = false;
-  std::vector<float> router;                        // [experts, hidden]
-  std::vector<float> correction_bias;               // [experts]
-  std::unique_ptr<MoeExperts> experts;              // Routed experts, or the dense MLP.
-  std::unique_ptr<ExpertParallelExperts> parallel;  // Instead, with an expert-parallel group.
-  std::unique_ptr<MoeExperts> shared;               // Shared experts (sparse layers).
+  std::vector<float> router;              // [experts, hidden]
+  std::vector<float> correction_bias;     // [experts]
+  std::unique_ptr<MoeExperts> experts;    // Dense layers: the MLP.
+  std::unique_ptr<RoutedExperts> routed;  // Sparse layers: here or across the group.
+  std::unique_ptr<MoeExperts> shared;     // Shared experts (sparse layers).
 };
 
 class DeepseekV3Model final : public HfDecoderModel {
@@ -102,11 +102,6 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
         config_path, ": n_routed_experts ", experts, ", n_group ", groups, ", topk_group ",
         top_groups, " and num_experts_per_tok ", top_k, " do not fit together"));
   }
-  if (group_ != nullptr && experts % group_->size() != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(config_path, ": n_routed_experts ", experts,
-                                                   " cannot be split evenly over ", group_->size(),
-                                                   " expert-parallel ranks"));
-  }
   if (kv_lora_ + rope_ > kernels::kMaxHeadDim || rope_ % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         config_path, ": kv_lora_rank + qk_rope_head_dim = ", kv_lora_ + rope_,
@@ -168,20 +163,8 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
       TESSERA_ASSIGN_OR_RETURN(l.router, ck.Tensor(p + "mlp.gate.weight", {experts, hidden}));
       TESSERA_ASSIGN_OR_RETURN(l.correction_bias,
                                ck.Tensor(p + "mlp.gate.e_score_correction_bias", {experts}));
-      // With expert parallelism, only this rank's share (shared experts run everywhere).
-      const int64_t per_rank = group_ == nullptr ? experts : experts / group_->size();
-      const int64_t first = group_ == nullptr ? 0 : group_->rank() * per_rank;
-      for (int64_t e = first; e < first + per_rank; ++e) {
-        TESSERA_RETURN_IF_ERROR(
-            load_mlp(absl::StrCat(p, "mlp.experts.", e, "."), moe_inter, weights));
-      }
-      auto local = std::make_unique<MoeExperts>(hidden, moe_inter, std::move(weights));
-      if (group_ != nullptr) {
-        l.parallel = std::make_unique<ExpertParallelExperts>(
-            *group_, static_cast<int32_t>(experts), static_cast<int32_t>(hidden), std::move(local));
-      } else {
-        l.experts = std::move(local);
-      }
+      TESSERA_ASSIGN_OR_RETURN(l.routed, RoutedExperts::Load(ck, p + "mlp.experts.", experts,
+                                                             hidden, moe_inter, group_));
       if (shared > 0) {
         std::vector<ExpertWeights> shared_weights;
         TESSERA_RETURN_IF_ERROR(
@@ -314,11 +297,8 @@ absl::Status DeepseekV3Model::FeedForward(int32_t layer) {
     kernels::RmsNorm(x_.data() + t * hidden, w.post_attention_norm.data(), hidden,
                      config_.rms_norm_epsilon, normed_.data() + t * hidden);
   }
-  std::vector<int32_t> one_id(static_cast<size_t>(tokens_), 0);
-  std::vector<float> one_weight(static_cast<size_t>(tokens_), 1.0f);
   if (!w.sparse) {
-    w.experts->Forward(normed_.data(), tokens_, one_id.data(), one_weight.data(), 1, x_.data(),
-                       pool_);
+    w.experts->ForwardDense(normed_.data(), tokens_, x_.data(), pool_);
     return absl::OkStatus();
   }
   router_logits_.resize(static_cast<size_t>(tokens_ * experts_));
@@ -331,17 +311,9 @@ absl::Status DeepseekV3Model::FeedForward(int32_t layer) {
                      groups_, top_groups_, top_k_, normalize_, routed_scaling_,
                      route_ids_.data() + t * top_k_, route_weights_.data() + t * top_k_);
   }
-  if (w.parallel != nullptr) {
-    TESSERA_RETURN_IF_ERROR(w.parallel->Forward(normed_.data(), tokens_, route_ids_.data(),
-                                                route_weights_.data(), top_k_, x_.data(), pool_));
-  } else {
-    w.experts->Forward(normed_.data(), tokens_, route_ids_.data(), route_weights_.data(), top_k_,
-                       x_.data(), pool_);
-  }
-  if (w.shared != nullptr) {
-    w.shared->Forward(normed_.data(), tokens_, one_id.data(), one_weight.data(), 1, x_.data(),
-                      pool_);
-  }
+  TESSERA_RETURN_IF_ERROR(w.routed->Forward(normed_.data(), tokens_, route_ids_.data(),
+                                            route_weights_.data(), top_k_, x_.data(), pool_));
+  if (w.shared != nullptr) w.shared->ForwardDense(normed_.data(), tokens_, x_.data(), pool_);
   return absl::OkStatus();
 }
 
@@ -349,17 +321,7 @@ absl::Status DeepseekV3Model::FeedForward(int32_t layer) {
 
 absl::StatusOr<std::unique_ptr<Model>> LoadDeepseekV3(const std::string& checkpoint_dir,
                                                       const ModelOptions& options) {
-  if (options.pool == nullptr) return absl::InvalidArgumentError("ModelOptions.pool is required");
-  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<HfCheckpoint> checkpoint,
-                           HfCheckpoint::Open(checkpoint_dir));
-  TESSERA_ASSIGN_OR_RETURN(std::string type, checkpoint->String("model_type", ""));
-  if (type != "deepseek_v3") {
-    return absl::InvalidArgumentError(
-        absl::StrCat(checkpoint_dir, "/config.json: model_type \"", type, "\" is not deepseek_v3"));
-  }
-  auto model = std::make_unique<DeepseekV3Model>(*options.pool, options.expert_group);
-  TESSERA_RETURN_IF_ERROR(model->Load(*checkpoint));
-  return std::unique_ptr<Model>(std::move(model));
+  return LoadHfModel<DeepseekV3Model>(checkpoint_dir, options, "deepseek_v3");
 }
 
 }  // namespace tessera::engine

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "engine/models/fp32_model_parts.h"
 
 namespace tessera::engine {
 namespace {
@@ -17,18 +19,45 @@ std::span<std::byte> MutableBytes(void* data, size_t size) {
 
 }  // namespace
 
-ExpertParallelExperts::ExpertParallelExperts(comm::Communicator& group, int32_t num_experts,
-                                             int32_t hidden, std::unique_ptr<MoeExperts> local)
+absl::StatusOr<std::unique_ptr<RoutedExperts>> RoutedExperts::Load(
+    const HfCheckpoint& checkpoint, const std::string& prefix, int64_t num_experts, int64_t hidden,
+    int64_t intermediate, comm::Communicator* group) {
+  const int64_t ranks = group == nullptr ? 1 : group->size();
+  if (num_experts % ranks != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(checkpoint.directory(), ": ", num_experts,
+                                                   " experts cannot be split evenly over ", ranks,
+                                                   " expert-parallel ranks"));
+  }
+  const int64_t per_rank = num_experts / ranks;
+  const int64_t first = group == nullptr ? 0 : group->rank() * per_rank;
+  std::vector<ExpertWeights> weights;
+  for (int64_t e = first; e < first + per_rank; ++e) {
+    TESSERA_ASSIGN_OR_RETURN(ExpertWeights w, LoadSwiGlu(checkpoint, absl::StrCat(prefix, e, "."),
+                                                         hidden, intermediate));
+    weights.push_back(std::move(w));
+  }
+  return std::unique_ptr<RoutedExperts>(
+      new RoutedExperts(group, static_cast<int32_t>(num_experts), static_cast<int32_t>(hidden),
+                        std::make_unique<MoeExperts>(hidden, intermediate, std::move(weights))));
+}
+
+RoutedExperts::RoutedExperts(comm::Communicator* group, int32_t num_experts, int32_t hidden,
+                             std::unique_ptr<MoeExperts> local)
     : group_(group),
       num_experts_(num_experts),
-      per_rank_(num_experts / group.size()),
+      per_rank_(num_experts / (group == nullptr ? 1 : group->size())),
       hidden_(hidden),
       local_(std::move(local)) {}
 
-absl::Status ExpertParallelExperts::Forward(const float* x, int64_t tokens, const int32_t* ids,
-                                            const float* weights, int32_t top_k, float* out,
-                                            kernels::ThreadPool& pool) {
-  const int ranks = group_.size();
+absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_t* ids,
+                                    const float* weights, int32_t top_k, float* out,
+                                    kernels::ThreadPool& pool) {
+  if (group_ == nullptr) {
+    local_->Forward(x, tokens, ids, weights, top_k, out, pool);
+    return absl::OkStatus();
+  }
+  comm::Communicator& group = *group_;
+  const int ranks = group.size();
   // This rank's routed rows, by expert then token: the order the single-process block adds
   // them in.
   struct Routed {
@@ -50,9 +79,9 @@ absl::Status ExpertParallelExperts::Forward(const float* x, int64_t tokens, cons
   std::vector<int64_t> rows_to(ranks, 0), rows_from(ranks, 0);
   for (const Routed& r : routed) ++rows_to[r.expert / per_rank_];
   const std::vector<int64_t> eight(ranks, sizeof(int64_t));
-  TESSERA_RETURN_IF_ERROR(group_.AllToAllV(Bytes(rows_to.data(), ranks * sizeof(int64_t)), eight,
-                                           MutableBytes(rows_from.data(), ranks * sizeof(int64_t)),
-                                           eight));
+  TESSERA_RETURN_IF_ERROR(group.AllToAllV(Bytes(rows_to.data(), ranks * sizeof(int64_t)), eight,
+                                          MutableBytes(rows_from.data(), ranks * sizeof(int64_t)),
+                                          eight));
 
   // 2. Dispatch: each row is its expert (local to the receiver) and the token's activations.
   const size_t row_bytes = sizeof(int32_t) + sizeof(float) * hidden_;
@@ -71,7 +100,7 @@ absl::Status ExpertParallelExperts::Forward(const float* x, int64_t tokens, cons
     send_bytes[r] = rows_to[r] * static_cast<int64_t>(row_bytes);
     recv_bytes[r] = rows_from[r] * static_cast<int64_t>(row_bytes);
   }
-  TESSERA_RETURN_IF_ERROR(group_.AllToAllV(send, send_bytes, received, recv_bytes));
+  TESSERA_RETURN_IF_ERROR(group.AllToAllV(send, send_bytes, received, recv_bytes));
 
   // 3. This rank's experts on what it received, each row on its own.
   std::vector<float> rows(static_cast<size_t>(received_rows) * hidden_);
@@ -93,8 +122,8 @@ absl::Status ExpertParallelExperts::Forward(const float* x, int64_t tokens, cons
     recv_bytes[r] = rows_to[r] * hidden_ * static_cast<int64_t>(sizeof(float));
   }
   TESSERA_RETURN_IF_ERROR(
-      group_.AllToAllV(Bytes(results.data(), results.size() * sizeof(float)), send_bytes,
-                       MutableBytes(returned.data(), returned.size() * sizeof(float)), recv_bytes));
+      group.AllToAllV(Bytes(results.data(), results.size() * sizeof(float)), send_bytes,
+                      MutableBytes(returned.data(), returned.size() * sizeof(float)), recv_bytes));
   for (size_t i = 0; i < routed.size(); ++i) {
     float* dst = out + routed[i].token * hidden_;
     const float* src = returned.data() + i * hidden_;

@@ -6,10 +6,14 @@
 #ifndef TESSERA_ENGINE_MODELS_HF_DECODER_MODEL_H_
 #define TESSERA_ENGINE_MODELS_HF_DECODER_MODEL_H_
 
+#include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "engine/models/fp32_model_parts.h"
 #include "engine/models/model.h"
 #include "engine/safetensors/hf_checkpoint.h"
@@ -47,6 +51,26 @@ class HfDecoderModel : public Model {
   std::vector<float> x_;       // The residual stream, [tokens_, hidden].
   std::vector<float> normed_;  // Scratch, [tokens_, hidden].
 };
+
+// Opens the checkpoint at `dir`, checks its model_type, and loads a ModelType (constructed
+// from the pool and the expert group; its Load(const HfCheckpoint&) reads the weights).
+template <typename ModelType>
+absl::StatusOr<std::unique_ptr<Model>> LoadHfModel(const std::string& dir,
+                                                   const ModelOptions& options,
+                                                   absl::string_view model_type) {
+  if (options.pool == nullptr) return absl::InvalidArgumentError("ModelOptions.pool is required");
+  absl::StatusOr<std::unique_ptr<HfCheckpoint>> checkpoint = HfCheckpoint::Open(dir);
+  if (!checkpoint.ok()) return checkpoint.status();
+  absl::StatusOr<std::string> type = (*checkpoint)->String("model_type", "");
+  if (!type.ok()) return type.status();
+  if (*type != model_type) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, "/config.json: model_type \"", *type, "\" is not ", model_type));
+  }
+  auto model = std::make_unique<ModelType>(*options.pool, options.expert_group);
+  if (absl::Status s = model->Load(**checkpoint); !s.ok()) return s;
+  return std::unique_ptr<Model>(std::move(model));
+}
 
 }  // namespace tessera::engine
 

@@ -124,4 +124,11 @@ void MoeExperts::Forward(const float* x, int64_t tokens, const int32_t* ids, con
   }
 }
 
+void MoeExperts::ForwardDense(const float* x, int64_t tokens, float* out,
+                              kernels::ThreadPool& pool) {
+  dense_ids_.assign(static_cast<size_t>(tokens), 0);
+  dense_weights_.assign(static_cast<size_t>(tokens), 1.0f);
+  Forward(x, tokens, dense_ids_.data(), dense_weights_.data(), 1, out, pool);
+}
+
 }  // namespace tessera::engine

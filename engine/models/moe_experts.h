@@ -41,6 +41,8 @@ class MoeExperts {
   // out[t] += sum over j < top_k of weights[t * top_k + j] * expert(ids[t * top_k + j])(x[t]).
   void Forward(const float* x, int64_t tokens, const int32_t* ids, const float* weights,
                int32_t top_k, float* out, kernels::ThreadPool& pool);
+  // out[t] += expert 0 (x[t]) for every token: a dense MLP (or shared experts).
+  void ForwardDense(const float* x, int64_t tokens, float* out, kernels::ThreadPool& pool);
 
  private:
   const int32_t hidden_;
@@ -49,6 +51,8 @@ class MoeExperts {
   // Scratch.
   std::vector<std::vector<std::pair<int64_t, float>>> assigned_;  // Per expert: (token, weight).
   std::vector<float> gathered_, gate_up_, activated_, expert_out_;
+  std::vector<int32_t> dense_ids_;
+  std::vector<float> dense_weights_;
 };
 
 }  // namespace tessera::engine

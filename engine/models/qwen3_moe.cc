@@ -26,9 +26,9 @@ struct Qwen3MoeLayer {
   std::vector<float> q_norm, k_norm;  // [head_dim]
   std::vector<float> output;          // [hidden, q_dim]
   bool sparse = true;
-  std::vector<float> router;                        // [num_experts, hidden] when sparse.
-  std::unique_ptr<MoeExperts> experts;              // The routed experts, or the one dense MLP.
-  std::unique_ptr<ExpertParallelExperts> parallel;  // Instead, with an expert-parallel group.
+  std::vector<float> router;              // [num_experts, hidden] when sparse.
+  std::unique_ptr<MoeExperts> experts;    // Dense layers: the one MLP.
+  std::unique_ptr<RoutedExperts> routed;  // Sparse layers: here or across the group.
 };
 
 class Qwen3MoeModel final : public HfDecoderModel {
@@ -80,11 +80,6 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
     return absl::InvalidArgumentError(absl::StrCat(config_path, ": num_attention_heads ", heads,
                                                    " is not a multiple of num_key_value_heads ",
                                                    kv_heads));
-  }
-  if (group_ != nullptr && experts % group_->size() != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(config_path, ": num_experts ", experts,
-                                                   " cannot be split evenly over ", group_->size(),
-                                                   " expert-parallel ranks"));
   }
   if (top_k > experts) {
     return absl::InvalidArgumentError(absl::StrCat(config_path, ": num_experts_per_tok ", top_k,
@@ -147,19 +142,8 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
     };
     if (l.sparse) {
       TESSERA_ASSIGN_OR_RETURN(l.router, ck.Tensor(p + "mlp.gate.weight", {experts, hidden}));
-      // With expert parallelism, only this rank's share.
-      const int64_t per_rank = group_ == nullptr ? experts : experts / group_->size();
-      const int64_t first = group_ == nullptr ? 0 : group_->rank() * per_rank;
-      for (int64_t e = first; e < first + per_rank; ++e) {
-        TESSERA_RETURN_IF_ERROR(load_mlp(absl::StrCat(p, "mlp.experts.", e, "."), moe_inter));
-      }
-      auto local = std::make_unique<MoeExperts>(hidden, moe_inter, std::move(weights));
-      if (group_ != nullptr) {
-        l.parallel = std::make_unique<ExpertParallelExperts>(
-            *group_, static_cast<int32_t>(experts), static_cast<int32_t>(hidden), std::move(local));
-      } else {
-        l.experts = std::move(local);
-      }
+      TESSERA_ASSIGN_OR_RETURN(l.routed, RoutedExperts::Load(ck, p + "mlp.experts.", experts,
+                                                             hidden, moe_inter, group_));
     } else {
       TESSERA_RETURN_IF_ERROR(load_mlp(p + "mlp.", dense_inter));
       l.experts = std::make_unique<MoeExperts>(hidden, dense_inter, std::move(weights));
@@ -242,46 +226,30 @@ absl::Status Qwen3MoeModel::FeedForward(int32_t layer) {
     kernels::RmsNorm(x_.data() + t * hidden, w.post_attention_norm.data(), hidden,
                      config_.rms_norm_epsilon, normed_.data() + t * hidden);
   }
-  int32_t k = 1;
-  route_ids_.assign(static_cast<size_t>(tokens_), 0);
-  route_weights_.assign(static_cast<size_t>(tokens_), 1.0f);
-  if (w.sparse) {
-    k = top_k_;
-    router_logits_.resize(static_cast<size_t>(tokens_ * num_experts_));
-    kernels::MatmulF32(w.router.data(), num_experts_, hidden, normed_.data(), tokens_,
-                       router_logits_.data(), num_experts_, pool_);
-    route_ids_.resize(static_cast<size_t>(tokens_ * k));
-    route_weights_.resize(static_cast<size_t>(tokens_ * k));
-    for (int64_t t = 0; t < tokens_; ++t) {
-      SoftmaxTopK(router_logits_.data() + t * num_experts_, num_experts_, k, normalize_top_k_,
-                  route_ids_.data() + t * k, route_weights_.data() + t * k);
-    }
+  if (!w.sparse) {
+    w.experts->ForwardDense(normed_.data(), tokens_, x_.data(), pool_);
+    return absl::OkStatus();
+  }
+  const int32_t k = top_k_;
+  router_logits_.resize(static_cast<size_t>(tokens_ * num_experts_));
+  kernels::MatmulF32(w.router.data(), num_experts_, hidden, normed_.data(), tokens_,
+                     router_logits_.data(), num_experts_, pool_);
+  route_ids_.resize(static_cast<size_t>(tokens_ * k));
+  route_weights_.resize(static_cast<size_t>(tokens_ * k));
+  for (int64_t t = 0; t < tokens_; ++t) {
+    SoftmaxTopK(router_logits_.data() + t * num_experts_, num_experts_, k, normalize_top_k_,
+                route_ids_.data() + t * k, route_weights_.data() + t * k);
   }
   // The experts add their weighted outputs straight into the residual stream.
-  if (w.parallel != nullptr) {
-    return w.parallel->Forward(normed_.data(), tokens_, route_ids_.data(), route_weights_.data(), k,
-                               x_.data(), pool_);
-  }
-  w.experts->Forward(normed_.data(), tokens_, route_ids_.data(), route_weights_.data(), k,
-                     x_.data(), pool_);
-  return absl::OkStatus();
+  return w.routed->Forward(normed_.data(), tokens_, route_ids_.data(), route_weights_.data(), k,
+                           x_.data(), pool_);
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Model>> LoadQwen3Moe(const std::string& checkpoint_dir,
                                                     const ModelOptions& options) {
-  if (options.pool == nullptr) return absl::InvalidArgumentError("ModelOptions.pool is required");
-  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<HfCheckpoint> checkpoint,
-                           HfCheckpoint::Open(checkpoint_dir));
-  TESSERA_ASSIGN_OR_RETURN(std::string type, checkpoint->String("model_type", ""));
-  if (type != "qwen3_moe") {
-    return absl::InvalidArgumentError(
-        absl::StrCat(checkpoint_dir, "/config.json: model_type \"", type, "\" is not qwen3_moe"));
-  }
-  auto model = std::make_unique<Qwen3MoeModel>(*options.pool, options.expert_group);
-  TESSERA_RETURN_IF_ERROR(model->Load(*checkpoint));
-  return std::unique_ptr<Model>(std::move(model));
+  return LoadHfModel<Qwen3MoeModel>(checkpoint_dir, options, "qwen3_moe");
 }
 
 }  // namespace tessera::engine

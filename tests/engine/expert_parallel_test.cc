@@ -69,13 +69,12 @@ std::vector<SequenceRun> RunsFor(const std::vector<std::vector<int32_t>>& prompt
   return runs;
 }
 
-using Loader = absl::StatusOr<std::unique_ptr<Model>> (*)(const std::string&, const ModelOptions&);
-
 TEST_CASE("Expert parallelism: EP = 1, 2 and 4 give the single-process logits and tokens",
           "[engine][moe][ep]") {
-  const auto [name, load] =
-      GENERATE(std::pair<const char*, Loader>{"qwen3_moe_tiny", &LoadQwen3Moe},
-               std::pair<const char*, Loader>{"deepseek_v3_tiny", &LoadDeepseekV3});
+  const testing::MoeModelKind kind =
+      GENERATE(from_range(std::begin(testing::kMoeModels), std::end(testing::kMoeModels)));
+  const char* const name = kind.reference;
+  const testing::MoeLoader load = kind.load;
   INFO(name);
   testing::MoeReference ref;
   std::string error;

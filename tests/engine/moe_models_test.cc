@@ -16,13 +16,12 @@ namespace {
 // are 1.1e-3 (Qwen3-MoE) and 1.6e-3 (DeepSeek-V3).
 constexpr float kLogitTolerance = 5e-3f;
 
-using Loader = absl::StatusOr<std::unique_ptr<Model>> (*)(const std::string&, const ModelOptions&);
-
 TEST_CASE("MoE models: logits match transformers' within the tolerance, prefill then decode",
           "[engine][moe]") {
-  const auto [name, load] =
-      GENERATE(std::pair<const char*, Loader>{"qwen3_moe_tiny", &LoadQwen3Moe},
-               std::pair<const char*, Loader>{"deepseek_v3_tiny", &LoadDeepseekV3});
+  const testing::MoeModelKind kind =
+      GENERATE(from_range(std::begin(testing::kMoeModels), std::end(testing::kMoeModels)));
+  const char* const name = kind.reference;
+  const testing::MoeLoader load = kind.load;
   INFO(name);
   testing::MoeReference ref;
   std::string error;
