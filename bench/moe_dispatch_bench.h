@@ -2,7 +2,7 @@
 // (threads of this process, each with its own Gloo connections over loopback TCP) route
 // `tokens` tokens each to top-k of E experts spread over the ranks, then run the layer's
 // dispatch (counts, then rows of activations to the experts' ranks) and combine (the outputs
-// back), as ExpertParallelExperts does. Reports rank 0's median latency of each and the bytes
+// back), as RoutedExperts does. Reports rank 0's median latency of each and the bytes
 // it moved per second, beside memcpy of the same bytes in one thread.
 // Thread-compatible.
 #ifndef TESSERA_BENCH_MOE_DISPATCH_BENCH_H_
