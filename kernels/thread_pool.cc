@@ -35,6 +35,8 @@ void FlushDenormals() { _mm_setcsr(_mm_getcsr() | 0x8040); }
 
 }  // namespace
 
+void FlushDenormalsOnThisThread() { FlushDenormals(); }
+
 // Spins until `word` differs from `old`, then sleeps on it. Pairs with Wake(): the sleeper
 // count and the word are both seq_cst, so a waker either sees the sleeper or the sleeper sees
 // the new value before it sleeps.
@@ -75,6 +77,13 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
 void ThreadPool::ParallelFor(int64_t n, int64_t grain,
                              const std::function<void(int64_t, int64_t, int)>& body) {
   if (n <= 0) return;
+  // Also for inline jobs: their bodies may use thread 0's scratch.
+  std::lock_guard<std::mutex> lock(job_mutex_);
+  RunJob(n, grain, body);
+}
+
+void ThreadPool::RunJob(int64_t n, int64_t grain,
+                        const std::function<void(int64_t, int64_t, int)>& body) {
   grain = std::max<int64_t>(grain, 1);
   int64_t chunks = (n + grain - 1) / grain;
   if (num_threads_ == 1 || chunks == 1) {
@@ -95,8 +104,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   RunChunks(generation, 0);
   // Chunks claimed by workers may still be running.
   for (uint32_t done = chunks_done_.load(std::memory_order_acquire);
-       done != static_cast<uint32_t>(chunks);
-       done = chunks_done_.load(std::memory_order_acquire)) {
+       done != static_cast<uint32_t>(chunks); done = chunks_done_.load(std::memory_order_acquire)) {
     WaitForChange(chunks_done_, done);
   }
 }

@@ -9,14 +9,16 @@
 // does not burn a core.
 // Compute threads flush denormal floats to zero (FTZ/DAZ): the workers from the start, and the
 // thread that constructs the pool from then on.
-// Thread-safety: ParallelFor() may be called from one thread at a time (the owner, normally the
-// step loop); bodies must not call back into the same pool.
+// Thread-safety: ParallelFor() may be called from several threads (e.g. the two micro-batches
+// of an expert-parallel step, whose communication overlaps each other's compute); their jobs
+// run one at a time, each on the whole pool. Bodies must not call back into the same pool.
 #ifndef TESSERA_KERNELS_THREAD_POOL_H_
 #define TESSERA_KERNELS_THREAD_POOL_H_
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -41,6 +43,7 @@ class ThreadPool {
                    const std::function<void(int64_t begin, int64_t end)>& body);
 
  private:
+  void RunJob(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& body);
   void WorkerLoop(int thread_index);
   void WaitForChange(const std::atomic<uint32_t>& word, uint32_t old);
   void Wake(const std::atomic<uint32_t>& word);
@@ -49,6 +52,7 @@ class ThreadPool {
 
   const int num_threads_;
   std::vector<std::thread> workers_;
+  std::mutex job_mutex_;  // Held by the caller whose job runs.
   // The current job; written by the owner before it publishes a new generation.
   const std::function<void(int64_t, int64_t, int)>* body_ = nullptr;
   int64_t n_ = 0;
@@ -63,6 +67,11 @@ class ThreadPool {
   std::atomic<bool> stop_{false};
   std::atomic<int> sleepers_{0};  // Threads asleep (or about to sleep) in WaitForChange.
 };
+
+// Makes the calling thread flush denormal floats to zero, as the pool's threads do: for a
+// thread that computes beside them (a second micro-batch's), so results do not depend on
+// which thread computed them.
+void FlushDenormalsOnThisThread();
 
 }  // namespace tessera::kernels
 

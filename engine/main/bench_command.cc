@@ -36,8 +36,9 @@ BenchCommand::BenchCommand(CLI::App& app) {
   kv_transfer_ = command_->add_subcommand(
       "kv-transfer",
       "KV handoff bandwidth between two processes (shared memory, gRPC) against memcpy");
-  kv_transfer_->add_option("--positions", kv_transfer_options_.positions,
-                           "Prompt lengths whose KV is moved")
+  kv_transfer_
+      ->add_option("--positions", kv_transfer_options_.positions,
+                   "Prompt lengths whose KV is moved")
       ->delimiter(',');
   kv_transfer_->add_option("--repetitions", kv_transfer_options_.repetitions, "Timed runs")
       ->check(CLI::Range(1, 10000));
@@ -46,8 +47,7 @@ BenchCommand::BenchCommand(CLI::App& app) {
   moe_dispatch_ = command_->add_subcommand(
       "moe-dispatch",
       "Expert-parallel dispatch and combine over Gloo (ranks as threads) against memcpy");
-  moe_dispatch_->add_option("--ranks", moe_dispatch_options_.ranks, "Group sizes")
-      ->delimiter(',');
+  moe_dispatch_->add_option("--ranks", moe_dispatch_options_.ranks, "Group sizes")->delimiter(',');
   moe_dispatch_->add_option("--tokens", moe_dispatch_options_.tokens, "Tokens per rank")
       ->delimiter(',');
   moe_dispatch_->add_option("--hidden", moe_dispatch_options_.hidden, "Hidden sizes")
@@ -59,6 +59,31 @@ BenchCommand::BenchCommand(CLI::App& app) {
   moe_dispatch_->add_option("--repetitions", moe_dispatch_options_.repetitions, "Timed runs")
       ->check(CLI::Range(1, 10000));
   moe_dispatch_->add_flag("--json", moe_dispatch_options_.json, "Print JSON");
+
+  moe_layer_ = command_->add_subcommand(
+      "moe-layer", "Expert-parallel MoE step time by phase, with and without micro-batch overlap");
+  moe_layer_->add_option("--ranks", moe_layer_options_.ranks, "Expert-parallel group size")
+      ->check(CLI::Range(1, 64));
+  moe_layer_->add_option("--tokens", moe_layer_options_.tokens, "Decode sequences per rank")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1 << 16));
+  moe_layer_->add_option("--hidden", moe_layer_options_.hidden, "Hidden size")
+      ->check(CLI::Range(64, 1 << 16));
+  moe_layer_
+      ->add_option("--moe-intermediate", moe_layer_options_.moe_intermediate,
+                   "Each expert's intermediate size")
+      ->check(CLI::Range(1, 1 << 16));
+  moe_layer_->add_option("--experts", moe_layer_options_.experts, "Routed experts")
+      ->check(CLI::Range(1, 1024));
+  moe_layer_->add_option("--top-k", moe_layer_options_.top_k, "Experts per token")
+      ->check(CLI::Range(1, 64));
+  moe_layer_->add_option("--layers", moe_layer_options_.layers, "MoE layers")
+      ->check(CLI::Range(1, 64));
+  moe_layer_->add_option("--threads", moe_layer_options_.threads, "Compute threads per rank")
+      ->check(CLI::Range(1, 256));
+  moe_layer_->add_option("--steps", moe_layer_options_.steps, "Timed decode steps")
+      ->check(CLI::Range(1, 100000));
+  moe_layer_->add_flag("--json", moe_layer_options_.json, "Print JSON");
 }
 
 int BenchCommand::Run() {
@@ -82,6 +107,14 @@ int BenchCommand::Run() {
     absl::Status status = bench::RunMoeDispatchBench(moe_dispatch_options_);
     if (!status.ok()) {
       std::fprintf(stderr, "tessera bench moe-dispatch: %s\n", status.ToString().c_str());
+      return 1;
+    }
+    return 0;
+  }
+  if (moe_layer_->parsed()) {
+    absl::Status status = bench::RunMoeLayerBench(moe_layer_options_);
+    if (!status.ok()) {
+      std::fprintf(stderr, "tessera bench moe-layer: %s\n", status.ToString().c_str());
       return 1;
     }
     return 0;

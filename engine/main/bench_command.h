@@ -6,6 +6,7 @@
 #include "bench/kv_transfer_bench.h"
 #include "bench/model_bench.h"
 #include "bench/moe_dispatch_bench.h"
+#include "bench/moe_layer_bench.h"
 
 namespace tessera::engine {
 
@@ -23,6 +24,8 @@ class BenchCommand {
   bench::KvTransferBenchOptions kv_transfer_options_;
   CLI::App* moe_dispatch_;
   bench::MoeDispatchBenchOptions moe_dispatch_options_;
+  CLI::App* moe_layer_;
+  bench::MoeLayerBenchOptions moe_layer_options_;
 };
 
 }  // namespace tessera::engine

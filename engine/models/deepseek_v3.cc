@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -38,17 +39,14 @@ struct DeepseekLayer {
 
 class DeepseekV3Model final : public HfDecoderModel {
  public:
-  DeepseekV3Model(kernels::ThreadPool& pool, comm::Communicator* group)
-      : HfDecoderModel(pool), group_(group) {}
+  explicit DeepseekV3Model(const ModelOptions& options) : HfDecoderModel(options) {}
 
   absl::Status Load(const HfCheckpoint& checkpoint);
 
  private:
-  void Attention(int32_t layer, std::span<const SequenceStep> batch,
-                 kvcache::PagedKvCache& cache) override;
-  absl::Status FeedForward(int32_t layer) override;
+  void Attention(int32_t layer, MicroBatch& mb, kvcache::PagedKvCache& cache) override;
+  absl::Status FeedForward(int32_t layer, MicroBatch& mb) override;
 
-  comm::Communicator* const group_;
   int64_t heads_ = 0, q_lora_ = 0, kv_lora_ = 0, nope_ = 0, rope_ = 0, v_dim_ = 0;
   bool rope_interleave_ = true;
   int32_t experts_ = 0, top_k_ = 0, groups_ = 0, top_groups_ = 0;
@@ -56,9 +54,13 @@ class DeepseekV3Model final : public HfDecoderModel {
   float routed_scaling_ = 1.0f;
   std::vector<DeepseekLayer> layers_;
 
-  std::vector<float> q_lat_in_, q_full_, kv_a_out_, query_, attn_, heads_out_, delta_,
-      router_logits_, route_weights_;
-  std::vector<int32_t> route_ids_;
+  // Per-step scratch, one set per lane.
+  struct Scratch {
+    std::vector<float> q_lat_in, q_full, kv_a_out, query, attn, heads_out, delta, router_logits,
+        route_weights;
+    std::vector<int32_t> route_ids;
+  };
+  Scratch scratch_[2];
 };
 
 absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
@@ -163,8 +165,9 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
       TESSERA_ASSIGN_OR_RETURN(l.router, ck.Tensor(p + "mlp.gate.weight", {experts, hidden}));
       TESSERA_ASSIGN_OR_RETURN(l.correction_bias,
                                ck.Tensor(p + "mlp.gate.e_score_correction_bias", {experts}));
-      TESSERA_ASSIGN_OR_RETURN(l.routed, RoutedExperts::Load(ck, p + "mlp.experts.", experts,
-                                                             hidden, moe_inter, group_));
+      TESSERA_ASSIGN_OR_RETURN(
+          l.routed, RoutedExperts::Load(ck, p + "mlp.experts.", experts, hidden, moe_inter,
+                                        expert_lanes(), moe_times()));
       if (shared > 0) {
         std::vector<ExpertWeights> shared_weights;
         TESSERA_RETURN_IF_ERROR(
@@ -180,62 +183,63 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
   return absl::OkStatus();
 }
 
-void DeepseekV3Model::Attention(int32_t layer, std::span<const SequenceStep> batch,
-                                kvcache::PagedKvCache& cache) {
+void DeepseekV3Model::Attention(int32_t layer, MicroBatch& mb, kvcache::PagedKvCache& cache) {
+  Scratch& s = scratch_[mb.lane];
   const DeepseekLayer& w = layers_[static_cast<size_t>(layer)];
   const int64_t hidden = config_.hidden_size;
   const int64_t qk_dim = nope_ + rope_;
   const int64_t latent = kv_lora_ + rope_;   // One cache row.
   const int64_t kv_b_rows = nope_ + v_dim_;  // Per head in kv_b.
   const int32_t block_size = cache.shape().block_size;
-  normed_.resize(static_cast<size_t>(tokens_ * hidden));
-  for (int64_t t = 0; t < tokens_; ++t) {
-    kernels::RmsNorm(x_.data() + t * hidden, w.input_norm.data(), hidden, config_.rms_norm_epsilon,
-                     normed_.data() + t * hidden);
+  mb.normed.resize(static_cast<size_t>(mb.tokens * hidden));
+  for (int64_t t = 0; t < mb.tokens; ++t) {
+    kernels::RmsNorm(mb.x.data() + t * hidden, w.input_norm.data(), hidden,
+                     config_.rms_norm_epsilon, mb.normed.data() + t * hidden);
   }
   // Queries.
-  q_full_.resize(static_cast<size_t>(tokens_ * heads_ * qk_dim));
+  s.q_full.resize(static_cast<size_t>(mb.tokens * heads_ * qk_dim));
   if (q_lora_ > 0) {
-    q_lat_in_.resize(static_cast<size_t>(tokens_ * q_lora_));
-    kernels::MatmulF32(w.q_a.data(), q_lora_, hidden, normed_.data(), tokens_, q_lat_in_.data(),
-                       q_lora_, pool_);
-    for (int64_t t = 0; t < tokens_; ++t) {
-      kernels::RmsNorm(q_lat_in_.data() + t * q_lora_, w.q_a_norm.data(), q_lora_,
-                       config_.rms_norm_epsilon, q_lat_in_.data() + t * q_lora_);
+    s.q_lat_in.resize(static_cast<size_t>(mb.tokens * q_lora_));
+    kernels::MatmulF32(w.q_a.data(), q_lora_, hidden, mb.normed.data(), mb.tokens,
+                       s.q_lat_in.data(), q_lora_, pool_);
+    for (int64_t t = 0; t < mb.tokens; ++t) {
+      kernels::RmsNorm(s.q_lat_in.data() + t * q_lora_, w.q_a_norm.data(), q_lora_,
+                       config_.rms_norm_epsilon, s.q_lat_in.data() + t * q_lora_);
     }
-    kernels::MatmulF32(w.q_b.data(), heads_ * qk_dim, q_lora_, q_lat_in_.data(), tokens_,
-                       q_full_.data(), heads_ * qk_dim, pool_);
+    kernels::MatmulF32(w.q_b.data(), heads_ * qk_dim, q_lora_, s.q_lat_in.data(), mb.tokens,
+                       s.q_full.data(), heads_ * qk_dim, pool_);
   } else {
-    kernels::MatmulF32(w.q.data(), heads_ * qk_dim, hidden, normed_.data(), tokens_, q_full_.data(),
-                       heads_ * qk_dim, pool_);
+    kernels::MatmulF32(w.q.data(), heads_ * qk_dim, hidden, mb.normed.data(), mb.tokens,
+                       s.q_full.data(), heads_ * qk_dim, pool_);
   }
   // The compressed KV: [c_kv | k_pe] per token.
-  kv_a_out_.resize(static_cast<size_t>(tokens_ * latent));
-  kernels::MatmulF32(w.kv_a.data(), latent, hidden, normed_.data(), tokens_, kv_a_out_.data(),
+  s.kv_a_out.resize(static_cast<size_t>(mb.tokens * latent));
+  kernels::MatmulF32(w.kv_a.data(), latent, hidden, mb.normed.data(), mb.tokens, s.kv_a_out.data(),
                      latent, pool_);
   // Each head's query in the latent space: [W_UK_h^T q_nope_h | rotated q_pe_h], so attention
   // is multi-query attention over the cached latents.
-  query_.assign(static_cast<size_t>(tokens_ * heads_ * latent), 0.0f);
-  for (int64_t t = 0; t < tokens_; ++t) {
-    float* kv = kv_a_out_.data() + t * latent;
+  s.query.assign(static_cast<size_t>(mb.tokens * heads_ * latent), 0.0f);
+  for (int64_t t = 0; t < mb.tokens; ++t) {
+    float* kv = s.kv_a_out.data() + t * latent;
     kernels::RmsNorm(kv, w.kv_a_norm.data(), kv_lora_, config_.rms_norm_epsilon, kv);
     // Interleaved weights rotate adjacent pairs; both the query's and the key's rope parts use
     // the same layout, so their dot products are those of the reference.
     auto rotate = [&](float* x, int64_t n_heads, int64_t stride) {
       for (int64_t h = 0; h < n_heads; ++h) {
         if (rope_interleave_) {
-          kernels::ApplyRope(x + h * stride, 1, rope_, rope_, step_.position[t], config_.rope_base);
+          kernels::ApplyRope(x + h * stride, 1, rope_, rope_, mb.step.position[t],
+                             config_.rope_base);
         } else {
-          kernels::ApplyRopeHalves(x + h * stride, 1, rope_, rope_, step_.position[t],
+          kernels::ApplyRopeHalves(x + h * stride, 1, rope_, rope_, mb.step.position[t],
                                    config_.rope_base);
         }
       }
     };
     rotate(kv + kv_lora_, 1, latent);
-    float* q = q_full_.data() + t * heads_ * qk_dim;
+    float* q = s.q_full.data() + t * heads_ * qk_dim;
     rotate(q + nope_, heads_, qk_dim);
     for (int64_t h = 0; h < heads_; ++h) {
-      float* out = query_.data() + (t * heads_ + h) * latent;
+      float* out = s.query.data() + (t * heads_ + h) * latent;
       const float* q_nope = q + h * qk_dim;
       for (int64_t d = 0; d < nope_; ++d) {
         const float* row = w.kv_b.data() + (h * kv_b_rows + d) * kv_lora_;
@@ -243,8 +247,8 @@ void DeepseekV3Model::Attention(int32_t layer, std::span<const SequenceStep> bat
       }
       std::copy_n(q + h * qk_dim + nope_, rope_, out + kv_lora_);
     }
-    const SequenceStep& seq = batch[static_cast<size_t>(step_.sequence[t])];
-    const int32_t pos = step_.position[t];
+    const SequenceStep& seq = mb.batch[static_cast<size_t>(mb.step.sequence[t])];
+    const int32_t pos = mb.step.position[t];
     const kvcache::BlockId block = seq.block_table[static_cast<size_t>(pos / block_size)];
     uint16_t* key_row = cache.keys(layer, block) + (pos % block_size) * latent;
     uint16_t* value_row = cache.values(layer, block) + (pos % block_size) * latent;
@@ -254,11 +258,11 @@ void DeepseekV3Model::Attention(int32_t layer, std::span<const SequenceStep> bat
       value_row[i] = i < kv_lora_ ? key_row[i] : 0;
     }
   }
-  attn_.resize(static_cast<size_t>(tokens_ * heads_ * latent));
+  s.attn.resize(static_cast<size_t>(mb.tokens * heads_ * latent));
   const kernels::AttentionShape shape{config_.num_heads, 1, static_cast<int32_t>(latent),
                                       block_size, 1.0f / std::sqrt(static_cast<float>(qk_dim))};
   int64_t row = 0;
-  for (const SequenceStep& seq : batch) {
+  for (const SequenceStep& seq : mb.batch) {
     std::vector<const uint16_t*> keys, values;
     for (kvcache::BlockId b : seq.block_table) {
       keys.push_back(cache.keys(layer, b));
@@ -266,16 +270,17 @@ void DeepseekV3Model::Attention(int32_t layer, std::span<const SequenceStep> bat
     }
     const kernels::PagedKv kv{keys.data(), values.data()};
     const int n = static_cast<int>(seq.tokens.size());
-    kernels::AttendTile(shape, kv, query_.data() + row * heads_ * latent, heads_ * latent,
-                        seq.start_pos, n, 0, attn_.data() + row * heads_ * latent, heads_ * latent);
+    kernels::AttendTile(shape, kv, s.query.data() + row * heads_ * latent, heads_ * latent,
+                        seq.start_pos, n, 0, s.attn.data() + row * heads_ * latent,
+                        heads_ * latent);
     row += n;
   }
   // Back out of the latent space: out_h = W_UV_h o_lat_h.
-  heads_out_.assign(static_cast<size_t>(tokens_ * heads_ * v_dim_), 0.0f);
-  for (int64_t t = 0; t < tokens_; ++t) {
+  s.heads_out.assign(static_cast<size_t>(mb.tokens * heads_ * v_dim_), 0.0f);
+  for (int64_t t = 0; t < mb.tokens; ++t) {
     for (int64_t h = 0; h < heads_; ++h) {
-      const float* o_lat = attn_.data() + (t * heads_ + h) * latent;
-      float* out = heads_out_.data() + (t * heads_ + h) * v_dim_;
+      const float* o_lat = s.attn.data() + (t * heads_ + h) * latent;
+      float* out = s.heads_out.data() + (t * heads_ + h) * v_dim_;
       for (int64_t j = 0; j < v_dim_; ++j) {
         const float* r = w.kv_b.data() + (h * kv_b_rows + nope_ + j) * kv_lora_;
         float sum = 0.0f;
@@ -284,36 +289,40 @@ void DeepseekV3Model::Attention(int32_t layer, std::span<const SequenceStep> bat
       }
     }
   }
-  delta_.resize(static_cast<size_t>(tokens_ * hidden));
-  kernels::MatmulF32(w.output.data(), hidden, heads_ * v_dim_, heads_out_.data(), tokens_,
-                     delta_.data(), hidden, pool_);
-  for (size_t i = 0; i < delta_.size(); ++i) x_[i] += delta_[i];
+  s.delta.resize(static_cast<size_t>(mb.tokens * hidden));
+  kernels::MatmulF32(w.output.data(), hidden, heads_ * v_dim_, s.heads_out.data(), mb.tokens,
+                     s.delta.data(), hidden, pool_);
+  for (size_t i = 0; i < s.delta.size(); ++i) mb.x[i] += s.delta[i];
 }
 
-absl::Status DeepseekV3Model::FeedForward(int32_t layer) {
+absl::Status DeepseekV3Model::FeedForward(int32_t layer, MicroBatch& mb) {
+  Scratch& s = scratch_[mb.lane];
   DeepseekLayer& w = layers_[static_cast<size_t>(layer)];
   const int64_t hidden = config_.hidden_size;
-  for (int64_t t = 0; t < tokens_; ++t) {
-    kernels::RmsNorm(x_.data() + t * hidden, w.post_attention_norm.data(), hidden,
-                     config_.rms_norm_epsilon, normed_.data() + t * hidden);
+  for (int64_t t = 0; t < mb.tokens; ++t) {
+    kernels::RmsNorm(mb.x.data() + t * hidden, w.post_attention_norm.data(), hidden,
+                     config_.rms_norm_epsilon, mb.normed.data() + t * hidden);
   }
   if (!w.sparse) {
-    w.experts->ForwardDense(normed_.data(), tokens_, x_.data(), pool_);
+    w.experts->ForwardDense(mb.normed.data(), mb.tokens, mb.x.data(), pool_);
     return absl::OkStatus();
   }
-  router_logits_.resize(static_cast<size_t>(tokens_ * experts_));
-  kernels::MatmulF32(w.router.data(), experts_, hidden, normed_.data(), tokens_,
-                     router_logits_.data(), experts_, pool_);
-  route_ids_.resize(static_cast<size_t>(tokens_ * top_k_));
-  route_weights_.resize(static_cast<size_t>(tokens_ * top_k_));
-  for (int64_t t = 0; t < tokens_; ++t) {
-    SigmoidGroupTopK(router_logits_.data() + t * experts_, w.correction_bias.data(), experts_,
+  std::optional<PhaseTimer> routing(moe_times() == nullptr ? nullptr : &moe_times()->routing_ns);
+  s.router_logits.resize(static_cast<size_t>(mb.tokens * experts_));
+  kernels::MatmulF32(w.router.data(), experts_, hidden, mb.normed.data(), mb.tokens,
+                     s.router_logits.data(), experts_, pool_);
+  s.route_ids.resize(static_cast<size_t>(mb.tokens * top_k_));
+  s.route_weights.resize(static_cast<size_t>(mb.tokens * top_k_));
+  for (int64_t t = 0; t < mb.tokens; ++t) {
+    SigmoidGroupTopK(s.router_logits.data() + t * experts_, w.correction_bias.data(), experts_,
                      groups_, top_groups_, top_k_, normalize_, routed_scaling_,
-                     route_ids_.data() + t * top_k_, route_weights_.data() + t * top_k_);
+                     s.route_ids.data() + t * top_k_, s.route_weights.data() + t * top_k_);
   }
-  TESSERA_RETURN_IF_ERROR(w.routed->Forward(normed_.data(), tokens_, route_ids_.data(),
-                                            route_weights_.data(), top_k_, x_.data(), pool_));
-  if (w.shared != nullptr) w.shared->ForwardDense(normed_.data(), tokens_, x_.data(), pool_);
+  routing.reset();
+  TESSERA_RETURN_IF_ERROR(w.routed->Forward(mb.normed.data(), mb.tokens, s.route_ids.data(),
+                                            s.route_weights.data(), top_k_, mb.x.data(), pool_,
+                                            mb.lane));
+  if (w.shared != nullptr) w.shared->ForwardDense(mb.normed.data(), mb.tokens, mb.x.data(), pool_);
   return absl::OkStatus();
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -21,7 +22,8 @@ std::span<std::byte> MutableBytes(void* data, size_t size) {
 
 absl::StatusOr<std::unique_ptr<RoutedExperts>> RoutedExperts::Load(
     const HfCheckpoint& checkpoint, const std::string& prefix, int64_t num_experts, int64_t hidden,
-    int64_t intermediate, comm::Communicator* group) {
+    int64_t intermediate, const std::vector<comm::Communicator*>& lanes, MoeLayerTimes* times) {
+  const comm::Communicator* group = lanes.empty() ? nullptr : lanes[0];
   const int64_t ranks = group == nullptr ? 1 : group->size();
   if (num_experts % ranks != 0) {
     return absl::InvalidArgumentError(absl::StrCat(checkpoint.directory(), ": ", num_experts,
@@ -36,27 +38,32 @@ absl::StatusOr<std::unique_ptr<RoutedExperts>> RoutedExperts::Load(
                                                          hidden, intermediate));
     weights.push_back(std::move(w));
   }
-  return std::unique_ptr<RoutedExperts>(
-      new RoutedExperts(group, static_cast<int32_t>(num_experts), static_cast<int32_t>(hidden),
-                        std::make_unique<MoeExperts>(hidden, intermediate, std::move(weights))));
+  return std::unique_ptr<RoutedExperts>(new RoutedExperts(
+      lanes, static_cast<int32_t>(num_experts), static_cast<int32_t>(hidden),
+      std::make_unique<MoeExperts>(hidden, intermediate, std::move(weights)), times));
 }
 
-RoutedExperts::RoutedExperts(comm::Communicator* group, int32_t num_experts, int32_t hidden,
-                             std::unique_ptr<MoeExperts> local)
-    : group_(group),
+RoutedExperts::RoutedExperts(std::vector<comm::Communicator*> lanes, int32_t num_experts,
+                             int32_t hidden, std::unique_ptr<MoeExperts> local,
+                             MoeLayerTimes* times)
+    : lanes_(std::move(lanes)),
+      times_(times),
       num_experts_(num_experts),
-      per_rank_(num_experts / (group == nullptr ? 1 : group->size())),
+      per_rank_(num_experts / (lanes_.empty() ? 1 : lanes_[0]->size())),
       hidden_(hidden),
       local_(std::move(local)) {}
 
 absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_t* ids,
                                     const float* weights, int32_t top_k, float* out,
-                                    kernels::ThreadPool& pool) {
-  if (group_ == nullptr) {
+                                    kernels::ThreadPool& pool, int lane) {
+  if (lanes_.empty()) {
+    PhaseTimer timer(times_ == nullptr ? nullptr : &times_->experts_ns);
     local_->Forward(x, tokens, ids, weights, top_k, out, pool);
     return absl::OkStatus();
   }
-  comm::Communicator& group = *group_;
+  comm::Communicator& group = *lanes_[static_cast<size_t>(lane) % lanes_.size()];
+  std::optional<PhaseTimer> timer;
+  timer.emplace(times_ == nullptr ? nullptr : &times_->dispatch_ns);
   const int ranks = group.size();
   // This rank's routed rows, by expert then token: the order the single-process block adds
   // them in.
@@ -103,6 +110,7 @@ absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_
   TESSERA_RETURN_IF_ERROR(group.AllToAllV(send, send_bytes, received, recv_bytes));
 
   // 3. This rank's experts on what it received, each row on its own.
+  timer.emplace(times_ == nullptr ? nullptr : &times_->experts_ns);
   std::vector<float> rows(static_cast<size_t>(received_rows) * hidden_);
   std::vector<int32_t> local_ids(static_cast<size_t>(received_rows));
   for (int64_t i = 0; i < received_rows; ++i) {
@@ -116,6 +124,7 @@ absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_
                   pool);
 
   // 4. Combine: the outputs go back to the ranks the rows came from, in the order they came.
+  timer.emplace(times_ == nullptr ? nullptr : &times_->combine_ns);
   std::vector<float> returned(routed.size() * static_cast<size_t>(hidden_));
   for (int r = 0; r < ranks; ++r) {
     send_bytes[r] = rows_from[r] * hidden_ * static_cast<int64_t>(sizeof(float));

@@ -1,7 +1,8 @@
 // The frame that decoder-only models loaded from Hugging Face checkpoints share: embedding,
 // then per layer an attention block and a feed-forward block (both adding into the residual
-// stream x_), then the final norm and the vocabulary projection for the tokens that want
-// logits. Each architecture supplies its two blocks and its loading.
+// stream), then the final norm and the vocabulary projection for the tokens that want
+// logits. Each architecture supplies its two blocks and its loading. With expert parallelism
+// and overlap on, the frame splits each step into two micro-batches (see MicroBatch).
 // Thread-safety: as Model.
 #ifndef TESSERA_ENGINE_MODELS_HF_DECODER_MODEL_H_
 #define TESSERA_ENGINE_MODELS_HF_DECODER_MODEL_H_
@@ -14,6 +15,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "comm/communicator.h"
+#include "engine/models/expert_parallel.h"
 #include "engine/models/fp32_model_parts.h"
 #include "engine/models/model.h"
 #include "engine/safetensors/hf_checkpoint.h"
@@ -23,18 +26,38 @@ namespace tessera::engine {
 
 class HfDecoderModel : public Model {
  public:
+  ~HfDecoderModel() override;
   const ModelConfig& config() const final { return config_; }
   absl::Status Forward(std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache,
                        std::span<float> logits, const ForwardOptions& options) final;
 
  protected:
-  explicit HfDecoderModel(kernels::ThreadPool& pool) : pool_(pool) {}
+  // Some of a step's sequences and their activations. A step is one micro-batch, or, when the
+  // model overlaps expert-parallel communication with compute, two that go through the layers
+  // on two threads: while one waits for its dispatch or combine, the other computes.
+  struct MicroBatch {
+    int lane = 0;  // Which micro-batch: 0 or 1 (its scratch and its communicator).
+    std::span<const SequenceStep> batch;
+    StepTokens step;
+    int64_t tokens = 0;
+    std::vector<float> x;       // The residual stream, [tokens, hidden].
+    std::vector<float> normed;  // Scratch, [tokens, hidden].
+  };
 
-  // Adds layer `layer`'s attention output to x_ (writing the step's KV into `cache`).
-  virtual void Attention(int32_t layer, std::span<const SequenceStep> batch,
-                         kvcache::PagedKvCache& cache) = 0;
-  // Adds layer `layer`'s feed-forward output to x_.
-  virtual absl::Status FeedForward(int32_t layer) = 0;
+  // Two lanes when options.overlap_group is set, else one.
+  HfDecoderModel(const ModelOptions& options);
+
+  int num_lanes() const { return static_cast<int>(lanes_.size()); }
+  // The expert-parallel communicators, one per lane; empty without a group.
+  const std::vector<comm::Communicator*>& expert_lanes() const { return expert_lanes_; }
+  MoeLayerTimes* moe_times() const { return moe_times_; }
+
+  // Adds layer `layer`'s attention output to mb.x (writing the step's KV into `cache`). Not
+  // called for a micro-batch without tokens.
+  virtual void Attention(int32_t layer, MicroBatch& mb, kvcache::PagedKvCache& cache) = 0;
+  // Adds layer `layer`'s feed-forward output to mb.x. Called for every micro-batch, even one
+  // without tokens: an expert-parallel layer's collectives need every rank's every lane.
+  virtual absl::Status FeedForward(int32_t layer, MicroBatch& mb) = 0;
 
   // Loads model.embed_tokens, model.norm and lm_head (or ties it to the embedding), after
   // config_ has its hidden and vocabulary sizes.
@@ -45,15 +68,24 @@ class HfDecoderModel : public Model {
   std::vector<float> embedding_;   // [vocab, hidden]
   std::vector<float> final_norm_;  // [hidden]
   std::vector<float> lm_head_;     // [vocab, hidden]
-  // The step being computed.
-  StepTokens step_;
-  int64_t tokens_ = 0;
-  std::vector<float> x_;       // The residual stream, [tokens_, hidden].
-  std::vector<float> normed_;  // Scratch, [tokens_, hidden].
+
+ private:
+  class LaneThread;
+  class LayerProgress;
+
+  // Runs `mb` through every layer and writes its logits.
+  absl::Status RunMicroBatch(MicroBatch& mb, kvcache::PagedKvCache& cache, std::span<float> logits,
+                             LayerProgress& progress);
+
+  std::vector<comm::Communicator*> expert_lanes_;
+  MoeLayerTimes* const moe_times_;
+  std::vector<MicroBatch> lanes_;
+  std::unique_ptr<LaneThread> lane_thread_;  // Runs lane 1.
+  std::vector<float> logits_scratch_[2];
 };
 
 // Opens the checkpoint at `dir`, checks its model_type, and loads a ModelType (constructed
-// from the pool and the expert group; its Load(const HfCheckpoint&) reads the weights).
+// from the options; its Load(const HfCheckpoint&) reads the weights).
 template <typename ModelType>
 absl::StatusOr<std::unique_ptr<Model>> LoadHfModel(const std::string& dir,
                                                    const ModelOptions& options,
@@ -67,7 +99,14 @@ absl::StatusOr<std::unique_ptr<Model>> LoadHfModel(const std::string& dir,
     return absl::InvalidArgumentError(
         absl::StrCat(dir, "/config.json: model_type \"", *type, "\" is not ", model_type));
   }
-  auto model = std::make_unique<ModelType>(*options.pool, options.expert_group);
+  if (options.overlap_group != nullptr &&
+      (options.expert_group == nullptr ||
+       options.overlap_group->size() != options.expert_group->size() ||
+       options.overlap_group->rank() != options.expert_group->rank())) {
+    return absl::InvalidArgumentError(
+        "ModelOptions.overlap_group needs an expert_group of the same ranks");
+  }
+  auto model = std::make_unique<ModelType>(options);
   if (absl::Status s = model->Load(**checkpoint); !s.ok()) return s;
   return std::unique_ptr<Model>(std::move(model));
 }

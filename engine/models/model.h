@@ -26,6 +26,7 @@ class Communicator;
 namespace tessera::engine {
 
 class GgufFile;
+struct MoeLayerTimes;
 
 struct ModelConfig {
   std::string architecture;
@@ -80,6 +81,13 @@ struct ModelOptions {
   // Forward() takes part in the group's dispatch and combine, so all ranks must step
   // together (a rank with no sequences calls Forward with an empty batch).
   comm::Communicator* expert_group = nullptr;
+  // Optional, with expert_group: a second communicator over the same ranks. Each step then
+  // runs as two micro-batches (the sequences split in two by tokens) on two threads, the
+  // second's dispatch and combine on this communicator, so that one micro-batch's
+  // communication overlaps the other's compute. Every rank of the group must set it alike.
+  comm::Communicator* overlap_group = nullptr;
+  // Optional (not owned): where MoE layers add up the time of their phases.
+  MoeLayerTimes* moe_times = nullptr;
 };
 
 // Builds the model that `file` describes (by general.architecture); `file` must outlive it.

@@ -83,41 +83,55 @@ void SigmoidGroupTopK(const float* logits, const float* correction_bias, int32_t
   }
 }
 
+namespace {
+
+// Per thread, shared by every layer's block (a thread runs one at a time).
+struct Scratch {
+  std::vector<std::vector<std::pair<int64_t, float>>> assigned;  // Per expert: (token, weight).
+  std::vector<float> gathered, gate_up, activated, expert_out;
+  std::vector<int32_t> dense_ids;
+  std::vector<float> dense_weights;
+};
+thread_local Scratch scratch;
+
+}  // namespace
+
 MoeExperts::MoeExperts(int32_t hidden, int32_t intermediate, std::vector<ExpertWeights> experts)
     : hidden_(hidden), intermediate_(intermediate), experts_(std::move(experts)) {}
 
 void MoeExperts::Forward(const float* x, int64_t tokens, const int32_t* ids, const float* weights,
                          int32_t top_k, float* out, kernels::ThreadPool& pool) {
-  assigned_.assign(experts_.size(), {});
+  scratch.assigned.assign(experts_.size(), {});
   for (int64_t t = 0; t < tokens; ++t) {
     for (int32_t j = 0; j < top_k; ++j) {
-      assigned_[static_cast<size_t>(ids[t * top_k + j])].emplace_back(t, weights[t * top_k + j]);
+      scratch.assigned[static_cast<size_t>(ids[t * top_k + j])].emplace_back(
+          t, weights[t * top_k + j]);
     }
   }
   const int64_t inter = intermediate_;
   for (size_t e = 0; e < experts_.size(); ++e) {
-    const auto& mine = assigned_[e];
+    const auto& mine = scratch.assigned[e];
     if (mine.empty()) continue;
     const int64_t n = static_cast<int64_t>(mine.size());
-    gathered_.resize(static_cast<size_t>(n * hidden_));
+    scratch.gathered.resize(static_cast<size_t>(n * hidden_));
     for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(gathered_.data() + i * hidden_, x + mine[i].first * hidden_,
+      std::memcpy(scratch.gathered.data() + i * hidden_, x + mine[i].first * hidden_,
                   sizeof(float) * hidden_);
     }
-    gate_up_.resize(static_cast<size_t>(n * 2 * inter));
-    kernels::MatmulF32(experts_[e].gate_up.data(), 2 * inter, hidden_, gathered_.data(), n,
-                       gate_up_.data(), 2 * inter, pool);
-    activated_.resize(static_cast<size_t>(n * inter));
+    scratch.gate_up.resize(static_cast<size_t>(n * 2 * inter));
+    kernels::MatmulF32(experts_[e].gate_up.data(), 2 * inter, hidden_, scratch.gathered.data(), n,
+                       scratch.gate_up.data(), 2 * inter, pool);
+    scratch.activated.resize(static_cast<size_t>(n * inter));
     for (int64_t i = 0; i < n; ++i) {
-      const float* gate = gate_up_.data() + i * 2 * inter;
-      kernels::SiluMul(gate, gate + inter, inter, activated_.data() + i * inter);
+      const float* gate = scratch.gate_up.data() + i * 2 * inter;
+      kernels::SiluMul(gate, gate + inter, inter, scratch.activated.data() + i * inter);
     }
-    expert_out_.resize(static_cast<size_t>(n * hidden_));
-    kernels::MatmulF32(experts_[e].down.data(), hidden_, inter, activated_.data(), n,
-                       expert_out_.data(), hidden_, pool);
+    scratch.expert_out.resize(static_cast<size_t>(n * hidden_));
+    kernels::MatmulF32(experts_[e].down.data(), hidden_, inter, scratch.activated.data(), n,
+                       scratch.expert_out.data(), hidden_, pool);
     for (int64_t i = 0; i < n; ++i) {
       float* dst = out + mine[i].first * hidden_;
-      const float* src = expert_out_.data() + i * hidden_;
+      const float* src = scratch.expert_out.data() + i * hidden_;
       const float w = mine[i].second;
       for (int32_t h = 0; h < hidden_; ++h) dst[h] += w * src[h];
     }
@@ -126,9 +140,9 @@ void MoeExperts::Forward(const float* x, int64_t tokens, const int32_t* ids, con
 
 void MoeExperts::ForwardDense(const float* x, int64_t tokens, float* out,
                               kernels::ThreadPool& pool) {
-  dense_ids_.assign(static_cast<size_t>(tokens), 0);
-  dense_weights_.assign(static_cast<size_t>(tokens), 1.0f);
-  Forward(x, tokens, dense_ids_.data(), dense_weights_.data(), 1, out, pool);
+  scratch.dense_ids.assign(static_cast<size_t>(tokens), 0);
+  scratch.dense_weights.assign(static_cast<size_t>(tokens), 1.0f);
+  Forward(x, tokens, scratch.dense_ids.data(), scratch.dense_weights.data(), 1, out, pool);
 }
 
 }  // namespace tessera::engine

@@ -3,7 +3,8 @@
 // The block runs as route -> group tokens by expert -> run each expert on its tokens ->
 // combine the weighted outputs, so that with expert parallelism the grouping becomes the
 // all-to-all dispatch and the combine its reverse.
-// Thread-safety: Forward() is not reentrant (it reuses scratch buffers).
+// Thread-safety: Forward() and ForwardDense() may run on several threads at once (the two
+// micro-batches of a step): their scratch is per thread.
 #ifndef TESSERA_ENGINE_MODELS_MOE_EXPERTS_H_
 #define TESSERA_ENGINE_MODELS_MOE_EXPERTS_H_
 
@@ -48,11 +49,6 @@ class MoeExperts {
   const int32_t hidden_;
   const int32_t intermediate_;
   std::vector<ExpertWeights> experts_;
-  // Scratch.
-  std::vector<std::vector<std::pair<int64_t, float>>> assigned_;  // Per expert: (token, weight).
-  std::vector<float> gathered_, gate_up_, activated_, expert_out_;
-  std::vector<int32_t> dense_ids_;
-  std::vector<float> dense_weights_;
 };
 
 }  // namespace tessera::engine

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -33,17 +34,14 @@ struct Qwen3MoeLayer {
 
 class Qwen3MoeModel final : public HfDecoderModel {
  public:
-  Qwen3MoeModel(kernels::ThreadPool& pool, comm::Communicator* group)
-      : HfDecoderModel(pool), group_(group) {}
+  explicit Qwen3MoeModel(const ModelOptions& options) : HfDecoderModel(options) {}
 
   absl::Status Load(const HfCheckpoint& checkpoint);
 
  private:
-  void Attention(int32_t layer, std::span<const SequenceStep> batch,
-                 kvcache::PagedKvCache& cache) override;
-  absl::Status FeedForward(int32_t layer) override;
+  void Attention(int32_t layer, MicroBatch& mb, kvcache::PagedKvCache& cache) override;
+  absl::Status FeedForward(int32_t layer, MicroBatch& mb) override;
 
-  comm::Communicator* const group_;
   int32_t num_experts_ = 0;
   int32_t top_k_ = 0;
   bool normalize_top_k_ = true;
@@ -51,9 +49,12 @@ class Qwen3MoeModel final : public HfDecoderModel {
   int64_t kv_dim_ = 0;
   std::vector<Qwen3MoeLayer> layers_;
 
-  // Per-step scratch.
-  std::vector<float> qkv_, attn_, delta_, router_logits_, route_weights_;
-  std::vector<int32_t> route_ids_;
+  // Per-step scratch, one set per lane.
+  struct Scratch {
+    std::vector<float> qkv, attn, delta, router_logits, route_weights;
+    std::vector<int32_t> route_ids;
+  };
+  Scratch scratch_[2];
 };
 
 absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
@@ -142,8 +143,9 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
     };
     if (l.sparse) {
       TESSERA_ASSIGN_OR_RETURN(l.router, ck.Tensor(p + "mlp.gate.weight", {experts, hidden}));
-      TESSERA_ASSIGN_OR_RETURN(l.routed, RoutedExperts::Load(ck, p + "mlp.experts.", experts,
-                                                             hidden, moe_inter, group_));
+      TESSERA_ASSIGN_OR_RETURN(
+          l.routed, RoutedExperts::Load(ck, p + "mlp.experts.", experts, hidden, moe_inter,
+                                        expert_lanes(), moe_times()));
     } else {
       TESSERA_RETURN_IF_ERROR(load_mlp(p + "mlp.", dense_inter));
       l.experts = std::make_unique<MoeExperts>(hidden, dense_inter, std::move(weights));
@@ -152,23 +154,23 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
   return absl::OkStatus();
 }
 
-void Qwen3MoeModel::Attention(int32_t layer, std::span<const SequenceStep> batch,
-                              kvcache::PagedKvCache& cache) {
+void Qwen3MoeModel::Attention(int32_t layer, MicroBatch& mb, kvcache::PagedKvCache& cache) {
+  Scratch& s = scratch_[mb.lane];
   const Qwen3MoeLayer& w = layers_[static_cast<size_t>(layer)];
   const int64_t hidden = config_.hidden_size;
   const int64_t head_dim = config_.head_dim;
   const int64_t qkv_dim = q_dim_ + 2 * kv_dim_;
   const int32_t block_size = cache.shape().block_size;
-  normed_.resize(static_cast<size_t>(tokens_ * hidden));
-  for (int64_t t = 0; t < tokens_; ++t) {
-    kernels::RmsNorm(x_.data() + t * hidden, w.input_norm.data(), hidden, config_.rms_norm_epsilon,
-                     normed_.data() + t * hidden);
+  mb.normed.resize(static_cast<size_t>(mb.tokens * hidden));
+  for (int64_t t = 0; t < mb.tokens; ++t) {
+    kernels::RmsNorm(mb.x.data() + t * hidden, w.input_norm.data(), hidden,
+                     config_.rms_norm_epsilon, mb.normed.data() + t * hidden);
   }
-  qkv_.resize(static_cast<size_t>(tokens_ * qkv_dim));
-  kernels::MatmulF32(w.qkv.data(), qkv_dim, hidden, normed_.data(), tokens_, qkv_.data(), qkv_dim,
-                     pool_);
-  for (int64_t t = 0; t < tokens_; ++t) {
-    float* q = qkv_.data() + t * qkv_dim;
+  s.qkv.resize(static_cast<size_t>(mb.tokens * qkv_dim));
+  kernels::MatmulF32(w.qkv.data(), qkv_dim, hidden, mb.normed.data(), mb.tokens, s.qkv.data(),
+                     qkv_dim, pool_);
+  for (int64_t t = 0; t < mb.tokens; ++t) {
+    float* q = s.qkv.data() + t * qkv_dim;
     float* k = q + q_dim_;
     const float* v = k + kv_dim_;
     for (int64_t h = 0; h < config_.num_heads; ++h) {
@@ -179,12 +181,12 @@ void Qwen3MoeModel::Attention(int32_t layer, std::span<const SequenceStep> batch
       kernels::RmsNorm(k + h * head_dim, w.k_norm.data(), head_dim, config_.rms_norm_epsilon,
                        k + h * head_dim);
     }
-    kernels::ApplyRopeHalves(q, config_.num_heads, head_dim, config_.rope_dim, step_.position[t],
+    kernels::ApplyRopeHalves(q, config_.num_heads, head_dim, config_.rope_dim, mb.step.position[t],
                              config_.rope_base);
-    kernels::ApplyRopeHalves(k, config_.num_kv_heads, head_dim, config_.rope_dim, step_.position[t],
-                             config_.rope_base);
-    const SequenceStep& seq = batch[static_cast<size_t>(step_.sequence[t])];
-    const int32_t pos = step_.position[t];
+    kernels::ApplyRopeHalves(k, config_.num_kv_heads, head_dim, config_.rope_dim,
+                             mb.step.position[t], config_.rope_base);
+    const SequenceStep& seq = mb.batch[static_cast<size_t>(mb.step.sequence[t])];
+    const int32_t pos = mb.step.position[t];
     const kvcache::BlockId block = seq.block_table[static_cast<size_t>(pos / block_size)];
     uint16_t* key_row = cache.keys(layer, block) + (pos % block_size) * kv_dim_;
     uint16_t* value_row = cache.values(layer, block) + (pos % block_size) * kv_dim_;
@@ -193,12 +195,12 @@ void Qwen3MoeModel::Attention(int32_t layer, std::span<const SequenceStep> batch
       value_row[i] = kernels::Fp32ToFp16(v[i]);
     }
   }
-  attn_.resize(static_cast<size_t>(tokens_ * q_dim_));
+  s.attn.resize(static_cast<size_t>(mb.tokens * q_dim_));
   const kernels::AttentionShape shape{config_.num_heads, config_.num_kv_heads, config_.head_dim,
                                       block_size,
                                       1.0f / std::sqrt(static_cast<float>(config_.head_dim))};
   int64_t row = 0;
-  for (const SequenceStep& seq : batch) {
+  for (const SequenceStep& seq : mb.batch) {
     std::vector<const uint16_t*> keys, values;
     for (kvcache::BlockId b : seq.block_table) {
       keys.push_back(cache.keys(layer, b));
@@ -207,42 +209,45 @@ void Qwen3MoeModel::Attention(int32_t layer, std::span<const SequenceStep> batch
     const kernels::PagedKv kv{keys.data(), values.data()};
     const int n = static_cast<int>(seq.tokens.size());
     for (int32_t h = 0; h < config_.num_kv_heads; ++h) {
-      kernels::AttendTile(shape, kv, qkv_.data() + row * qkv_dim, qkv_dim, seq.start_pos, n, h,
-                          attn_.data() + row * q_dim_, q_dim_);
+      kernels::AttendTile(shape, kv, s.qkv.data() + row * qkv_dim, qkv_dim, seq.start_pos, n, h,
+                          s.attn.data() + row * q_dim_, q_dim_);
     }
     row += n;
   }
-  delta_.resize(static_cast<size_t>(tokens_ * hidden));
-  kernels::MatmulF32(w.output.data(), hidden, q_dim_, attn_.data(), tokens_, delta_.data(), hidden,
-                     pool_);
-  for (int64_t i = 0; i < tokens_ * hidden; ++i)
-    x_[static_cast<size_t>(i)] += delta_[static_cast<size_t>(i)];
+  s.delta.resize(static_cast<size_t>(mb.tokens * hidden));
+  kernels::MatmulF32(w.output.data(), hidden, q_dim_, s.attn.data(), mb.tokens, s.delta.data(),
+                     hidden, pool_);
+  for (int64_t i = 0; i < mb.tokens * hidden; ++i)
+    mb.x[static_cast<size_t>(i)] += s.delta[static_cast<size_t>(i)];
 }
 
-absl::Status Qwen3MoeModel::FeedForward(int32_t layer) {
+absl::Status Qwen3MoeModel::FeedForward(int32_t layer, MicroBatch& mb) {
+  Scratch& s = scratch_[mb.lane];
   Qwen3MoeLayer& w = layers_[static_cast<size_t>(layer)];
   const int64_t hidden = config_.hidden_size;
-  for (int64_t t = 0; t < tokens_; ++t) {
-    kernels::RmsNorm(x_.data() + t * hidden, w.post_attention_norm.data(), hidden,
-                     config_.rms_norm_epsilon, normed_.data() + t * hidden);
+  for (int64_t t = 0; t < mb.tokens; ++t) {
+    kernels::RmsNorm(mb.x.data() + t * hidden, w.post_attention_norm.data(), hidden,
+                     config_.rms_norm_epsilon, mb.normed.data() + t * hidden);
   }
   if (!w.sparse) {
-    w.experts->ForwardDense(normed_.data(), tokens_, x_.data(), pool_);
+    w.experts->ForwardDense(mb.normed.data(), mb.tokens, mb.x.data(), pool_);
     return absl::OkStatus();
   }
   const int32_t k = top_k_;
-  router_logits_.resize(static_cast<size_t>(tokens_ * num_experts_));
-  kernels::MatmulF32(w.router.data(), num_experts_, hidden, normed_.data(), tokens_,
-                     router_logits_.data(), num_experts_, pool_);
-  route_ids_.resize(static_cast<size_t>(tokens_ * k));
-  route_weights_.resize(static_cast<size_t>(tokens_ * k));
-  for (int64_t t = 0; t < tokens_; ++t) {
-    SoftmaxTopK(router_logits_.data() + t * num_experts_, num_experts_, k, normalize_top_k_,
-                route_ids_.data() + t * k, route_weights_.data() + t * k);
+  std::optional<PhaseTimer> routing(moe_times() == nullptr ? nullptr : &moe_times()->routing_ns);
+  s.router_logits.resize(static_cast<size_t>(mb.tokens * num_experts_));
+  kernels::MatmulF32(w.router.data(), num_experts_, hidden, mb.normed.data(), mb.tokens,
+                     s.router_logits.data(), num_experts_, pool_);
+  s.route_ids.resize(static_cast<size_t>(mb.tokens * k));
+  s.route_weights.resize(static_cast<size_t>(mb.tokens * k));
+  for (int64_t t = 0; t < mb.tokens; ++t) {
+    SoftmaxTopK(s.router_logits.data() + t * num_experts_, num_experts_, k, normalize_top_k_,
+                s.route_ids.data() + t * k, s.route_weights.data() + t * k);
   }
+  routing.reset();
   // The experts add their weighted outputs straight into the residual stream.
-  return w.routed->Forward(normed_.data(), tokens_, route_ids_.data(), route_weights_.data(), k,
-                           x_.data(), pool_);
+  return w.routed->Forward(mb.normed.data(), mb.tokens, s.route_ids.data(), s.route_weights.data(),
+                           k, mb.x.data(), pool_, mb.lane);
 }
 
 }  // namespace

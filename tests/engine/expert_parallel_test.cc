@@ -3,9 +3,11 @@
 // computes exactly what the single-process model computes.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <numeric>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "comm/gloo_communicator.h"
 #include "comm/local_key_value_store.h"
 #include "engine/models/deepseek_v3.h"
@@ -69,6 +71,73 @@ std::vector<SequenceRun> RunsFor(const std::vector<std::vector<int32_t>>& prompt
   return runs;
 }
 
+// Runs an EP group of `ranks` threads, rank r serving prompts served[r], and checks each
+// sequence's logits against `expected` (the single-process run of every prompt).
+void CheckGroup(const testing::MoeReference& ref, testing::MoeLoader load, int ranks, bool overlap,
+                const std::vector<std::vector<size_t>>& served,
+                const std::vector<SequenceRun>& expected, int steps) {
+  static int groups_formed = 0;
+  comm::LocalKeyValueStore store;
+  const std::string group_name = absl::StrCat(ref.checkpoint_dir, "-", groups_formed++);
+  std::vector<absl::Status> results(ranks);
+  std::vector<std::vector<SequenceRun>> per_rank(ranks);
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < ranks; ++rank) {
+    threads.emplace_back([&, rank] {
+      absl::StatusOr<std::unique_ptr<comm::GlooCommunicator>> group =
+          comm::GlooCommunicator::Connect(store, group_name, rank, ranks, {});
+      if (!group.ok()) {
+        results[rank] = group.status();
+        return;
+      }
+      absl::StatusOr<std::unique_ptr<comm::GlooCommunicator>> second;
+      if (overlap) {
+        second = comm::GlooCommunicator::Connect(store, group_name + "-lane1", rank, ranks, {});
+        if (!second.ok()) {
+          results[rank] = second.status();
+          return;
+        }
+      }
+      kernels::ThreadPool rank_pool(1);
+      absl::StatusOr<std::unique_ptr<Model>> model = load(
+          ref.checkpoint_dir, ModelOptions{.pool = &rank_pool,
+                                           .expert_group = group->get(),
+                                           .overlap_group = overlap ? second->get() : nullptr});
+      if (!model.ok()) {
+        results[rank] = model.status();
+        return;
+      }
+      auto cache = kvcache::PagedKvCache::Create(KvShapeFor((*model)->config(), kBlockSize, 32));
+      std::vector<std::vector<int32_t>> prompts;
+      for (size_t p : served[rank]) prompts.push_back(ref.prompts[p]);
+      per_rank[rank] = RunsFor(prompts);
+      results[rank] = RunSteps(**model, **cache, per_rank[rank], steps);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int rank = 0; rank < ranks; ++rank) {
+    INFO("rank " << rank << ": " << results[rank].ToString());
+    REQUIRE(results[rank].ok());
+    for (size_t i = 0; i < served[rank].size(); ++i) {
+      INFO("prompt " << served[rank][i]);
+      const SequenceRun& got = per_rank[rank][i];
+      const SequenceRun& want = expected[served[rank][i]];
+      REQUIRE(got.logits.size() == want.logits.size());
+      float worst = 0.0f;
+      for (size_t s = 0; s < got.logits.size(); ++s) {
+        for (size_t v = 0; v < got.logits[s].size(); ++v) {
+          worst = std::max(worst, std::fabs(got.logits[s][v] - want.logits[s][v]));
+        }
+        const auto argmax = [](const std::vector<float>& l) {
+          return std::max_element(l.begin(), l.end()) - l.begin();
+        };
+        CHECK(argmax(got.logits[s]) == argmax(want.logits[s]));
+      }
+      CHECK(worst <= 1e-4f);
+    }
+  }
+}
+
 TEST_CASE("Expert parallelism: EP = 1, 2 and 4 give the single-process logits and tokens",
           "[engine][moe][ep]") {
   const testing::MoeModelKind kind =
@@ -94,52 +163,72 @@ TEST_CASE("Expert parallelism: EP = 1, 2 and 4 give the single-process logits an
 
   const int ranks = GENERATE(1, 2, 4);
   INFO("EP = " << ranks);
+  // Data parallel attention: rank r serves prompt r % 2 (so with EP = 1 it serves one, and
+  // ranks finish at different steps).
+  std::vector<std::vector<size_t>> served(ranks);
+  for (int rank = 0; rank < ranks; ++rank) served[rank] = {rank % ref.prompts.size()};
+  CheckGroup(ref, load, ranks, /*overlap=*/false, served, expected, kSteps);
+}
+
+TEST_CASE("Expert parallelism with micro-batch overlap gives the single-process logits",
+          "[engine][moe][ep]") {
+  const testing::MoeModelKind kind =
+      GENERATE(from_range(std::begin(testing::kMoeModels), std::end(testing::kMoeModels)));
+  INFO(kind.reference);
+  testing::MoeReference ref;
+  std::string error;
+  REQUIRE(testing::LoadMoeReference(kind.reference, ref, error));
+  constexpr int kSteps = 8;
+  kernels::ThreadPool pool(1);
+  absl::StatusOr<std::unique_ptr<Model>> single =
+      kind.load(ref.checkpoint_dir, ModelOptions{.pool = &pool});
+  REQUIRE(single.ok());
+  auto single_cache =
+      kvcache::PagedKvCache::Create(KvShapeFor((*single)->config(), kBlockSize, 16));
+  REQUIRE(single_cache.ok());
+  std::vector<SequenceRun> expected = RunsFor(ref.prompts);
+  REQUIRE(RunSteps(**single, **single_cache, expected, kSteps).ok());
+
+  const int ranks = GENERATE(1, 2);
+  INFO("EP = " << ranks);
+  // Rank 0 serves every prompt, so its steps split into two micro-batches with a sequence
+  // each; another rank serves one prompt, so its second micro-batch is empty and takes part
+  // in the collectives with no tokens.
+  std::vector<std::vector<size_t>> served(ranks);
+  for (size_t p = 0; p < ref.prompts.size(); ++p) served[0].push_back(p);
+  for (int rank = 1; rank < ranks; ++rank) served[rank] = {1};
+  CheckGroup(ref, kind.load, ranks, /*overlap=*/true, served, expected, kSteps);
+}
+
+TEST_CASE("Micro-batch overlap reports each layer once, in order, after both micro-batches",
+          "[engine][moe][ep]") {
+  testing::MoeReference ref;
+  std::string error;
+  REQUIRE(testing::LoadMoeReference(testing::kMoeModels[0].reference, ref, error));
   comm::LocalKeyValueStore store;
-  const std::string group_name = std::string(name) + "-ep-" + std::to_string(ranks);
-  std::vector<absl::Status> results(ranks);
-  std::vector<std::vector<SequenceRun>> per_rank(ranks);
-  std::vector<std::thread> threads;
-  for (int rank = 0; rank < ranks; ++rank) {
-    threads.emplace_back([&, rank] {
-      absl::StatusOr<std::unique_ptr<comm::GlooCommunicator>> group =
-          comm::GlooCommunicator::Connect(store, group_name, rank, ranks, {});
-      if (!group.ok()) {
-        results[rank] = group.status();
-        return;
-      }
-      kernels::ThreadPool rank_pool(1);
-      absl::StatusOr<std::unique_ptr<Model>> model =
-          load(ref.checkpoint_dir, ModelOptions{.pool = &rank_pool, .expert_group = group->get()});
-      if (!model.ok()) {
-        results[rank] = model.status();
-        return;
-      }
-      auto cache = kvcache::PagedKvCache::Create(KvShapeFor((*model)->config(), kBlockSize, 16));
-      // Data parallel attention: rank r serves prompt r % 2 (so with EP = 1 it serves one,
-      // and ranks finish at different steps).
-      per_rank[rank] = RunsFor({ref.prompts[static_cast<size_t>(rank) % ref.prompts.size()]});
-      results[rank] = RunSteps(**model, **cache, per_rank[rank], kSteps);
-    });
+  auto first = comm::GlooCommunicator::Connect(store, "layers-a", 0, 1, {});
+  auto second = comm::GlooCommunicator::Connect(store, "layers-b", 0, 1, {});
+  REQUIRE(first.ok());
+  REQUIRE(second.ok());
+  kernels::ThreadPool pool(2);
+  auto model = testing::kMoeModels[0].load(
+      ref.checkpoint_dir,
+      ModelOptions{.pool = &pool, .expert_group = first->get(), .overlap_group = second->get()});
+  REQUIRE(model.ok());
+  auto cache = kvcache::PagedKvCache::Create(KvShapeFor((*model)->config(), kBlockSize, 16));
+  REQUIRE(cache.ok());
+  std::vector<SequenceRun> runs = RunsFor(ref.prompts);
+  std::vector<SequenceStep> batch;
+  for (SequenceRun& run : runs) {
+    batch.push_back({.tokens = run.prompt, .start_pos = 0, .block_table = run.blocks});
   }
-  for (std::thread& t : threads) t.join();
-  for (int rank = 0; rank < ranks; ++rank) {
-    INFO("rank " << rank << ": " << results[rank].ToString());
-    REQUIRE(results[rank].ok());
-    const SequenceRun& got = per_rank[rank][0];
-    const SequenceRun& want = expected[static_cast<size_t>(rank) % expected.size()];
-    REQUIRE(got.logits.size() == want.logits.size());
-    float worst = 0.0f;
-    for (size_t s = 0; s < got.logits.size(); ++s) {
-      for (size_t v = 0; v < got.logits[s].size(); ++v) {
-        worst = std::max(worst, std::fabs(got.logits[s][v] - want.logits[s][v]));
-      }
-      const auto argmax = [](const std::vector<float>& l) {
-        return std::max_element(l.begin(), l.end()) - l.begin();
-      };
-      CHECK(argmax(got.logits[s]) == argmax(want.logits[s]));
-    }
-    CHECK(worst <= 1e-4f);
-  }
+  std::vector<int32_t> reported;
+  ForwardOptions options{.on_layer_done = [&](int32_t layer) { reported.push_back(layer); }};
+  std::vector<float> logits(batch.size() * static_cast<size_t>((*model)->config().vocab_size));
+  REQUIRE((*model)->Forward(batch, **cache, logits, options).ok());
+  std::vector<int32_t> want((*model)->config().num_layers);
+  std::iota(want.begin(), want.end(), 0);
+  CHECK(reported == want);
 }
 
 }  // namespace

@@ -41,6 +41,34 @@ TEST_CASE("ThreadPool: many short jobs back to back all complete", "[kernels][th
   CHECK(total.load() == 20000 * 8);
 }
 
+TEST_CASE("ThreadPool: jobs from two calling threads run one at a time, each whole",
+          "[kernels][threads]") {
+  // Two micro-batches share one pool. A job must see only its own body: each body checks that
+  // no other job's body is running beside it, and every index of both jobs runs exactly once.
+  const int threads = GENERATE(1, 2);
+  ThreadPool pool(threads);
+  std::atomic<int> active[2] = {0, 0};  // Bodies of each job running now.
+  std::atomic<int> overlaps{0};
+  std::vector<std::atomic<int64_t>> totals(2);
+  auto caller = [&](int job) {
+    for (int round = 0; round < 3000; ++round) {
+      pool.ParallelFor(16, 1, [&](int64_t begin, int64_t end, int thread) {
+        ++active[job];
+        if (active[1 - job].load() != 0) ++overlaps;
+        totals[job] += end - begin;
+        if (thread == 0 && begin == 0) std::this_thread::yield();
+        --active[job];
+      });
+    }
+  };
+  std::thread other(caller, 1);
+  caller(0);
+  other.join();
+  CHECK(overlaps.load() == 0);
+  CHECK(totals[0].load() == 3000 * 16);
+  CHECK(totals[1].load() == 3000 * 16);
+}
+
 TEST_CASE("ThreadPool: jobs after idle gaps wake the sleeping workers", "[kernels][threads]") {
   // Gaps longer than the spin phase make workers sleep, so wake-ups are exercised; a lost
   // wake-up shows as a hang (CTest's timeout fails it).
