@@ -38,13 +38,29 @@ absl::StatusOr<std::unique_ptr<RoutedExperts>> RoutedExperts::Load(
                                                          hidden, intermediate));
     weights.push_back(std::move(w));
   }
-  return std::unique_ptr<RoutedExperts>(new RoutedExperts(
-      lanes, static_cast<int32_t>(num_experts), static_cast<int32_t>(hidden),
-      std::make_unique<MoeExperts>(hidden, intermediate, std::move(weights)), times));
+  return Create(std::make_unique<MoeExperts>(hidden, intermediate, std::move(weights)),
+                static_cast<int32_t>(num_experts), static_cast<int32_t>(hidden), lanes, times);
+}
+
+absl::StatusOr<std::unique_ptr<RoutedExperts>> RoutedExperts::Create(
+    std::unique_ptr<ExpertBlock> local, int32_t num_experts, int32_t hidden,
+    const std::vector<comm::Communicator*>& lanes, MoeLayerTimes* times) {
+  const int ranks = lanes.empty() ? 1 : lanes[0]->size();
+  for (const comm::Communicator* lane : lanes) {
+    if (lane->size() != ranks || lane->rank() != lanes[0]->rank()) {
+      return absl::InvalidArgumentError("the expert-parallel lanes are not over the same ranks");
+    }
+  }
+  if (num_experts % ranks != 0 || local->num_experts() != num_experts / ranks) {
+    return absl::InvalidArgumentError(absl::StrCat("this rank holds ", local->num_experts(),
+                                                   " experts, not ", num_experts, " / ", ranks));
+  }
+  return std::unique_ptr<RoutedExperts>(
+      new RoutedExperts(lanes, num_experts, hidden, std::move(local), times));
 }
 
 RoutedExperts::RoutedExperts(std::vector<comm::Communicator*> lanes, int32_t num_experts,
-                             int32_t hidden, std::unique_ptr<MoeExperts> local,
+                             int32_t hidden, std::unique_ptr<ExpertBlock> local,
                              MoeLayerTimes* times)
     : lanes_(std::move(lanes)),
       times_(times),

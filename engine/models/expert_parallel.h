@@ -71,21 +71,27 @@ class RoutedExperts {
       int64_t hidden, int64_t intermediate, const std::vector<comm::Communicator*>& lanes,
       MoeLayerTimes* times);
 
-  // As MoeExperts::Forward, with global expert ids; across the group if there is one, on
+  // Wraps this rank's share of a layer's `num_experts` experts (all of them without a group;
+  // else global ids [rank * E/R, (rank + 1) * E/R)).
+  static absl::StatusOr<std::unique_ptr<RoutedExperts>> Create(
+      std::unique_ptr<ExpertBlock> local, int32_t num_experts, int32_t hidden,
+      const std::vector<comm::Communicator*>& lanes, MoeLayerTimes* times);
+
+  // As ExpertBlock::Forward, with global expert ids; across the group if there is one, on
   // lane `lane`'s communicator.
   absl::Status Forward(const float* x, int64_t tokens, const int32_t* ids, const float* weights,
                        int32_t top_k, float* out, kernels::ThreadPool& pool, int lane = 0);
 
  private:
   RoutedExperts(std::vector<comm::Communicator*> lanes, int32_t num_experts, int32_t hidden,
-                std::unique_ptr<MoeExperts> local, MoeLayerTimes* times);
+                std::unique_ptr<ExpertBlock> local, MoeLayerTimes* times);
 
   const std::vector<comm::Communicator*> lanes_;  // Empty: every expert is here.
   MoeLayerTimes* const times_;
   const int32_t num_experts_;
   const int32_t per_rank_;
   const int32_t hidden_;
-  std::unique_ptr<MoeExperts> local_;
+  std::unique_ptr<ExpertBlock> local_;
 };
 
 }  // namespace tessera::engine

@@ -4,16 +4,22 @@
 // Weights are packed at load for the integer kernels, with the Q/K/V projections fused into
 // one matrix and gate/up into another, so each layer runs four matmuls over the whole batch.
 // All new tokens of all sequences in the step form one matrix; only attention is per sequence.
+// With ModelOptions::ffn_experts the feed-forward blocks run as that many experts instead
+// (see QuantizedExperts), here or spread over an expert-parallel group.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "comm/communicator.h"
 #include "common/check.h"
 #include "common/status_macros.h"
 #include "engine/gguf/gguf_file.h"
+#include "engine/models/expert_parallel.h"
 #include "engine/models/model_registry.h"
+#include "engine/models/quantized_experts.h"
 #include "engine/models/step_validation.h"
 #include "kernels/attention.h"
 #include "kernels/dequantize.h"
@@ -36,12 +42,16 @@ struct LayerWeights {
   PackedMatrix output;   // [hidden, q_dim]
   PackedMatrix gate_up;  // [2 * intermediate, hidden]
   PackedMatrix down;     // [hidden, intermediate]
+  // Instead of gate_up and down when the FFN runs as experts.
+  std::unique_ptr<RoutedExperts> experts;
 };
 
 // Reads tensors by name and checks their shapes, naming the tensor in every error.
 class WeightReader {
  public:
   explicit WeightReader(const GgufFile& file) : file_(file) {}
+
+  const std::string& source_name() const { return file_.source_name(); }
 
   absl::StatusOr<const GgufTensor*> Get(const std::string& name, std::vector<int64_t> shape) const {
     const GgufTensor* t = file_.FindTensor(name);
@@ -98,7 +108,14 @@ class LlamaModel final : public Model {
  public:
   static absl::StatusOr<std::unique_ptr<Model>> Create(const GgufFile& file,
                                                        const ModelOptions& options) {
-    auto model = std::unique_ptr<LlamaModel>(new LlamaModel(*options.pool));
+    if (options.overlap_group != nullptr) {
+      return absl::InvalidArgumentError("llama models do not split steps into micro-batches");
+    }
+    if (options.expert_group != nullptr && options.ffn_experts <= 0) {
+      return absl::InvalidArgumentError(
+          "a dense model in an expert-parallel group needs ModelOptions.ffn_experts");
+    }
+    auto model = std::unique_ptr<LlamaModel>(new LlamaModel(options));
     TESSERA_RETURN_IF_ERROR(model->Load(file));
     return std::unique_ptr<Model>(std::move(model));
   }
@@ -109,16 +126,27 @@ class LlamaModel final : public Model {
                        std::span<float> logits, const ForwardOptions& options) override;
 
  private:
-  explicit LlamaModel(kernels::ThreadPool& pool) : pool_(pool) {}
+  explicit LlamaModel(const ModelOptions& options)
+      : pool_(*options.pool), ffn_experts_(options.ffn_experts), moe_times_(options.moe_times) {
+    if (options.expert_group != nullptr) expert_lanes_.push_back(options.expert_group);
+  }
   absl::Status Load(const GgufFile& file);
   void Embed(int32_t token, float* out) const;
-  void Layer(int32_t layer, std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache);
+  absl::Status LoadFfnExperts(const WeightReader& reader, const std::string& prefix,
+                              LayerWeights& layer);
+  absl::Status Layer(int32_t layer, std::span<const SequenceStep> batch,
+                     kvcache::PagedKvCache& cache);
+  // The feed-forward block as experts: every token to all of them, weight 1.
+  absl::Status FfnExperts(const LayerWeights& w);
   // normed_ = RmsNorm(x_) with `weight`, quantized into quantized_, row by row in parallel.
   void NormAndQuantize(const std::vector<float>& weight);
   // x_ += normed_, in parallel.
   void AddResidual();
 
   kernels::ThreadPool& pool_;
+  const int32_t ffn_experts_;
+  MoeLayerTimes* const moe_times_;
+  std::vector<comm::Communicator*> expert_lanes_;
   ModelConfig config_;
   int64_t q_dim_ = 0;
   int64_t kv_dim_ = 0;
@@ -131,6 +159,8 @@ class LlamaModel final : public Model {
   int64_t tokens_ = 0;
   std::vector<float> x_, normed_, qkv_, attn_, gate_up_, ffn_;
   std::vector<int32_t> token_seq_, token_pos_;
+  std::vector<float> ffn_out_, expert_weights_;  // FFN as experts.
+  std::vector<int32_t> expert_ids_;
   kernels::QuantizedActivations quantized_;
 };
 
@@ -212,6 +242,10 @@ absl::Status LlamaModel::Load(const GgufFile& file) {
                                                    {p + "attn_v.weight", kv_dim_}},
                                                   hidden));
     TESSERA_ASSIGN_OR_RETURN(l.output, reader.Matrix({{p + "attn_output.weight", hidden}}, q_dim_));
+    if (ffn_experts_ > 0) {
+      TESSERA_RETURN_IF_ERROR(LoadFfnExperts(reader, p, l));
+      continue;
+    }
     TESSERA_ASSIGN_OR_RETURN(l.gate_up,
                              reader.Matrix({{p + "ffn_gate.weight", config_.intermediate_size},
                                             {p + "ffn_up.weight", config_.intermediate_size}},
@@ -219,6 +253,39 @@ absl::Status LlamaModel::Load(const GgufFile& file) {
     TESSERA_ASSIGN_OR_RETURN(
         l.down, reader.Matrix({{p + "ffn_down.weight", hidden}}, config_.intermediate_size));
   }
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::LoadFfnExperts(const WeightReader& reader, const std::string& prefix,
+                                        LayerWeights& layer) {
+  const int64_t hidden = config_.hidden_size;
+  const int64_t inter = config_.intermediate_size;
+  TESSERA_ASSIGN_OR_RETURN(const GgufTensor* gate,
+                           reader.Get(prefix + "ffn_gate.weight", {hidden, inter}));
+  TESSERA_ASSIGN_OR_RETURN(const GgufTensor* up,
+                           reader.Get(prefix + "ffn_up.weight", {hidden, inter}));
+  TESSERA_ASSIGN_OR_RETURN(const GgufTensor* down,
+                           reader.Get(prefix + "ffn_down.weight", {inter, hidden}));
+  const int ranks = expert_lanes_.empty() ? 1 : expert_lanes_[0]->size();
+  const int rank = expert_lanes_.empty() ? 0 : expert_lanes_[0]->rank();
+  if (ffn_experts_ % ranks != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("ffn_experts ", ffn_experts_,
+                                                   " cannot be split evenly over ", ranks,
+                                                   " expert-parallel ranks"));
+  }
+  const int32_t share = ffn_experts_ / ranks;
+  absl::StatusOr<std::vector<QuantizedExpert>> experts =
+      SplitDenseFfn(*gate, *up, *down, ffn_experts_, rank * share, share);
+  if (!experts.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(reader.source_name(), ": ", experts.status().message()));
+  }
+  TESSERA_ASSIGN_OR_RETURN(
+      layer.experts,
+      RoutedExperts::Create(std::make_unique<QuantizedExperts>(
+                                static_cast<int32_t>(hidden),
+                                static_cast<int32_t>(inter / ffn_experts_), *std::move(experts)),
+                            ffn_experts_, static_cast<int32_t>(hidden), expert_lanes_, moe_times_));
   return absl::OkStatus();
 }
 
@@ -255,7 +322,7 @@ absl::Status LlamaModel::Forward(std::span<const SequenceStep> batch, kvcache::P
     for (int32_t token : seq.tokens) Embed(token, x_.data() + (t++) * hidden);
   }
   for (int32_t layer = 0; layer < config_.num_layers; ++layer) {
-    Layer(layer, batch, cache);
+    TESSERA_RETURN_IF_ERROR(Layer(layer, batch, cache));
     if (options.on_layer_done) options.on_layer_done(layer);
   }
 
@@ -276,8 +343,8 @@ absl::Status LlamaModel::Forward(std::span<const SequenceStep> batch, kvcache::P
   return absl::OkStatus();
 }
 
-void LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batch,
-                       kvcache::PagedKvCache& cache) {
+absl::Status LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batch,
+                               kvcache::PagedKvCache& cache) {
   const LayerWeights& w = layers_[layer];
   const int64_t hidden = config_.hidden_size;
   const int64_t qkv_dim = q_dim_ + 2 * kv_dim_;
@@ -356,6 +423,7 @@ void LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batch,
 
   // Feed-forward block.
   NormAndQuantize(w.ffn_norm);
+  if (w.experts != nullptr) return FfnExperts(w);
   kernels::Matmul(w.gate_up, quantized_, gate_up_.data(), 2 * ffn, pool_);
   quantized_.Reset(tokens_, ffn);
   pool_.ParallelFor(tokens_, 16, [&](int64_t begin, int64_t end) {
@@ -367,6 +435,24 @@ void LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batch,
   });
   kernels::Matmul(w.down, quantized_, normed_.data(), hidden, pool_);
   AddResidual();
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::FfnExperts(const LayerWeights& w) {
+  const int64_t hidden = config_.hidden_size;
+  const size_t routes = static_cast<size_t>(tokens_ * ffn_experts_);
+  if (expert_ids_.size() != routes) {
+    expert_ids_.resize(routes);
+    for (size_t i = 0; i < routes; ++i) expert_ids_[i] = static_cast<int32_t>(i % ffn_experts_);
+    expert_weights_.assign(routes, 1.0f);
+  }
+  ffn_out_.assign(static_cast<size_t>(tokens_ * hidden), 0.0f);
+  TESSERA_RETURN_IF_ERROR(w.experts->Forward(normed_.data(), tokens_, expert_ids_.data(),
+                                             expert_weights_.data(), ffn_experts_, ffn_out_.data(),
+                                             pool_));
+  std::copy(ffn_out_.begin(), ffn_out_.end(), normed_.begin());
+  AddResidual();
+  return absl::OkStatus();
 }
 
 void LlamaModel::NormAndQuantize(const std::vector<float>& weight) {

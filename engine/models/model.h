@@ -86,6 +86,11 @@ struct ModelOptions {
   // second's dispatch and combine on this communicator, so that one micro-batch's
   // communication overlaps the other's compute. Every rank of the group must set it alike.
   comm::Communicator* overlap_group = nullptr;
+  // Dense GGUF models: run each feed-forward block as this many experts, slices of its
+  // intermediate size, every one selected with weight 1 (0: the dense block). The result is
+  // the dense model's, up to the order of sums; with an expert_group the experts are spread
+  // over it as a MoE model's are, so a dense model exercises expert parallelism end to end.
+  int32_t ffn_experts = 0;
   // Optional (not owned): where MoE layers add up the time of their phases.
   MoeLayerTimes* moe_times = nullptr;
 };

@@ -33,15 +33,28 @@ void SigmoidGroupTopK(const float* logits, const float* correction_bias, int32_t
                       int32_t groups, int32_t top_groups, int32_t k, bool normalize, float scaling,
                       int32_t* ids, float* weights);
 
-class MoeExperts {
+// A set of experts one process holds (all of a layer's, or its expert-parallel share), over
+// fp32 activations. Implementations: MoeExperts (fp32 weights) and QuantizedExperts (packed
+// quantized weights, e.g. a GGUF model's FFN split into experts).
+// Thread-safety: Forward may run on several threads at once.
+class ExpertBlock {
+ public:
+  virtual ~ExpertBlock() = default;
+  virtual int32_t num_experts() const = 0;
+  // out[t] += sum over j < top_k of weights[t * top_k + j] * expert(ids[t * top_k + j])(x[t]),
+  // each token's terms added in ascending expert order (so a split over ranks that adds them
+  // back in that order gets the same sums).
+  virtual void Forward(const float* x, int64_t tokens, const int32_t* ids, const float* weights,
+                       int32_t top_k, float* out, kernels::ThreadPool& pool) = 0;
+};
+
+class MoeExperts final : public ExpertBlock {
  public:
   MoeExperts(int32_t hidden, int32_t intermediate, std::vector<ExpertWeights> experts);
 
-  int32_t num_experts() const { return static_cast<int32_t>(experts_.size()); }
-
-  // out[t] += sum over j < top_k of weights[t * top_k + j] * expert(ids[t * top_k + j])(x[t]).
+  int32_t num_experts() const override { return static_cast<int32_t>(experts_.size()); }
   void Forward(const float* x, int64_t tokens, const int32_t* ids, const float* weights,
-               int32_t top_k, float* out, kernels::ThreadPool& pool);
+               int32_t top_k, float* out, kernels::ThreadPool& pool) override;
   // out[t] += expert 0 (x[t]) for every token: a dense MLP (or shared experts).
   void ForwardDense(const float* x, int64_t tokens, float* out, kernels::ThreadPool& pool);
 
