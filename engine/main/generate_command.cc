@@ -4,8 +4,8 @@
 #include <thread>
 
 #include "engine/runtime/loaded_model.h"
-#include "nlohmann/json.hpp"
 #include "engine/runtime/step_loop.h"
+#include "nlohmann/json.hpp"
 
 namespace tessera::engine {
 
@@ -31,6 +31,11 @@ GenerateCommand::GenerateCommand(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   command_->add_option("--stop", sampling_.stop, "Stop before this string (repeatable)");
   command_->add_flag("--ignore-eos", sampling_.ignore_eos, "Keep generating past end-of-sequence");
+  command_
+      ->add_option("--ffn-experts", ffn_experts_,
+                   "Run each FFN as this many experts (the computation an expert-parallel "
+                   "worker does; 0: dense)")
+      ->check(CLI::Range(0, 4096));
   command_->add_option("--threads", threads_, "Compute threads (default: one per core)")
       ->check(CLI::Range(0, 1024));
   command_->add_option("--block-size", block_size_, "Tokens per KV cache block")
@@ -45,7 +50,8 @@ int GenerateCommand::Run() {
     std::fprintf(stderr, "tessera generate: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  absl::StatusOr<LoadedModel> loaded = LoadedModel::Load(model_path_, threads_);
+  absl::StatusOr<LoadedModel> loaded =
+      LoadedModel::Load(model_path_, threads_, ModelOptions{.ffn_experts = ffn_experts_});
   if (!loaded.ok()) {
     std::fprintf(stderr, "tessera generate: %s\n", loaded.status().ToString().c_str());
     return 1;

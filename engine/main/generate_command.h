@@ -27,6 +27,7 @@ class GenerateCommand {
   bool chat_ = false;
   bool json_ = false;
   int threads_ = 0;
+  int ffn_experts_ = 0;
   int block_size_ = 16;
   int64_t seed_ = -1;
   SamplingParams sampling_;

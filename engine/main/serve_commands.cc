@@ -1,5 +1,6 @@
 #include "engine/main/serve_commands.h"
 
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -8,8 +9,6 @@
 #include <cstdio>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "engine/runtime/loaded_model.h"
@@ -25,15 +24,14 @@ int Fail(absl::string_view command, const absl::Status& status) {
 }
 
 absl::StatusOr<tessera::v1::ListWorkersResponse> ListWorkers(const std::string& router) {
-  auto stub = tessera::v1::Admin::NewStub(
-      grpc::CreateChannel(router, grpc::InsecureChannelCredentials()));
+  auto stub =
+      tessera::v1::Admin::NewStub(grpc::CreateChannel(router, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
   tessera::v1::ListWorkersResponse response;
   grpc::Status status = stub->ListWorkers(&context, {}, &response);
   if (!status.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("router at ", router, ": ", status.error_message()));
+    return absl::UnavailableError(absl::StrCat("router at ", router, ": ", status.error_message()));
   }
   return response;
 }
@@ -47,18 +45,22 @@ RouterCommand::RouterCommand(CLI::App& app) {
       ->check(CLI::ExistingFile);
   command_->add_option("--grpc", options_.grpc_address, "gRPC listen address");
   command_->add_option("--http", options_.http_address, "HTTP listen address (empty: none)");
-  command_->add_option("--max-in-flight", options_.frontend.max_in_flight,
-                       "Requests in flight before RESOURCE_EXHAUSTED")
+  command_
+      ->add_option("--max-in-flight", options_.frontend.max_in_flight,
+                   "Requests in flight before RESOURCE_EXHAUSTED")
       ->check(CLI::Range(1, 1 << 20));
-  command_->add_option("--heartbeat-timeout-ms", heartbeat_timeout_ms_,
-                       "Drop a worker after this long without a heartbeat")
+  command_
+      ->add_option("--heartbeat-timeout-ms", heartbeat_timeout_ms_,
+                   "Drop a worker after this long without a heartbeat")
       ->check(CLI::Range(100, 600000));
-  command_->add_option("--route-load-weight", options_.registry.routing.load_weight,
-                       "Prefill routing: weight of a worker's load (queued prompt tokens)")
+  command_
+      ->add_option("--route-load-weight", options_.registry.routing.load_weight,
+                   "Prefill routing: weight of a worker's load (queued prompt tokens)")
       ->check(CLI::Range(0.0, 1e9));
-  command_->add_option("--route-overlap-weight", options_.registry.routing.overlap_weight,
-                       "Prefill routing: weight of prompt tokens already cached on a worker "
-                       "(0: route by load only)")
+  command_
+      ->add_option("--route-overlap-weight", options_.registry.routing.overlap_weight,
+                   "Prefill routing: weight of prompt tokens already cached on a worker "
+                   "(0: route by load only)")
       ->check(CLI::Range(0.0, 1e9));
 }
 
@@ -71,59 +73,85 @@ int RouterCommand::Run() {
 WorkerCommand::WorkerCommand(CLI::App& app) {
   command_ = app.add_subcommand("worker", "Run a prefill, decode or colocated worker");
   options_.model_path = DefaultModelPath();
-  command_->add_option("--model", options_.model_path, "GGUF model file")
-      ->check(CLI::ExistingFile);
+  command_->add_option("--model", options_.model_path, "GGUF model file")->check(CLI::ExistingFile);
   command_->add_option("--role", role_, "prefill, decode or both")
       ->check(CLI::IsMember({"prefill", "decode", "both"}));
   command_->add_option("--router", options_.router_address, "Router gRPC address")->required();
   command_->add_option("--listen", options_.listen_address, "Listen address (port 0: any)");
   command_->add_option("--advertise-host", options_.advertise_host,
                        "Host name other processes reach this worker at");
-  command_->add_option("--nice", options_.nice,
-                       "Scheduling niceness of the worker's threads (0-19); on a host shared "
-                       "with the router, a positive value keeps compute from delaying it")
+  command_
+      ->add_option("--nice", options_.nice,
+                   "Scheduling niceness of the worker's threads (0-19); on a host shared "
+                   "with the router, a positive value keeps compute from delaying it")
       ->check(CLI::Range(0, 19));
   command_->add_option("--threads", options_.threads, "Compute threads (0: one per core)")
       ->check(CLI::Range(0, 1024));
   command_->add_option("--block-size", options_.loop.block_size, "Tokens per KV block")
       ->check(CLI::Range(1, 4096));
-  command_->add_option("--kv-blocks", options_.loop.num_blocks,
-                       "Device-tier KV blocks (0: automatic)")
+  command_
+      ->add_option("--kv-blocks", options_.loop.num_blocks, "Device-tier KV blocks (0: automatic)")
       ->check(CLI::Range(0, 1 << 24));
-  command_->add_option("--kv-bytes", options_.device_kv_bytes,
-                       "Device-tier KV budget in bytes (instead of --kv-blocks)")
+  command_
+      ->add_option("--kv-bytes", options_.device_kv_bytes,
+                   "Device-tier KV budget in bytes (instead of --kv-blocks)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 44));
-  command_->add_option("--host-kv-blocks", options_.loop.host_blocks,
-                       "Host-tier KV blocks: where evicted cached blocks wait (0: none)")
+  command_
+      ->add_option("--host-kv-blocks", options_.loop.host_blocks,
+                   "Host-tier KV blocks: where evicted cached blocks wait (0: none)")
       ->check(CLI::Range(0, 1 << 24));
-  command_->add_option("--host-kv-bytes", options_.host_kv_bytes,
-                       "Host-tier KV budget in bytes (instead of --host-kv-blocks)")
+  command_
+      ->add_option("--host-kv-bytes", options_.host_kv_bytes,
+                   "Host-tier KV budget in bytes (instead of --host-kv-blocks)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 44));
   command_->add_flag("--no-prefix-caching", no_prefix_caching_,
                      "Never reuse cached KV blocks across requests");
-  command_->add_option("--preemption", preemption_,
-                       "When KV runs out: swap a sequence to the host tier, or recompute it")
+  command_
+      ->add_option("--preemption", preemption_,
+                   "When KV runs out: swap a sequence to the host tier, or recompute it")
       ->check(CLI::IsMember({"recompute", "swap"}));
-  command_->add_option("--max-batch", options_.loop.planner.max_sequences_per_step,
-                       "Sequences per step at most")
+  command_
+      ->add_option("--max-batch", options_.loop.planner.max_sequences_per_step,
+                   "Sequences per step at most")
       ->check(CLI::Range(1, 4096));
-  command_->add_option("--step-tokens", options_.loop.planner.max_tokens_per_step,
-                       "Token budget per step (chunked prefill)")
+  command_
+      ->add_option("--step-tokens", options_.loop.planner.max_tokens_per_step,
+                   "Token budget per step (chunked prefill)")
       ->check(CLI::Range(1, 1 << 20));
-  command_->add_option("--max-requests", options_.max_requests,
-                       "Requests in flight before RESOURCE_EXHAUSTED")
+  command_
+      ->add_option("--max-requests", options_.max_requests,
+                   "Requests in flight before RESOURCE_EXHAUSTED")
       ->check(CLI::Range(1, 1 << 20));
   command_->add_flag("--network-kv", options_.force_network_kv,
                      "Move KV over gRPC even between processes on one host");
-  command_->add_option("--fault-fail-kv-pulls", options_.fault_fail_kv_pulls,
-                       "Fault injection for tests: break this many incoming KV transfers")
+  command_
+      ->add_option("--fault-fail-kv-pulls", options_.fault_fail_kv_pulls,
+                   "Fault injection for tests: break this many incoming KV transfers")
       ->check(CLI::Range(0, 1 << 20));
+  command_
+      ->add_option("--ep-size", options_.ep_size,
+                   "Expert parallelism: processes in this worker's group (1: none)")
+      ->check(CLI::Range(1, 1024));
+  command_->add_option("--ep-rank", options_.ep_rank, "This process's rank in the group")
+      ->check(CLI::Range(0, 1023));
+  command_->add_option("--ep-group", options_.ep_group,
+                       "The group's name, new for each start of the group (the ranks meet "
+                       "under it at the router)");
+  command_
+      ->add_option("--ffn-experts", options_.ffn_experts,
+                   "Dense models in a group: run each FFN as this many experts")
+      ->check(CLI::Range(1, 4096));
+  command_
+      ->add_option("--ep-timeout-ms", ep_timeout_ms_,
+                   "Bound on forming the group and on every collective")
+      ->check(CLI::Range(100, 3600000));
 }
 
 int WorkerCommand::Run() {
   absl::StatusOr<tessera::internal::v1::WorkerRole> role = server::ParseWorkerRole(role_);
   if (!role.ok()) return Fail("worker", role.status());
   options_.role = *role;
+  options_.ep_timeout = absl::Milliseconds(ep_timeout_ms_);
   options_.loop.prefix_caching = !no_prefix_caching_;
   options_.loop.preemption = preemption_ == "swap" ? StepLoopOptions::Preemption::kSwap
                                                    : StepLoopOptions::Preemption::kRecompute;
@@ -145,13 +173,19 @@ ServeCommand::ServeCommand(CLI::App& app) {
   command_->add_option("--cache", cache_, "KV cache pool servers")->check(CLI::Range(0, 64));
   command_->add_option("--cache-bytes", cache_bytes_, "Host memory per cache server")
       ->check(CLI::Range(int64_t{1} << 20, int64_t{1} << 44));
-  command_->add_option("--worker-threads", worker_threads_,
-                       "Compute threads per worker (0: the cores shared among the workers)")
+  command_
+      ->add_option("--worker-threads", worker_threads_,
+                   "Compute threads per worker (0: the cores shared among the workers)")
       ->check(CLI::Range(0, 1024));
   command_->add_option("--max-in-flight", max_in_flight_, "Router admission bound")
       ->check(CLI::Range(1, 1 << 20));
   command_->add_flag("--network-kv", network_kv_,
                      "Move KV over gRPC even though the workers share this host");
+  command_
+      ->add_option("--ep", ep_,
+                   "Expert parallelism: every worker instance is a group of this many "
+                   "processes that share its experts and step together")
+      ->check(CLI::Range(1, 64));
   command_->add_option("--router-flag", router_flags_,
                        "Pass a flag to the router (repeatable), e.g. "
                        "--router-flag=--route-overlap-weight=0");
@@ -161,8 +195,9 @@ ServeCommand::ServeCommand(CLI::App& app) {
 }
 
 int ServeCommand::Run() {
-  const int workers = prefill_ + decode_ + both_;
-  if (workers == 0) {
+  const int instances = prefill_ + decode_ + both_;
+  const int workers = instances * ep_;
+  if (instances == 0) {
     std::fprintf(stderr, "tessera serve: --prefill, --decode and --both are all 0\n");
     return 2;
   }
@@ -195,25 +230,36 @@ int ServeCommand::Run() {
     return pid;
   };
   std::vector<pid_t> worker_pids;
-  std::vector<std::string> router_args = {"router", "--model", model_path_, "--grpc",
-                                          grpc_address_, "--http", http_address_,
-                                          "--max-in-flight", std::to_string(max_in_flight_)};
+  std::vector<std::string> router_args = {
+      "router",      "--model",         model_path_,
+      "--grpc",      grpc_address_,     "--http",
+      http_address_, "--max-in-flight", std::to_string(max_in_flight_)};
   router_args.insert(router_args.end(), router_flags_.begin(), router_flags_.end());
   pid_t router = spawn(router_args);
+  // Group names new for each start: the ranks meet under them at the router.
+  const std::string ep_prefix = absl::StrCat("serve-", getpid(), "-", time(nullptr));
+  int groups = 0;
   auto start_workers = [&](const char* role, int count) {
     for (int i = 0; i < count; ++i) {
-      std::vector<std::string> args = {"worker", "--role", role, "--router", grpc_address_,
-                                       "--model", model_path_, "--threads",
-                                       std::to_string(threads)};
-      if (network_kv_) args.push_back("--network-kv");
-      args.insert(args.end(), worker_flags_.begin(), worker_flags_.end());
-      worker_pids.push_back(spawn(args));
+      const std::string group = absl::StrCat(ep_prefix, "-", role, "-", groups++);
+      for (int rank = 0; rank < ep_; ++rank) {
+        std::vector<std::string> args = {"worker",    "--role",      role,
+                                         "--router",  grpc_address_, "--model",
+                                         model_path_, "--threads",   std::to_string(threads)};
+        if (network_kv_) args.push_back("--network-kv");
+        if (ep_ > 1) {
+          args.insert(args.end(), {"--ep-size", std::to_string(ep_), "--ep-rank",
+                                   std::to_string(rank), "--ep-group", group});
+        }
+        args.insert(args.end(), worker_flags_.begin(), worker_flags_.end());
+        worker_pids.push_back(spawn(args));
+      }
     }
   };
   std::vector<pid_t> cache_pids;
   for (int i = 0; i < cache_; ++i) {
-    cache_pids.push_back(spawn({"cache", "--router", grpc_address_, "--capacity-bytes",
-                                std::to_string(cache_bytes_)}));
+    cache_pids.push_back(spawn(
+        {"cache", "--router", grpc_address_, "--capacity-bytes", std::to_string(cache_bytes_)}));
   }
   start_workers("prefill", prefill_);
   start_workers("decode", decode_);
@@ -236,8 +282,13 @@ int ServeCommand::Run() {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   if (ready) {
-    std::printf("tessera serve: ready (%d prefill, %d decode, %d colocated workers, %d cache "
-                "servers)\n", prefill_, decode_, both_, cache_);
+    std::printf(
+        "tessera serve: ready (%d prefill, %d decode, %d colocated workers, %d cache "
+        "servers)\n",
+        prefill_, decode_, both_, cache_);
+    if (ep_ > 1) {
+      std::printf("  each worker is an expert-parallel group of %d processes\n", ep_);
+    }
     std::printf("  gRPC  %s  (tessera.v1.Inference, tessera.v1.Admin, health, reflection)\n",
                 grpc_address_.c_str());
     std::printf("  HTTP  http://%s/v1  (OpenAI-compatible; /health, /metrics)\n",
@@ -289,8 +340,9 @@ CacheCommand::CacheCommand(CLI::App& app) {
   command_->add_option("--listen", options_.listen_address, "Listen address (port 0: any)");
   command_->add_option("--advertise-host", options_.advertise_host,
                        "Host name other processes reach this server at");
-  command_->add_option("--capacity-bytes", options_.capacity_bytes,
-                       "Host memory for blocks; the least recently used go first")
+  command_
+      ->add_option("--capacity-bytes", options_.capacity_bytes,
+                   "Host memory for blocks; the least recently used go first")
       ->check(CLI::Range(int64_t{1} << 20, int64_t{1} << 44));
 }
 
@@ -319,50 +371,53 @@ int AdminCommand::Run() {
       std::printf("[");
       for (int i = 0; i < list->workers_size(); ++i) {
         const auto& w = list->workers(i);
-        std::printf("%s{\"worker_id\":\"%s\",\"role\":\"%s\",\"address\":\"%s\",\"state\":\"%s\","
-                    "\"running\":%d,\"queued_prefill_tokens\":%lld,\"free_kv_blocks\":%d,"
-                    "\"total_kv_blocks\":%d,\"in_flight\":%d,\"pid\":%lld,"
-                    "\"kv_lookups\":%lld,\"kv_device_hits\":%lld,\"kv_host_hits\":%lld,"
-                    "\"kv_offloaded\":%lld,\"kv_restored\":%lld,\"preemptions\":%lld,"
-                    "\"pool_lookups\":%lld,\"pool_hits\":%lld,\"pool_stored_bytes\":%lld}",
-                    i ? "," : "", w.worker_id().c_str(), w.role().c_str(), w.address().c_str(),
-                    w.state().c_str(), w.running_sequences(),
-                    static_cast<long long>(w.queued_prefill_tokens()), w.free_kv_blocks(),
-                    w.total_kv_blocks(), w.in_flight(), static_cast<long long>(w.pid()),
-                    static_cast<long long>(w.kv_lookups()),
-                    static_cast<long long>(w.kv_device_hits()),
-                    static_cast<long long>(w.kv_host_hits()),
-                    static_cast<long long>(w.kv_offloaded()),
-                    static_cast<long long>(w.kv_restored()),
-                    static_cast<long long>(w.preemptions()),
-                    static_cast<long long>(w.pool_lookups()),
-                    static_cast<long long>(w.pool_hits()),
-                    static_cast<long long>(w.pool_stored_bytes()));
+        std::printf(
+            "%s{\"worker_id\":\"%s\",\"role\":\"%s\",\"address\":\"%s\",\"state\":\"%s\","
+            "\"running\":%d,\"queued_prefill_tokens\":%lld,\"free_kv_blocks\":%d,"
+            "\"total_kv_blocks\":%d,\"in_flight\":%d,\"pid\":%lld,"
+            "\"kv_lookups\":%lld,\"kv_device_hits\":%lld,\"kv_host_hits\":%lld,"
+            "\"kv_offloaded\":%lld,\"kv_restored\":%lld,\"preemptions\":%lld,"
+            "\"pool_lookups\":%lld,\"pool_hits\":%lld,\"pool_stored_bytes\":%lld,"
+            "\"ep_group\":\"%s\",\"ep_rank\":%d,\"ep_size\":%d}",
+            i ? "," : "", w.worker_id().c_str(), w.role().c_str(), w.address().c_str(),
+            w.state().c_str(), w.running_sequences(),
+            static_cast<long long>(w.queued_prefill_tokens()), w.free_kv_blocks(),
+            w.total_kv_blocks(), w.in_flight(), static_cast<long long>(w.pid()),
+            static_cast<long long>(w.kv_lookups()), static_cast<long long>(w.kv_device_hits()),
+            static_cast<long long>(w.kv_host_hits()), static_cast<long long>(w.kv_offloaded()),
+            static_cast<long long>(w.kv_restored()), static_cast<long long>(w.preemptions()),
+            static_cast<long long>(w.pool_lookups()), static_cast<long long>(w.pool_hits()),
+            static_cast<long long>(w.pool_stored_bytes()), w.ep_group().c_str(), w.ep_rank(),
+            w.ep_size());
       }
       std::printf("]\n");
       return 0;
     }
-    std::printf("%-12s %-8s %-22s %-9s %8s %8s %11s %10s %9s %9s %7s\n", "WORKER", "ROLE",
+    std::printf("%-12s %-8s %-22s %-9s %8s %8s %11s %10s %9s %9s %7s %s\n", "WORKER", "ROLE",
                 "ADDRESS", "STATE", "RUNNING", "QUEUED", "KV USED", "IN FLIGHT", "KV HITS",
-                "ON HOST", "PID");
+                "ON HOST", "PID", "EXPERT-PARALLEL");
     for (const auto& w : list->workers()) {
-      std::string kv = absl::StrCat(w.total_kv_blocks() - w.free_kv_blocks(), "/",
-                                    w.total_kv_blocks());
+      std::string kv =
+          absl::StrCat(w.total_kv_blocks() - w.free_kv_blocks(), "/", w.total_kv_blocks());
       std::string hits =
           w.kv_lookups() > 0
               ? absl::StrCat((100 * (w.kv_device_hits() + w.kv_host_hits())) / w.kv_lookups(), "%")
               : "-";
       std::string on_host = absl::StrCat(w.cached_host_blocks(), "/", w.host_blocks());
-      std::printf("%-12s %-8s %-22s %-9s %8d %8lld %11s %10d %9s %9s %7lld\n",
+      // The ranks of an expert-parallel group form one instance.
+      std::string ep = w.ep_size() > 1
+                           ? absl::StrCat(w.ep_group(), " rank ", w.ep_rank(), "/", w.ep_size())
+                           : "-";
+      std::printf("%-12s %-8s %-22s %-9s %8d %8lld %11s %10d %9s %9s %7lld %s\n",
                   w.worker_id().c_str(), w.role().c_str(), w.address().c_str(), w.state().c_str(),
                   w.running_sequences(), static_cast<long long>(w.queued_prefill_tokens()),
                   kv.c_str(), w.in_flight(), hits.c_str(), on_host.c_str(),
-                  static_cast<long long>(w.pid()));
+                  static_cast<long long>(w.pid()), ep.c_str());
     }
     return 0;
   }
-  auto stub = tessera::v1::Admin::NewStub(
-      grpc::CreateChannel(router_, grpc::InsecureChannelCredentials()));
+  auto stub =
+      tessera::v1::Admin::NewStub(grpc::CreateChannel(router_, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
   tessera::v1::DrainWorkerRequest request;

@@ -37,6 +37,7 @@ class WorkerCommand {
   std::string role_ = "both";
   bool no_prefix_caching_ = false;
   std::string preemption_ = "recompute";
+  int ep_timeout_ms_ = 30000;
 };
 
 class ServeCommand {
@@ -53,6 +54,7 @@ class ServeCommand {
   int prefill_ = 1;
   int decode_ = 1;
   int both_ = 0;
+  int ep_ = 1;
   int cache_ = 0;
   int64_t cache_bytes_ = int64_t{1} << 30;
   int worker_threads_ = 0;

@@ -10,13 +10,15 @@
 
 namespace tessera::engine {
 
-absl::StatusOr<LoadedModel> LoadedModel::Load(const std::string& path, int threads) {
+absl::StatusOr<LoadedModel> LoadedModel::Load(const std::string& path, int threads,
+                                              ModelOptions options) {
   LoadedModel m;
   TESSERA_ASSIGN_OR_RETURN(m.file, GgufFile::Open(path));
   TESSERA_ASSIGN_OR_RETURN(m.tokenizer, Tokenizer::FromGguf(*m.file));
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   m.pool = std::make_unique<kernels::ThreadPool>(threads);
-  TESSERA_ASSIGN_OR_RETURN(m.model, CreateModel(*m.file, ModelOptions{m.pool.get()}));
+  options.pool = m.pool.get();
+  TESSERA_ASSIGN_OR_RETURN(m.model, CreateModel(*m.file, options));
   return m;
 }
 

@@ -21,8 +21,10 @@ struct LoadedModel {
   std::unique_ptr<kernels::ThreadPool> pool;
   std::unique_ptr<Model> model;
 
-  // `threads` <= 0 means one per core.
-  static absl::StatusOr<LoadedModel> Load(const std::string& path, int threads);
+  // `threads` <= 0 means one per core. `options` carries the rest of the model's options (its
+  // pool is the one made here).
+  static absl::StatusOr<LoadedModel> Load(const std::string& path, int threads,
+                                          ModelOptions options = {});
 };
 
 // The default model's path: $TESSERA_MODEL if set, else models/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -44,11 +44,11 @@ struct StepLoop::Sequence {
   std::vector<int32_t> tokens;  // Prompt, then generated tokens.
   int32_t computed = 0;         // Tokens whose KV is in the cache.
   int32_t generated = 0;
-  bool importing = false;       // KV being copied in by another thread; not scheduled.
-  bool matched = false;         // The prefix cache was consulted since the KV was last empty.
-  int32_t published = 0;        // Leading full blocks published to the prefix cache.
+  bool importing = false;        // KV being copied in by another thread; not scheduled.
+  bool matched = false;          // The prefix cache was consulted since the KV was last empty.
+  int32_t published = 0;         // Leading full blocks published to the prefix cache.
   kvcache::BlockHash chain = 0;  // Hash of the last published block (the model seed at 0).
-  int32_t cached_tokens = 0;    // Prompt tokens taken from the prefix cache.
+  int32_t cached_tokens = 0;     // Prompt tokens taken from the prefix cache.
   std::vector<kvcache::BlockId> swapped;  // Host blocks holding its KV while swapped out.
   std::vector<kvcache::BlockId> blocks;
   Sampler sampler;
@@ -104,14 +104,13 @@ absl::StatusOr<std::unique_ptr<StepLoop>> StepLoop::Create(Model& model, const T
     return absl::InvalidArgumentError(
         absl::StrCat("host_blocks must be >= 0, got ", o.host_blocks));
   }
-  TESSERA_ASSIGN_OR_RETURN(
-      std::unique_ptr<kvcache::PagedKvCache> cache,
-      kvcache::PagedKvCache::Create(KvShapeFor(config, o.block_size, o.num_blocks),
-                                    o.shared_kv_memory));
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<kvcache::PagedKvCache> cache,
+                           kvcache::PagedKvCache::Create(
+                               KvShapeFor(config, o.block_size, o.num_blocks), o.shared_kv_memory));
   std::unique_ptr<kvcache::PagedKvCache> host_cache;
   if (o.host_blocks > 0) {
-    TESSERA_ASSIGN_OR_RETURN(host_cache, kvcache::PagedKvCache::Create(
-                                             KvShapeFor(config, o.block_size, o.host_blocks)));
+    TESSERA_ASSIGN_OR_RETURN(
+        host_cache, kvcache::PagedKvCache::Create(KvShapeFor(config, o.block_size, o.host_blocks)));
   }
   return std::unique_ptr<StepLoop>(
       new StepLoop(model, tokenizer, o, std::move(cache), std::move(host_cache)));
@@ -133,15 +132,14 @@ StepLoop::StepLoop(Model& model, const Tokenizer& tokenizer, const StepLoopOptio
           mover_.get())) {
   // Blocks are only interchangeable between identical models and block sizes.
   const ModelConfig& config = model.config();
-  hash_seed_ = kvcache::ModelHashSeed(absl::StrCat(
-      config.architecture, "/", config.name, "/", config.num_layers, "/", config.hidden_size, "/",
-      config.vocab_size, "/", options.block_size));
+  hash_seed_ = kvcache::ModelHashSeed(absl::StrCat(config.architecture, "/", config.name, "/",
+                                                   config.num_layers, "/", config.hidden_size, "/",
+                                                   config.vocab_size, "/", options.block_size));
 }
 
 StepLoop::~StepLoop() = default;
 
-absl::StatusOr<std::unique_ptr<StepLoop::Sequence>> StepLoop::Validate(
-    GenerationRequest request) {
+absl::StatusOr<std::unique_ptr<StepLoop::Sequence>> StepLoop::Validate(GenerationRequest request) {
   const ModelConfig& config = model_.config();
   if (request.prompt.empty()) return absl::InvalidArgumentError("prompt is empty");
   int64_t total = static_cast<int64_t>(request.prompt.size() + request.generated.size());
@@ -164,9 +162,9 @@ absl::StatusOr<std::unique_ptr<StepLoop::Sequence>> StepLoop::Validate(
   TESSERA_RETURN_IF_ERROR(check_ids(request.generated, "generated"));
   TESSERA_RETURN_IF_ERROR(ValidateSamplingParams(request.sampling));
   if (static_cast<int32_t>(request.generated.size()) >= request.sampling.max_tokens) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_tokens ", request.sampling.max_tokens, " leaves nothing to generate after ",
-                     request.generated.size(), " generated tokens"));
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens ", request.sampling.max_tokens,
+                                                   " leaves nothing to generate after ",
+                                                   request.generated.size(), " generated tokens"));
   }
   return std::make_unique<Sequence>(next_id_++, std::move(request), tokenizer_);
 }
@@ -207,7 +205,8 @@ absl::Status StepLoop::FinishImport(int64_t id, std::span<const int32_t> sampled
   if (sampled.empty()) return absl::InvalidArgumentError("an import needs its sampled tokens");
   for (int32_t token : sampled) {
     if (token < 0 || token >= model_.config().vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("sampled token ", token, " is outside the vocabulary"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampled token ", token, " is outside the vocabulary"));
     }
   }
   if (seq.tokens.size() + sampled.size() > static_cast<size_t>(model_.config().context_length) ||
@@ -267,8 +266,9 @@ std::optional<std::string> StepLoop::ExportBlock(kvcache::BlockHash hash) const 
 
 std::vector<kvcache::BlockHash> StepLoop::PromptBlockHashes(std::span<const int32_t> prompt) const {
   if (prompt.empty()) return {};
-  return kvcache::PrefixBlockHashes(prompt, options_.block_size, hash_seed_,
-                                    (static_cast<int32_t>(prompt.size()) - 1) / options_.block_size);
+  return kvcache::PrefixBlockHashes(
+      prompt, options_.block_size, hash_seed_,
+      (static_cast<int32_t>(prompt.size()) - 1) / options_.block_size);
 }
 
 int32_t StepLoop::ImportCachedBlocks(std::span<const kvcache::BlockHash> hashes,
@@ -339,9 +339,9 @@ int32_t StepLoop::MatchPrefix(Sequence& seq) {
   if (!blocks_->prefix_caching() || !seq.blocks.empty()) return 0;
   // At least the prompt's last token is computed here, for its logits.
   const int32_t max_blocks = (seq.prompt_size() - 1) / options_.block_size;
-  std::vector<kvcache::BlockHash> hashes = kvcache::PrefixBlockHashes(
-      std::span<const int32_t>(seq.tokens).first(seq.prompt_size()), options_.block_size,
-      hash_seed_, max_blocks);
+  std::vector<kvcache::BlockHash> hashes =
+      kvcache::PrefixBlockHashes(std::span<const int32_t>(seq.tokens).first(seq.prompt_size()),
+                                 options_.block_size, hash_seed_, max_blocks);
   seq.blocks = blocks_->AcquirePrefix(hashes);
   const int32_t matched = static_cast<int32_t>(seq.blocks.size());
   if (matched > 0) seq.chain = hashes[matched - 1];
@@ -356,8 +356,8 @@ void StepLoop::PublishFullBlocks(Sequence& seq) {
   const int32_t full = std::min(seq.computed / bs, static_cast<int32_t>(seq.blocks.size()));
   for (; seq.published < full; ++seq.published) {
     seq.chain = kvcache::ChainBlockHash(
-        seq.chain, std::span<const int32_t>(seq.tokens).subspan(
-                       static_cast<size_t>(seq.published) * bs, bs));
+        seq.chain,
+        std::span<const int32_t>(seq.tokens).subspan(static_cast<size_t>(seq.published) * bs, bs));
     blocks_->Publish(seq.blocks[seq.published], seq.chain);
   }
 }
@@ -502,6 +502,7 @@ absl::Status StepLoop::Step() {
     members.push_back(&seq);
   }
   if (batch.empty()) {
+    if (options_.lockstep) TESSERA_RETURN_IF_ERROR(model_.Forward({}, *cache_, {}));
     if (!HasWork()) return absl::OkStatus();
     // Nothing fits even with every other sequence preempted: the oldest waiting sequence
     // needs more KV than the whole device tier holds. Fail it rather than stall everyone.

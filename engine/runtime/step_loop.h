@@ -87,7 +87,8 @@ struct ImportSlot {
 
 struct StepLoopOptions {
   int32_t block_size = 16;
-  int32_t num_blocks = 0;  // Device tier. 0: enough for max_sequences full contexts, capped at 1 GiB.
+  int32_t num_blocks =
+      0;  // Device tier. 0: enough for max_sequences full contexts, capped at 1 GiB.
   int32_t host_blocks = 0;  // Host tier: evicted cached blocks wait here. 0: none.
   // Reuse the KV of full blocks whose tokens (and everything before them) match a cached
   // block, and skip their prefill.
@@ -100,6 +101,10 @@ struct StepLoopOptions {
   // Keep the KV cache in shared memory, so that decode workers on this host can copy handed-
   // off blocks straight out of it.
   bool shared_kv_memory = false;
+  // The model is one rank of an expert-parallel group: every Step() runs the forward pass,
+  // with an empty batch when this rank has nothing to compute, because the group's
+  // collectives need every rank in every step (the caller steps all ranks together).
+  bool lockstep = false;
   scheduler::StepPlannerOptions planner;
 };
 

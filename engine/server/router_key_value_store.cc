@@ -15,6 +15,8 @@ absl::Status RouterKeyValueStore::Set(absl::string_view key, absl::string_view v
   tessera::internal::v1::SetKeyResponse response;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  // As Get: a router still starting (workers and router start together) is waited for.
+  context.set_wait_for_ready(true);
   absl::Status status = FromGrpcStatus(stub_->Set(&context, request, &response));
   if (status.ok()) return status;
   return absl::Status(status.code(),

@@ -9,14 +9,16 @@
 
 namespace tessera::engine::server {
 
-std::string AdvertisedAddress(const std::string& listen_address,
-                              const std::string& advertise_host, int port) {
-  std::string host = advertise_host;
-  if (host.empty()) {
-    host = listen_address.substr(0, listen_address.rfind(':'));
-    if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
-  }
-  return absl::StrCat(host, ":", port);
+std::string AdvertisedHost(const std::string& listen_address, const std::string& advertise_host) {
+  if (!advertise_host.empty()) return advertise_host;
+  std::string host = listen_address.substr(0, listen_address.rfind(':'));
+  if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
+  return host;
+}
+
+std::string AdvertisedAddress(const std::string& listen_address, const std::string& advertise_host,
+                              int port) {
+  return absl::StrCat(AdvertisedHost(listen_address, advertise_host), ":", port);
 }
 
 absl::StatusOr<std::string> RegisterOnce(

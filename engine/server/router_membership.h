@@ -12,15 +12,19 @@
 
 namespace tessera::engine::server {
 
-// host:port for `port`: `advertise_host` if set, else the listen address's host (127.0.0.1
-// for a wildcard listen).
-std::string AdvertisedAddress(const std::string& listen_address,
-                              const std::string& advertise_host, int port);
+// The host others reach this process at: `advertise_host` if set, else the listen address's
+// host (127.0.0.1 for a wildcard listen).
+std::string AdvertisedHost(const std::string& listen_address, const std::string& advertise_host);
+
+// AdvertisedHost:port.
+std::string AdvertisedAddress(const std::string& listen_address, const std::string& advertise_host,
+                              int port);
 
 // Registers once with the current `load()`; the worker id, or the router's error.
-absl::StatusOr<std::string> RegisterOnce(tessera::internal::v1::Control::Stub& control,
-                                         tessera::internal::v1::RegisterRequest& registration,
-                                         const std::function<tessera::internal::v1::WorkerLoad()>& load);
+absl::StatusOr<std::string> RegisterOnce(
+    tessera::internal::v1::Control::Stub& control,
+    tessera::internal::v1::RegisterRequest& registration,
+    const std::function<tessera::internal::v1::WorkerLoad()>& load);
 
 // RegisterOnce, retried for up to ~15 s (the router may still be starting) unless shutdown is
 // requested. Unavailable naming `router_address` if it never succeeds.

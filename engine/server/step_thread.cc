@@ -2,10 +2,22 @@
 
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
+
 namespace tessera::engine::server {
 
-StepThread::StepThread(std::unique_ptr<StepLoop> loop, KvStoredHook on_kv_stored)
-    : loop_(std::move(loop)), on_kv_stored_(std::move(on_kv_stored)) {
+namespace {
+
+// How long an idle rank of an expert-parallel group waits for work before checking in with the
+// group again: the delay a request arriving at an idle group may see, against the cost of a
+// collective per check.
+constexpr absl::Duration kGroupIdlePoll = absl::Milliseconds(20);
+
+}  // namespace
+
+StepThread::StepThread(std::unique_ptr<StepLoop> loop, KvStoredHook on_kv_stored,
+                       comm::Communicator* group)
+    : loop_(std::move(loop)), on_kv_stored_(std::move(on_kv_stored)), group_(group) {
   RefreshLoad();
   thread_ = std::thread([this] { Run(); });
 }
@@ -81,20 +93,72 @@ void StepThread::RefreshLoad() {
   }
 }
 
+absl::Status StepThread::group_failure() const {
+  absl::MutexLock lock(&mu_);
+  return group_failure_;
+}
+
+bool StepThread::AgreeWithGroup(bool stopping, bool& step) {
+  int64_t flags[3] = {loop_->HasWork() ? 1 : 0, draining_.load() ? 1 : 0, stopping ? 1 : 0};
+  absl::Status status = group_->AllReduceSum(flags);
+  if (status.ok() && flags[2] < group_->size()) {
+    if (flags[1] > 0) group_draining_ = true;
+    step = flags[0] > 0;
+    return true;
+  }
+  if (status.ok() && stopping) return false;  // Every rank is stopping: the group ends here.
+  if (status.ok()) {
+    // Every other rank stopped while this one was still serving.
+    status = absl::UnavailableError("the expert-parallel group stopped");
+  }
+  status = absl::UnavailableError(absl::StrCat("expert-parallel rank ", group_->rank(), " of ",
+                                               group_->size(), ": ", status.message()));
+  std::cerr << "tessera worker: " << status.message() << "\n";
+  loop_->CancelAll(status);
+  absl::MutexLock lock(&mu_);
+  group_failure_ = status;
+  return false;
+}
+
 void StepThread::Run() {
   std::vector<std::function<void(StepLoop&)>> tasks;
+  bool group_failed = false;
   while (true) {
+    bool stopping = false;
     {
       absl::MutexLock lock(&mu_);
-      // Idle: sleep until a task arrives (or stop). Busy: just take what is there.
+      // Idle: sleep until a task arrives (or stop); in a group, check in with the other ranks
+      // now and then, as they may have work. Busy: just take what is there.
       auto ready = [this] { return stop_ || !tasks_.empty(); };
-      if (!loop_->HasWork()) mu_.Await(absl::Condition(&ready));
-      if (stop_) return;
+      if (!loop_->HasWork() || group_failed) {
+        if (group_ == nullptr || group_failed) {
+          mu_.Await(absl::Condition(&ready));
+        } else {
+          mu_.AwaitWithTimeout(absl::Condition(&ready), kGroupIdlePoll);
+        }
+      }
+      if (stop_ && group_ == nullptr) return;
+      stopping = stop_;
       tasks.swap(tasks_);
     }
     for (auto& task : tasks) task(*loop_);
     tasks.clear();
-    if (loop_->HasWork()) {
+    bool step = loop_->HasWork();
+    if (group_ != nullptr && group_failed) {
+      // No more steps: requests that still arrive end at once, and tasks keep running so
+      // that callers waiting on them return.
+      loop_->CancelAll(group_failure());
+      RefreshLoad();
+      if (stopping) return;
+      continue;
+    }
+    if (group_ != nullptr && !AgreeWithGroup(stopping, step)) {
+      RefreshLoad();
+      if (stopping) return;
+      group_failed = true;
+      continue;
+    }
+    if (step) {
       absl::Status status = loop_->Step();
       if (!status.ok()) {
         // A failed step is a bug or a resource failure for everyone in it: end them all with

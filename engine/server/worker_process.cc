@@ -1,5 +1,7 @@
 #include "engine/server/worker_process.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -8,17 +10,16 @@
 #include <iostream>
 #include <thread>
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
-
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/strings/match.h"
+#include "comm/gloo_communicator.h"
 #include "common/status_macros.h"
 #include "engine/runtime/loaded_model.h"
-#include "engine/server/kv_transfer_service.h"
 #include "engine/server/frontend.h"
+#include "engine/server/kv_transfer_service.h"
 #include "engine/server/proto_convert.h"
+#include "engine/server/router_key_value_store.h"
 #include "engine/server/router_membership.h"
 #include "engine/server/shutdown_signal.h"
 #include "engine/server/worker_service.h"
@@ -99,22 +100,51 @@ absl::string_view WorkerRoleName(WorkerRole role) {
 absl::Status RunWorker(const WorkerOptions& options) {
   // Before any thread starts: threads inherit their creator's niceness.
   if (options.nice != 0 && setpriority(PRIO_PROCESS, 0, options.nice) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--nice ", options.nice, ": cannot set: ",
-                                                   std::strerror(errno)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--nice ", options.nice, ": cannot set: ", std::strerror(errno)));
   }
   InstallShutdownSignalHandlers();
   // See RunRouter: no deadlock-cycle bookkeeping on every lock in release builds.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  TESSERA_ASSIGN_OR_RETURN(LoadedModel model, LoadedModel::Load(options.model_path, options.threads));
+  ChannelPool channels;
+  // An expert-parallel rank first meets the rest of its group: the model loads only this
+  // rank's experts.
+  std::unique_ptr<comm::GlooCommunicator> group;
+  ModelOptions model_options;
+  if (options.ep_size > 1) {
+    if (options.ep_rank < 0 || options.ep_rank >= options.ep_size || options.ep_group.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--ep-rank must be in [0, --ep-size) and --ep-group set, got rank ", options.ep_rank,
+          " of ", options.ep_size, " in group '", options.ep_group, "'"));
+    }
+    RouterKeyValueStore store(channels.Get(options.router_address));
+    comm::GlooOptions gloo;
+    gloo.hostname = AdvertisedHost(options.listen_address, options.advertise_host);
+    gloo.timeout = options.ep_timeout;
+    absl::StatusOr<std::unique_ptr<comm::GlooCommunicator>> joined =
+        comm::GlooCommunicator::Connect(store, absl::StrCat("ep/", options.ep_group),
+                                        options.ep_rank, options.ep_size, gloo);
+    if (!joined.ok()) {
+      return absl::Status(joined.status().code(),
+                          absl::StrCat("expert-parallel group '", options.ep_group,
+                                       "': ", joined.status().message()));
+    }
+    group = *std::move(joined);
+    model_options.expert_group = group.get();
+    model_options.ffn_experts = options.ffn_experts;
+  }
+  TESSERA_ASSIGN_OR_RETURN(LoadedModel model,
+                           LoadedModel::Load(options.model_path, options.threads, model_options));
   StepLoopOptions loop_options = options.loop;
+  loop_options.lockstep = group != nullptr;
   const int64_t bytes_per_block =
       KvShapeFor(model.model->config(), loop_options.block_size, 1).bytes_per_block();
   if (options.device_kv_bytes > 0) {
     loop_options.num_blocks = static_cast<int32_t>(options.device_kv_bytes / bytes_per_block);
     if (loop_options.num_blocks < 1) {
       return absl::InvalidArgumentError(absl::StrCat("--kv-bytes ", options.device_kv_bytes,
-                                                     " is less than one block (",
-                                                     bytes_per_block, " bytes)"));
+                                                     " is less than one block (", bytes_per_block,
+                                                     " bytes)"));
     }
   }
   if (options.host_kv_bytes > 0) {
@@ -143,9 +173,7 @@ absl::Status RunWorker(const WorkerOptions& options) {
   context.cache = &loop->cache();
   HandoffRegistry handoffs(model.model->config().num_layers);
   context.handoffs = &handoffs;
-  ChannelPool channels;
-  KvPuller puller(channels, context.host_id, options.force_network_kv,
-                  options.fault_fail_kv_pulls);
+  KvPuller puller(channels, context.host_id, options.force_network_kv, options.fault_fail_kv_pulls);
   context.puller = &puller;
   const uint64_t kv_hash_seed = loop->kv_hash_seed();
   const int32_t kv_block_size = loop->block_size();
@@ -162,7 +190,7 @@ absl::Status RunWorker(const WorkerOptions& options) {
     }
     pool.Put(std::move(blocks));
   };
-  StepThread step(std::move(loop), put_in_pool);
+  StepThread step(std::move(loop), put_in_pool, group.get());
   context.step = &step;
 
   WorkerService worker_service(context);
@@ -196,6 +224,11 @@ absl::Status RunWorker(const WorkerOptions& options) {
   registration.set_pid(getpid());
   registration.set_kv_hash_seed(kv_hash_seed);
   registration.set_kv_block_size(kv_block_size);
+  if (group != nullptr) {
+    registration.set_ep_group(options.ep_group);
+    registration.set_ep_rank(options.ep_rank);
+    registration.set_ep_size(options.ep_size);
+  }
   auto current_load = [&] {
     return ToProto(step.load(), context.active_requests.load(), puller, pool);
   };
@@ -206,8 +239,8 @@ absl::Status RunWorker(const WorkerOptions& options) {
     server->Shutdown();
     return worker_id.status();
   }
-  std::cerr << "tessera worker " << *worker_id << ": " << WorkerRoleName(options.role)
-            << " on " << address << " (pid " << getpid() << ")" << std::endl;
+  std::cerr << "tessera worker " << *worker_id << ": " << WorkerRoleName(options.role) << " on "
+            << address << " (pid " << getpid() << ")" << std::endl;
 
   // KV holdings go to the router as numbered change batches (a snapshot first, and whenever
   // the router lost track), so its routing index is exact without polling.
@@ -238,11 +271,26 @@ absl::Status RunWorker(const WorkerOptions& options) {
 
   // Heartbeats until drained or signalled; then finish what is running and leave.
   bool leaving = false;
+  absl::Status group_status;
   absl::Time next_beat = absl::Now();
   while (true) {
     if (ShutdownRequested() && !leaving) {
       leaving = true;
       context.draining = true;
+    }
+    if (group != nullptr) {
+      // A group drains as one: when any rank does, all do. One that broke serves no more.
+      if (leaving) step.SetDraining();
+      if (step.group_draining() && !leaving) {
+        std::cerr << "tessera worker " << *worker_id << ": the expert-parallel group is draining"
+                  << std::endl;
+        leaving = true;
+        context.draining = true;
+      }
+      if (absl::Status failed = step.group_failure(); !failed.ok()) {
+        group_status = failed;
+        break;
+      }
     }
     if (leaving && context.active_requests.load() == 0) break;
     if (absl::Now() >= next_beat) {
@@ -264,6 +312,7 @@ absl::Status RunWorker(const WorkerOptions& options) {
           std::cerr << "tessera worker " << *worker_id << ": draining" << std::endl;
           leaving = true;
           context.draining = true;
+          if (group != nullptr) step.SetDraining();
         }
       }
     }
@@ -280,7 +329,7 @@ absl::Status RunWorker(const WorkerOptions& options) {
   }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   std::cerr << "tessera worker " << *worker_id << ": stopped" << std::endl;
-  return absl::OkStatus();
+  return group_status;
 }
 
 }  // namespace tessera::engine::server

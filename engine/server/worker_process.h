@@ -34,6 +34,16 @@ struct WorkerOptions {
   bool force_network_kv = false;
   int32_t fault_fail_kv_pulls = 0;  // Fault injection for tests: break this many KV pulls.
   absl::Duration heartbeat_interval = absl::Milliseconds(500);
+  // Expert parallelism: this worker is rank `ep_rank` of a group of `ep_size` processes that
+  // together hold the model's experts and step together; each rank serves its own requests
+  // (data-parallel attention). The ranks find each other through the router's rendezvous
+  // under `ep_group`, a name new for each forming of the group. A dense model's FFN runs as
+  // `ffn_experts` experts spread over the group.
+  int ep_size = 1;
+  int ep_rank = 0;
+  std::string ep_group;
+  int ffn_experts = 8;
+  absl::Duration ep_timeout = absl::Seconds(30);  // Forming the group; every collective.
 };
 
 // Returns when the worker was drained by the router, or on SIGINT/SIGTERM after finishing

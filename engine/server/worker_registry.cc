@@ -85,6 +85,13 @@ absl::Status WorkerRegistry::Drain(const std::string& worker_or_address) {
   for (auto& [id, worker] : workers_) {
     if (id == worker_or_address || worker.info.address() == worker_or_address) {
       worker.draining = true;
+      // An expert-parallel group is one instance: its ranks step together and leave together.
+      const std::string& group = worker.info.ep_group();
+      if (!group.empty()) {
+        for (auto& [other_id, other] : workers_) {
+          if (other.info.ep_group() == group) other.draining = true;
+        }
+      }
       return absl::OkStatus();
     }
   }
@@ -131,9 +138,9 @@ bool WorkerRegistry::Has(WorkerNeed need) const {
   return false;
 }
 
-absl::StatusOr<WorkerLease> WorkerRegistry::Acquire(
-    WorkerNeed need, int64_t prompt_tokens, const absl::flat_hash_set<std::string>& exclude,
-    std::span<const int32_t> prompt) {
+absl::StatusOr<WorkerLease> WorkerRegistry::Acquire(WorkerNeed need, int64_t prompt_tokens,
+                                                    const absl::flat_hash_set<std::string>& exclude,
+                                                    std::span<const int32_t> prompt) {
   absl::MutexLock lock(&mu_);
   const Clock::time_point now = Clock::now();
   std::vector<Worker*> candidates;
@@ -178,19 +185,22 @@ absl::StatusOr<WorkerLease> WorkerRegistry::Acquire(
       scores.push_back(scheduler::LoadScore(loads[i], kind, options_.weights));
       overlap.push_back(prefix_index_.LeadingOverlap(*ids[i], it->second) * bs);
     }
-    pick = scheduler::PickByOverlapAndLoad(scores, overlap, rotation_[static_cast<int>(need)]++, options_.routing);
+    pick = scheduler::PickByOverlapAndLoad(scores, overlap, rotation_[static_cast<int>(need)]++,
+                                           options_.routing);
   } else {
-    pick = scheduler::SelectWorker(loads, kind, rotation_[static_cast<int>(need)]++, options_.weights);
+    pick =
+        scheduler::SelectWorker(loads, kind, rotation_[static_cast<int>(need)]++, options_.weights);
   }
   // A worker that was just allowed a probe takes the request: that is the probe.
   for (size_t i = 0; i < candidates.size(); ++i) {
     if (candidates[i]->breaker.state() == scheduler::CircuitBreaker::State::kProbing) pick = i;
   }
   if (!pick.has_value()) {
-    return absl::UnavailableError(absl::StrCat(
-        "no ",
-        need == WorkerNeed::kPrefill ? "prefill" : need == WorkerNeed::kDecode ? "decode" : "colocated",
-        " worker is available"));
+    return absl::UnavailableError(absl::StrCat("no ",
+                                               need == WorkerNeed::kPrefill  ? "prefill"
+                                               : need == WorkerNeed::kDecode ? "decode"
+                                                                             : "colocated",
+                                               " worker is available"));
   }
   Worker& chosen = *candidates[*pick];
   ++chosen.in_flight;
@@ -263,6 +273,9 @@ std::vector<tessera::v1::WorkerStatus> WorkerRegistry::List() const {
     status.set_pool_stored_blocks(kv.pool_stored_blocks());
     status.set_pool_stored_bytes(kv.pool_stored_bytes());
     status.set_pool_capacity_bytes(kv.pool_capacity_bytes());
+    status.set_ep_group(worker.info.ep_group());
+    status.set_ep_rank(worker.info.ep_rank());
+    status.set_ep_size(worker.info.ep_size());
     out.push_back(std::move(status));
   }
   std::sort(out.begin(), out.end(),

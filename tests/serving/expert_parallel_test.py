@@ -1,0 +1,132 @@
+"""Expert parallelism inside the serving stack: `tessera serve --ep 2` makes every worker
+instance a group of two processes that meet through the router's rendezvous, hold half of
+the model's experts each (the default model's FFNs split into 8 experts of 192) and step
+together over Gloo on loopback, each serving its own requests (data-parallel attention).
+
+- Greedy output, disaggregated (1P1D, both pools EP groups) and colocated, is token-for-token
+  what `tessera generate --ffn-experts 8` computes in one process; concurrent requests spread
+  over both ranks and every KV block is free afterwards.
+- The admin API shows each group's ranks as one instance.
+- Draining one rank drains its whole group; requests keep being served by another group.
+- `kill -9` of one rank: its partner fails fast with a clear error and leaves; every request
+  in flight completes or ends with UNAVAILABLE within a stated bound, never hangs."""
+
+import concurrent.futures
+import os
+import signal
+import time
+import unittest
+
+import grpc
+
+import harness
+
+PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):\n    ",
+    "Once upon a time, in a village by the sea, there lived",
+    "Les élèves ont appris que 🌍 tourne autour du soleil, et",
+]
+MAX_TOKENS = 24
+EP = ["--ep", "2", "--worker-threads", "1"]
+# A request in flight when a rank dies ends within this (the partner's collective fails at
+# once when the connection drops; the router then answers or retries elsewhere).
+FAILURE_BOUND_S = 15
+
+
+class ExpertParallelServingTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.reference = {p: harness.reference_generate(p, MAX_TOKENS,
+                                                       ["--ignore-eos", "--ffn-experts", "8"])
+                         for p in PROMPTS}
+
+    def check_identity(self, d):
+        for prompt in PROMPTS:
+            ids, text, last = d.generate(prompt, max_tokens=MAX_TOKENS, ignore_eos=True)
+            with self.subTest(prompt=prompt):
+                self.assertEqual(ids, self.reference[prompt]["token_ids"])
+                self.assertEqual(text, self.reference[prompt]["text"])
+                self.assertEqual(last.finish_reason, "length")
+        # Concurrent requests: the router spreads them over both ranks of each group, which
+        # then step together with different sequences.
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(
+                lambda p: d.generate(p, max_tokens=MAX_TOKENS, ignore_eos=True), PROMPTS * 2))
+        for prompt, (ids, _, _) in zip(PROMPTS * 2, results):
+            self.assertEqual(ids, self.reference[prompt]["token_ids"])
+        d.wait_all_kv_free()
+
+    def check_groups(self, d, roles):
+        workers = d.workers()
+        groups = {}
+        for w in workers:
+            self.assertEqual(w.ep_size, 2, w)
+            groups.setdefault(w.ep_group, []).append((w.role, w.ep_rank))
+        self.assertEqual(sorted(r for ranks in groups.values() for r, _ in ranks[:1]),
+                         sorted(roles))
+        for ranks in groups.values():
+            self.assertEqual(sorted(rank for _, rank in ranks), [0, 1])
+        return workers
+
+    def test_disaggregated_groups_match_one_process(self):
+        with harness.Deployment(prefill=1, decode=1, extra=EP) as d:
+            self.check_groups(d, ["decode", "prefill"])
+            self.check_identity(d)
+
+    def test_colocated_group_matches_one_process(self):
+        with harness.Deployment(prefill=0, decode=0, both=1, extra=EP) as d:
+            self.check_groups(d, ["both"])
+            self.check_identity(d)
+
+    def test_draining_a_rank_drains_its_group(self):
+        with harness.Deployment(prefill=0, decode=0, both=2, extra=EP) as d:
+            workers = self.check_groups(d, ["both", "both"])
+            victim = workers[0]
+            d.admin.DrainWorker(d.admin_pb.DrainWorkerRequest(worker_id=victim.worker_id),
+                                timeout=5)
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                left = [w for w in d.workers() if w.ep_group == victim.ep_group]
+                if not left:
+                    break
+                time.sleep(0.2)
+            self.assertEqual(left, [], "both ranks of the drained group leave")
+            ids, _, _ = d.generate(PROMPTS[0], max_tokens=MAX_TOKENS, ignore_eos=True)
+            self.assertEqual(ids, self.reference[PROMPTS[0]]["token_ids"])
+            self.assertIn("the expert-parallel group is draining", d.logs())
+
+    def test_killed_rank_fails_its_group_fast(self):
+        with harness.Deployment(prefill=0, decode=0, both=1, extra=EP) as d:
+            workers = self.check_groups(d, ["both"])
+            victim = next(w for w in workers if w.ep_rank == 1)
+
+            def long_request(i):
+                try:
+                    d.generate(PROMPTS[i % len(PROMPTS)], max_tokens=400, ignore_eos=True,
+                               timeout=60)
+                    return "ok", time.time()
+                except grpc.RpcError as e:
+                    return e.code().name, time.time()
+
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                futures = [pool.submit(long_request, i) for i in range(4)]
+                time.sleep(2)  # The requests are decoding on both ranks.
+                killed_at = time.time()
+                os.kill(victim.pid, signal.SIGKILL)
+                outcomes = [f.result() for f in futures]
+            for code, ended in outcomes:
+                self.assertIn(code, ("ok", "UNAVAILABLE"))
+                self.assertLess(ended - killed_at, FAILURE_BOUND_S)
+            # With the group gone no worker is left: that is what the clients were told.
+            self.assertIn("UNAVAILABLE", [code for code, _ in outcomes])
+            # The partner said why and left.
+            deadline = time.time() + 10
+            while time.time() < deadline and "expert-parallel rank 0 of 2" not in d.logs():
+                time.sleep(0.2)
+            self.assertIn("expert-parallel rank 0 of 2", d.logs())
+            self.assertRegex(d.logs(), r"peer died|Connection reset|closed")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
