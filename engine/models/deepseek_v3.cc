@@ -168,6 +168,7 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
       TESSERA_ASSIGN_OR_RETURN(
           l.routed, RoutedExperts::Load(ck, p + "mlp.experts.", experts, hidden, moe_inter,
                                         expert_lanes(), moe_times()));
+      routed_layers_.emplace_back(static_cast<int32_t>(i), l.routed.get());
       if (shared > 0) {
         std::vector<ExpertWeights> shared_weights;
         TESSERA_RETURN_IF_ERROR(

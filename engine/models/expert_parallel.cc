@@ -67,11 +67,37 @@ RoutedExperts::RoutedExperts(std::vector<comm::Communicator*> lanes, int32_t num
       num_experts_(num_experts),
       per_rank_(num_experts / (lanes_.empty() ? 1 : lanes_[0]->size())),
       hidden_(hidden),
-      local_(std::move(local)) {}
+      local_(std::move(local)),
+      token_counts_(new std::atomic<int64_t>[static_cast<size_t>(num_experts)]) {
+  for (int32_t e = 0; e < num_experts; ++e) token_counts_[e] = 0;
+}
+
+std::vector<int64_t> RoutedExperts::token_counts() const {
+  std::vector<int64_t> counts(static_cast<size_t>(num_experts_));
+  for (int32_t e = 0; e < num_experts_; ++e) {
+    counts[e] = token_counts_[e].load(std::memory_order_relaxed);
+  }
+  return counts;
+}
+
+ExpertTokenCounts CollectExpertTokenCounts(
+    const std::vector<std::pair<int32_t, const RoutedExperts*>>& layers) {
+  ExpertTokenCounts counts;
+  for (const auto& [layer, routed] : layers) {
+    counts.num_experts = routed->num_experts();
+    counts.layers.push_back(layer);
+    std::vector<int64_t> tokens = routed->token_counts();
+    counts.tokens.insert(counts.tokens.end(), tokens.begin(), tokens.end());
+  }
+  return counts;
+}
 
 absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_t* ids,
                                     const float* weights, int32_t top_k, float* out,
                                     kernels::ThreadPool& pool, int lane) {
+  for (int64_t i = 0; i < tokens * top_k; ++i) {
+    token_counts_[ids[i]].fetch_add(1, std::memory_order_relaxed);
+  }
   if (lanes_.empty()) {
     PhaseTimer timer(times_ == nullptr ? nullptr : &times_->experts_ns);
     local_->Forward(x, tokens, ids, weights, top_k, out, pool);

@@ -25,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "comm/communicator.h"
+#include "engine/models/model.h"
 #include "engine/models/moe_experts.h"
 #include "engine/safetensors/hf_checkpoint.h"
 
@@ -77,6 +78,10 @@ class RoutedExperts {
       std::unique_ptr<ExpertBlock> local, int32_t num_experts, int32_t hidden,
       const std::vector<comm::Communicator*>& lanes, MoeLayerTimes* times);
 
+  int32_t num_experts() const { return num_experts_; }
+  // Tokens routed to each expert (global ids) from this process, since loading.
+  std::vector<int64_t> token_counts() const;
+
   // As ExpertBlock::Forward, with global expert ids; across the group if there is one, on
   // lane `lane`'s communicator.
   absl::Status Forward(const float* x, int64_t tokens, const int32_t* ids, const float* weights,
@@ -92,7 +97,12 @@ class RoutedExperts {
   const int32_t per_rank_;
   const int32_t hidden_;
   std::unique_ptr<ExpertBlock> local_;
+  std::unique_ptr<std::atomic<int64_t>[]> token_counts_;  // Per global expert.
 };
+
+// The counts of `layers` (layer index, its routed experts), for Model::expert_token_counts.
+ExpertTokenCounts CollectExpertTokenCounts(
+    const std::vector<std::pair<int32_t, const RoutedExperts*>>& layers);
 
 }  // namespace tessera::engine
 

@@ -30,6 +30,9 @@ class HfDecoderModel : public Model {
   const ModelConfig& config() const final { return config_; }
   absl::Status Forward(std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache,
                        std::span<float> logits, const ForwardOptions& options) final;
+  ExpertTokenCounts expert_token_counts() const final {
+    return CollectExpertTokenCounts(routed_layers_);
+  }
 
  protected:
   // Some of a step's sequences and their activations. A step is one micro-batch, or, when the
@@ -68,6 +71,8 @@ class HfDecoderModel : public Model {
   std::vector<float> embedding_;   // [vocab, hidden]
   std::vector<float> final_norm_;  // [hidden]
   std::vector<float> lm_head_;     // [vocab, hidden]
+  // The layers with routed experts, as the architecture loads them.
+  std::vector<std::pair<int32_t, const RoutedExperts*>> routed_layers_;
 
  private:
   class LaneThread;

@@ -124,6 +124,9 @@ class LlamaModel final : public Model {
 
   absl::Status Forward(std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache,
                        std::span<float> logits, const ForwardOptions& options) override;
+  ExpertTokenCounts expert_token_counts() const override {
+    return CollectExpertTokenCounts(routed_layers_);
+  }
 
  private:
   explicit LlamaModel(const ModelOptions& options)
@@ -147,6 +150,7 @@ class LlamaModel final : public Model {
   const int32_t ffn_experts_;
   MoeLayerTimes* const moe_times_;
   std::vector<comm::Communicator*> expert_lanes_;
+  std::vector<std::pair<int32_t, const RoutedExperts*>> routed_layers_;
   ModelConfig config_;
   int64_t q_dim_ = 0;
   int64_t kv_dim_ = 0;
@@ -286,6 +290,7 @@ absl::Status LlamaModel::LoadFfnExperts(const WeightReader& reader, const std::s
                                 static_cast<int32_t>(hidden),
                                 static_cast<int32_t>(inter / ffn_experts_), *std::move(experts)),
                             ffn_experts_, static_cast<int32_t>(hidden), expert_lanes_, moe_times_));
+  routed_layers_.emplace_back(static_cast<int32_t>(&layer - layers_.data()), layer.experts.get());
   return absl::OkStatus();
 }
 

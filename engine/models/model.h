@@ -55,6 +55,14 @@ struct SequenceStep {
   bool want_logits = true;
 };
 
+// Tokens routed to each expert of each mixture-of-experts layer since the model was loaded,
+// from this process's sequences: tokens[i * num_experts + e] for layer layers[i].
+struct ExpertTokenCounts {
+  int32_t num_experts = 0;
+  std::vector<int32_t> layers;
+  std::vector<int64_t> tokens;
+};
+
 struct ForwardOptions {
   // Called after each layer's KV has been written, with the layer index, so a transfer can
   // ship that layer while later layers compute. Runs on the step thread.
@@ -72,6 +80,9 @@ class Model {
   // or block table; the cache is unchanged for sequences before the bad one.
   virtual absl::Status Forward(std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache,
                                std::span<float> logits, const ForwardOptions& options = {}) = 0;
+
+  // Empty for a model without experts. May be called from any thread while steps run.
+  virtual ExpertTokenCounts expert_token_counts() const { return {}; }
 };
 
 struct ModelOptions {

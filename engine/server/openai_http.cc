@@ -8,8 +8,8 @@
 #include <variant>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "engine/server/proto_convert.h"
 #include "nlohmann/json.hpp"
 
@@ -81,7 +81,8 @@ HttpError Invalid(const std::string& param, const std::string& message) {
 
 // Typed readers of optional request fields; a present field of the wrong type is an error
 // naming it.
-std::optional<HttpError> ReadNumber(const json& body, const char* field, std::optional<double>* out) {
+std::optional<HttpError> ReadNumber(const json& body, const char* field,
+                                    std::optional<double>* out) {
   auto it = body.find(field);
   if (it == body.end() || it->is_null()) return std::nullopt;
   if (!it->is_number()) return Invalid(field, absl::StrCat(field, " must be a number"));
@@ -120,15 +121,15 @@ std::optional<HttpError> ReadSampling(const json& body, int64_t default_max_toke
   std::optional<double> temperature, top_p, min_p, repetition, frequency, presence;
   std::optional<int64_t> max_tokens, max_completion_tokens, top_k, seed, n;
   bool ignore_eos = false;
-  for (auto error : {ReadNumber(body, "temperature", &temperature),
-                     ReadNumber(body, "top_p", &top_p), ReadNumber(body, "min_p", &min_p),
-                     ReadNumber(body, "repetition_penalty", &repetition),
-                     ReadNumber(body, "frequency_penalty", &frequency),
-                     ReadNumber(body, "presence_penalty", &presence),
-                     ReadInteger(body, "max_tokens", &max_tokens),
-                     ReadInteger(body, "max_completion_tokens", &max_completion_tokens),
-                     ReadInteger(body, "top_k", &top_k), ReadInteger(body, "seed", &seed),
-                     ReadInteger(body, "n", &n), ReadBool(body, "ignore_eos", &ignore_eos)}) {
+  for (auto error :
+       {ReadNumber(body, "temperature", &temperature), ReadNumber(body, "top_p", &top_p),
+        ReadNumber(body, "min_p", &min_p), ReadNumber(body, "repetition_penalty", &repetition),
+        ReadNumber(body, "frequency_penalty", &frequency),
+        ReadNumber(body, "presence_penalty", &presence),
+        ReadInteger(body, "max_tokens", &max_tokens),
+        ReadInteger(body, "max_completion_tokens", &max_completion_tokens),
+        ReadInteger(body, "top_k", &top_k), ReadInteger(body, "seed", &seed),
+        ReadInteger(body, "n", &n), ReadBool(body, "ignore_eos", &ignore_eos)}) {
     if (error.has_value()) return error;
   }
   if (n.has_value() && *n != 1) return Invalid("n", "n must be 1 (one choice per request)");
@@ -180,7 +181,8 @@ std::optional<HttpError> ReadCommon(const json& body, ParsedRequest* parsed) {
     if (auto e = ReadBool(*options, "include_usage", &parsed->include_usage)) return e;
   }
   auto user = body.find("user");
-  if (user != body.end() && user->is_string()) parsed->request.set_request_id(user->get<std::string>());
+  if (user != body.end() && user->is_string())
+    parsed->request.set_request_id(user->get<std::string>());
   return std::nullopt;
 }
 
@@ -206,12 +208,14 @@ std::variant<ParsedRequest, HttpError> ParseCompletion(const json& body) {
                                           [](const json& t) { return t.is_number_integer(); })) {
     for (const json& t : *p) {
       int64_t id = t.get<int64_t>();
-      if (id < INT32_MIN || id > INT32_MAX) return Invalid("prompt", "prompt token id out of range");
+      if (id < INT32_MIN || id > INT32_MAX)
+        return Invalid("prompt", "prompt token id out of range");
       parsed.request.mutable_tokens()->add_ids(static_cast<int32_t>(id));
     }
   } else if (p->is_array()) {
-    return Invalid("prompt", "prompt must be a string, one string, or token ids (batches of "
-                             "several prompts are not supported)");
+    return Invalid("prompt",
+                   "prompt must be a string, one string, or token ids (batches of "
+                   "several prompts are not supported)");
   } else {
     return Invalid("prompt", "prompt must be a string or an array of token ids");
   }
@@ -271,9 +275,7 @@ json UsageJson(const Usage& usage) {
           {"prompt_tokens_details", {{"cached_tokens", usage.cached_tokens}}}};
 }
 
-std::string Dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 class CollectingSink final : public OutputSink {
  public:
@@ -295,8 +297,12 @@ class SseSink final : public OutputSink {
  public:
   SseSink(httplib::DataSink& sink, bool chat, std::string id, std::string model, int64_t created,
           bool include_usage)
-      : sink_(sink), chat_(chat), id_(std::move(id)), model_(std::move(model)),
-        created_(created), include_usage_(include_usage) {}
+      : sink_(sink),
+        chat_(chat),
+        id_(std::move(id)),
+        model_(std::move(model)),
+        created_(created),
+        include_usage_(include_usage) {}
 
   bool Send(const OutputEvent& event) override {
     json choice = {{"index", 0}};
@@ -362,7 +368,8 @@ OpenAiHttpServer::OpenAiHttpServer(Frontend& frontend, WorkerRegistry& registry,
     : frontend_(frontend), registry_(registry), metrics_(metrics) {
   metrics_.Declare("tessera_requests_in_flight", Metrics::Type::kGauge,
                    "Requests the router is running now.");
-  metrics_.Declare("tessera_workers", Metrics::Type::kGauge, "Registered workers by role and state.");
+  metrics_.Declare("tessera_workers", Metrics::Type::kGauge,
+                   "Registered workers by role and state.");
   metrics_.Declare("tessera_worker_running_sequences", Metrics::Type::kGauge,
                    "Sequences in each worker's batch (last heartbeat).");
   metrics_.Declare("tessera_worker_queued_prefill_tokens", Metrics::Type::kGauge,
@@ -397,24 +404,35 @@ OpenAiHttpServer::OpenAiHttpServer(Frontend& frontend, WorkerRegistry& registry,
   metrics_.Declare("tessera_kv_pool_puts_total", T::kCounter,
                    "Blocks each worker stored in the cache pool.");
   metrics_.Declare("tessera_kv_pool_stored_bytes", T::kGauge, "Bytes each cache server holds.");
-  metrics_.Declare("tessera_kv_pool_capacity_bytes", T::kGauge,
-                   "Each cache server's byte budget.");
+  metrics_.Declare("tessera_kv_pool_capacity_bytes", T::kGauge, "Each cache server's byte budget.");
+  metrics_.Declare("tessera_expert_tokens_total", T::kCounter,
+                   "Tokens each worker's sequences routed to each expert of each MoE layer.");
 }
 
 OpenAiHttpServer::~OpenAiHttpServer() { Stop(); }
 
 void OpenAiHttpServer::RefreshGauges() {
   metrics_.Set("tessera_requests_in_flight", {}, frontend_.in_flight());
-  for (const char* family :
-       {"tessera_workers", "tessera_worker_running_sequences",
-        "tessera_worker_queued_prefill_tokens", "tessera_worker_kv_blocks",
-        "tessera_worker_in_flight", "tessera_kv_lookups_total", "tessera_kv_hits_total",
-        "tessera_kv_hit_rate", "tessera_kv_blocks_offloaded_total",
-        "tessera_kv_blocks_restored_total", "tessera_kv_blocks_evicted_total",
-        "tessera_kv_tier_bytes_moved_total", "tessera_kv_handoff_bytes_total",
-        "tessera_preemptions_total", "tessera_kv_cached_blocks", "tessera_kv_pool_lookups_total",
-        "tessera_kv_pool_puts_total", "tessera_kv_pool_stored_bytes",
-        "tessera_kv_pool_capacity_bytes"}) {
+  for (const char* family : {"tessera_workers",
+                             "tessera_worker_running_sequences",
+                             "tessera_worker_queued_prefill_tokens",
+                             "tessera_worker_kv_blocks",
+                             "tessera_worker_in_flight",
+                             "tessera_kv_lookups_total",
+                             "tessera_kv_hits_total",
+                             "tessera_kv_hit_rate",
+                             "tessera_kv_blocks_offloaded_total",
+                             "tessera_kv_blocks_restored_total",
+                             "tessera_kv_blocks_evicted_total",
+                             "tessera_kv_tier_bytes_moved_total",
+                             "tessera_kv_handoff_bytes_total",
+                             "tessera_preemptions_total",
+                             "tessera_kv_cached_blocks",
+                             "tessera_kv_pool_lookups_total",
+                             "tessera_kv_pool_puts_total",
+                             "tessera_kv_pool_stored_bytes",
+                             "tessera_kv_pool_capacity_bytes",
+                             "tessera_expert_tokens_total"}) {
     metrics_.Clear(family);
   }
   double lookups = 0, device_hits = 0, host_hits = 0, pool_lookups = 0, pool_hits = 0;
@@ -460,11 +478,24 @@ void OpenAiHttpServer::RefreshGauges() {
     metrics_.SetCounter("tessera_preemptions_total", labels, w.preemptions());
     metrics_.Set("tessera_kv_cached_blocks", with("tier", "device"), w.cached_device_blocks());
     metrics_.Set("tessera_kv_cached_blocks", with("tier", "host"), w.cached_host_blocks());
+    const int experts = w.num_experts();
+    if (experts > 0 && w.expert_tokens_size() == w.expert_layers_size() * experts) {
+      for (int i = 0; i < w.expert_layers_size(); ++i) {
+        for (int e = 0; e < experts; ++e) {
+          Labels series = {{"worker", w.worker_id()},
+                           {"layer", std::to_string(w.expert_layers(i))},
+                           {"expert", std::to_string(e)}};
+          metrics_.SetCounter("tessera_expert_tokens_total", series,
+                              static_cast<double>(w.expert_tokens(i * experts + e)));
+        }
+      }
+    }
     lookups += w.kv_lookups();
     device_hits += w.kv_device_hits();
     host_hits += w.kv_host_hits();
   }
-  metrics_.Set("tessera_kv_hit_rate", {{"tier", "device"}}, lookups > 0 ? device_hits / lookups : 0);
+  metrics_.Set("tessera_kv_hit_rate", {{"tier", "device"}},
+               lookups > 0 ? device_hits / lookups : 0);
   metrics_.Set("tessera_kv_hit_rate", {{"tier", "host"}}, lookups > 0 ? host_hits / lookups : 0);
   // The pool is asked only for what a worker lacks, so its rate is per pool lookup.
   metrics_.Set("tessera_kv_hit_rate", {{"tier", "pool"}},
@@ -482,12 +513,13 @@ absl::Status OpenAiHttpServer::Start(const std::string& address) {
   server_->set_payload_max_length(static_cast<size_t>(frontend_.options().max_request_bytes));
 
   server_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-    const bool can_serve = (registry_.Has(WorkerNeed::kPrefill) && registry_.Has(WorkerNeed::kDecode)) ||
-                           registry_.Has(WorkerNeed::kColocated);
+    const bool can_serve =
+        (registry_.Has(WorkerNeed::kPrefill) && registry_.Has(WorkerNeed::kDecode)) ||
+        registry_.Has(WorkerNeed::kColocated);
     res.status = can_serve ? 200 : 503;
-    res.set_content(Dump({{"status", can_serve ? "ok" : "no workers"},
-                          {"workers", registry_.List().size()}}),
-                    "application/json");
+    res.set_content(
+        Dump({{"status", can_serve ? "ok" : "no workers"}, {"workers", registry_.List().size()}}),
+        "application/json");
   });
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     RefreshGauges();
@@ -504,12 +536,15 @@ absl::Status OpenAiHttpServer::Start(const std::string& address) {
   server_->Get("/admin/workers", [this](const httplib::Request&, httplib::Response& res) {
     json workers = json::array();
     for (const tessera::v1::WorkerStatus& w : registry_.List()) {
-      workers.push_back({{"worker_id", w.worker_id()}, {"role", w.role()},
-                         {"address", w.address()}, {"state", w.state()},
+      workers.push_back({{"worker_id", w.worker_id()},
+                         {"role", w.role()},
+                         {"address", w.address()},
+                         {"state", w.state()},
                          {"running_sequences", w.running_sequences()},
                          {"queued_prefill_tokens", w.queued_prefill_tokens()},
                          {"free_kv_blocks", w.free_kv_blocks()},
-                         {"total_kv_blocks", w.total_kv_blocks()}, {"in_flight", w.in_flight()},
+                         {"total_kv_blocks", w.total_kv_blocks()},
+                         {"in_flight", w.in_flight()},
                          {"pid", w.pid()}});
     }
     res.set_content(Dump(workers), "application/json");
@@ -597,7 +632,8 @@ absl::Status OpenAiHttpServer::Start(const std::string& address) {
   server_->Post("/v1/chat/completions", generate(true));
   server_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (res.status == 404) {
-      SendError(res, {absl::NotFoundError(absl::StrCat("no route ", req.method, " ", req.path)), ""});
+      SendError(res,
+                {absl::NotFoundError(absl::StrCat("no route ", req.method, " ", req.path)), ""});
     } else if (res.status == 413) {
       res.set_content(
           Dump(ErrorBody({absl::InvalidArgumentError("the request body is too large"), ""})),

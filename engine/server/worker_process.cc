@@ -32,7 +32,8 @@ using tessera::internal::v1::Control;
 using tessera::internal::v1::WorkerRole;
 
 tessera::internal::v1::WorkerLoad ToProto(const LoopLoad& load, int32_t queued,
-                                          const KvPuller& puller, const CachePoolClient& pool) {
+                                          const KvPuller& puller, const CachePoolClient& pool,
+                                          const Model& model) {
   tessera::internal::v1::WorkerLoad proto;
   proto.set_running_sequences(load.running_sequences);
   proto.set_queued_prefill_tokens(load.queued_prefill_tokens);
@@ -61,6 +62,10 @@ tessera::internal::v1::WorkerLoad ToProto(const LoopLoad& load, int32_t queued,
   kv->set_pool_lookups(pool.lookups());
   kv->set_pool_hits(pool.hits());
   kv->set_pool_puts(pool.puts());
+  const ExpertTokenCounts experts = model.expert_token_counts();
+  proto.set_num_experts(experts.num_experts);
+  proto.mutable_expert_layers()->Add(experts.layers.begin(), experts.layers.end());
+  proto.mutable_expert_tokens()->Add(experts.tokens.begin(), experts.tokens.end());
   return proto;
 }
 
@@ -230,7 +235,7 @@ absl::Status RunWorker(const WorkerOptions& options) {
     registration.set_ep_size(options.ep_size);
   }
   auto current_load = [&] {
-    return ToProto(step.load(), context.active_requests.load(), puller, pool);
+    return ToProto(step.load(), context.active_requests.load(), puller, pool, *model.model);
   };
   auto register_once = [&] { return RegisterOnce(*control, registration, current_load); };
   absl::StatusOr<std::string> worker_id =
@@ -297,7 +302,8 @@ absl::Status RunWorker(const WorkerOptions& options) {
       next_beat = absl::Now() + options.heartbeat_interval;
       tessera::internal::v1::HeartbeatRequest beat;
       beat.set_worker_id(*worker_id);
-      *beat.mutable_load() = ToProto(step.load(), context.active_requests.load(), puller, pool);
+      *beat.mutable_load() =
+          ToProto(step.load(), context.active_requests.load(), puller, pool, *model.model);
       grpc::ClientContext rpc;
       rpc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
       tessera::internal::v1::HeartbeatResponse response;

@@ -276,6 +276,9 @@ std::vector<tessera::v1::WorkerStatus> WorkerRegistry::List() const {
     status.set_ep_group(worker.info.ep_group());
     status.set_ep_rank(worker.info.ep_rank());
     status.set_ep_size(worker.info.ep_size());
+    status.set_num_experts(worker.load.num_experts());
+    *status.mutable_expert_layers() = worker.load.expert_layers();
+    *status.mutable_expert_tokens() = worker.load.expert_tokens();
     out.push_back(std::move(status));
   }
   std::sort(out.begin(), out.end(),

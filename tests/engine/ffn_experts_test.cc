@@ -163,6 +163,7 @@ TEST_CASE("FFN as 8 experts: the dense model's greedy tokens and logits", "[engi
   // 1.5 per logit, and a token may differ only where the top two logits are within 0.6.
   constexpr float kTolerance = 1.5f;
   constexpr float kNearTie = 0.6f;
+  int64_t computed = 0;  // Tokens the split model computed.
   for (const std::vector<int32_t>& prompt : Prompts()) {
     auto want = Greedy(**dense, prompt);
     auto got = Greedy(**split, prompt);
@@ -181,6 +182,16 @@ TEST_CASE("FFN as 8 experts: the dense model's greedy tokens and logits", "[engi
     INFO("largest logit difference " << worst);
     CHECK(worst < kTolerance);
     CHECK(worst > 0.0f);  // Regrouped sums do round differently: this is the split path.
+    computed += static_cast<int64_t>(prompt.size()) + kDecodeSteps;
+  }
+  // Every token computed went to all 8 experts of every layer; the dense model has none.
+  CHECK((*dense)->expert_token_counts().layers.empty());
+  const ExpertTokenCounts counts = (*split)->expert_token_counts();
+  CHECK(counts.num_experts == kExperts);
+  REQUIRE(counts.layers.size() == static_cast<size_t>((*split)->config().num_layers));
+  for (size_t i = 0; i < counts.tokens.size(); ++i) {
+    INFO("layer " << counts.layers[i / kExperts] << " expert " << i % kExperts);
+    CHECK(counts.tokens[i] == computed);
   }
 }
 
