@@ -56,13 +56,13 @@ absl::Status WriteCheckpoint(const std::string& dir, const MoeLayerBenchOptions&
   std::ofstream(dir + "/config.json") << config.dump(1);
   const int64_t h = o.hidden, inter = o.moe_intermediate;
   auto linear = [](std::string name, int64_t out, int64_t in) {
-    return engine::SyntheticTensor{std::move(name), {out, in}, 1.0 / std::sqrt(double(in)), 0.0};
+    return engine::SyntheticTensor{std::move(name), {out, in}, 1.0 / std::sqrt(double(in)), 0.0, {}};
   };
   auto norm = [](std::string name, int64_t n) {
-    return engine::SyntheticTensor{std::move(name), {n}, 0.1, 1.0};
+    return engine::SyntheticTensor{std::move(name), {n}, 0.1, 1.0, {}};
   };
   std::vector<engine::SyntheticTensor> tensors = {
-      {"model.embed_tokens.weight", {kVocab, h}, 1.0, 0.0},
+      {"model.embed_tokens.weight", {kVocab, h}, 1.0, 0.0, {}},
       linear("lm_head.weight", kVocab, h),
       norm("model.norm.weight", h)};
   for (int l = 0; l < o.layers; ++l) {
@@ -75,7 +75,10 @@ absl::Status WriteCheckpoint(const std::string& dir, const MoeLayerBenchOptions&
     tensors.push_back(linear(p + "self_attn.o_proj.weight", h, kHeads * kHeadDim));
     tensors.push_back(norm(p + "self_attn.q_norm.weight", kHeadDim));
     tensors.push_back(norm(p + "self_attn.k_norm.weight", kHeadDim));
-    tensors.push_back(linear(p + "mlp.gate.weight", o.experts, h));
+    engine::SyntheticTensor router = linear(p + "mlp.gate.weight", o.experts, h);
+    router.row_scales.assign(static_cast<size_t>(o.experts), 1.0);
+    for (int e = 0; e < std::min(o.hot_experts, o.experts); ++e) router.row_scales[e] = o.hot_scale;
+    tensors.push_back(std::move(router));
     for (int e = 0; e < o.experts; ++e) {
       const std::string q = absl::StrCat(p, "mlp.experts.", e, ".");
       tensors.push_back(linear(q + "gate_proj.weight", inter, h));
@@ -94,8 +97,23 @@ double Median(std::vector<double> v) {
 // Rank 0's figures for one run, per step in microseconds.
 struct Figures {
   double step_us = 0, routing_us = 0, dispatch_us = 0, experts_us = 0, combine_us = 0;
-  double cpu_us = 0;  // CPU time of the whole process (every rank) per step.
+  double cpu_us = 0;            // CPU time of the whole process (every rank) per step.
+  double expert_imbalance = 0;  // The busiest rank's expert rows over the ranks' mean.
 };
+
+enum class Mode { kSequential, kOverlapped, kRebalanced };
+
+const char* ModeName(Mode mode) {
+  switch (mode) {
+    case Mode::kSequential:
+      return "sequential";
+    case Mode::kOverlapped:
+      return "overlapped";
+    case Mode::kRebalanced:
+      return "rebalanced";
+  }
+  return "";
+}
 
 double ProcessCpuMicros() {
   rusage usage;
@@ -104,12 +122,19 @@ double ProcessCpuMicros() {
          usage.ru_stime.tv_usec;
 }
 
+// Runs one rank; rank 0 fills `figures`, every rank its timed steps' expert rows.
 absl::Status RunRank(const std::string& dir, comm::Communicator& lane0, comm::Communicator* lane1,
-                     const MoeLayerBenchOptions& o, int tokens, Figures* figures) {
+                     const MoeLayerBenchOptions& o, int tokens, bool rebalance, Figures* figures,
+                     int64_t* expert_rows) {
   kernels::ThreadPool pool(o.threads);
   engine::MoeLayerTimes times;
-  absl::StatusOr<std::unique_ptr<engine::Model>> model = engine::LoadQwen3Moe(
-      dir, {.pool = &pool, .expert_group = &lane0, .overlap_group = lane1, .moe_times = &times});
+  absl::StatusOr<std::unique_ptr<engine::Model>> model =
+      engine::LoadQwen3Moe(dir, {.pool = &pool,
+                                 .expert_group = &lane0,
+                                 .overlap_group = lane1,
+                                 .redundant_experts = rebalance ? o.redundant : 0,
+                                 .rebalance_interval = rebalance ? o.rebalance_interval : 0,
+                                 .moe_times = &times});
   if (!model.ok()) return model.status();
   const int total_steps = kWarmupSteps + o.steps;
   const int blocks_per_sequence = (total_steps + kBlockSize - 1) / kBlockSize;
@@ -123,7 +148,7 @@ absl::Status RunRank(const std::string& dir, comm::Communicator& lane0, comm::Co
   std::vector<int32_t> ids(static_cast<size_t>(tokens));
   std::vector<float> logits(static_cast<size_t>(tokens) * kVocab);
   std::vector<double> steps;
-  int64_t base[4] = {};
+  int64_t base[5] = {};
   for (int step = 0; step < total_steps; ++step) {
     std::vector<engine::SequenceStep> batch;
     for (int s = 0; s < tokens; ++s) {
@@ -139,6 +164,7 @@ absl::Status RunRank(const std::string& dir, comm::Communicator& lane0, comm::Co
       base[1] = times.dispatch_ns;
       base[2] = times.experts_ns;
       base[3] = times.combine_ns;
+      base[4] = times.expert_rows;
     }
     const auto start = Clock::now();
     if (absl::Status s = (*model)->Forward(batch, **cache, logits); !s.ok()) return s;
@@ -146,6 +172,7 @@ absl::Status RunRank(const std::string& dir, comm::Communicator& lane0, comm::Co
       steps.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
     }
   }
+  *expert_rows = times.expert_rows - base[4];
   if (figures == nullptr) return absl::OkStatus();
   figures->cpu_us = (figures->cpu_us + ProcessCpuMicros()) / o.steps;
   const double per_step = 1e3 * o.steps;  // ns totals -> us per step.
@@ -158,10 +185,12 @@ absl::Status RunRank(const std::string& dir, comm::Communicator& lane0, comm::Co
 }
 
 absl::StatusOr<Figures> RunGroup(const std::string& dir, const MoeLayerBenchOptions& o, int tokens,
-                                 bool overlap, int run) {
+                                 Mode mode, int run) {
   comm::LocalKeyValueStore store;
   const std::string name = absl::StrCat("moe-layer-", run);
+  const bool overlap = mode == Mode::kOverlapped;
   std::vector<absl::Status> results(static_cast<size_t>(o.ranks));
+  std::vector<int64_t> expert_rows(static_cast<size_t>(o.ranks));
   Figures figures;
   std::vector<std::thread> threads;
   for (int rank = 0; rank < o.ranks; ++rank) {
@@ -179,14 +208,21 @@ absl::StatusOr<Figures> RunGroup(const std::string& dir, const MoeLayerBenchOpti
           return;
         }
       }
-      results[rank] = RunRank(dir, **lane0, overlap ? lane1->get() : nullptr, o, tokens,
-                              rank == 0 ? &figures : nullptr);
+      results[rank] =
+          RunRank(dir, **lane0, overlap ? lane1->get() : nullptr, o, tokens,
+                  mode == Mode::kRebalanced, rank == 0 ? &figures : nullptr, &expert_rows[rank]);
     });
   }
   for (std::thread& t : threads) t.join();
   for (const absl::Status& s : results) {
     if (!s.ok()) return s;
   }
+  double total = 0, busiest = 0;
+  for (int64_t r : expert_rows) {
+    total += static_cast<double>(r);
+    busiest = std::max(busiest, static_cast<double>(r));
+  }
+  figures.expert_imbalance = total > 0 ? busiest / (total / o.ranks) : 0.0;
   return figures;
 }
 
@@ -209,40 +245,45 @@ absl::Status RunMoeLayerBench(const MoeLayerBenchOptions& o) {
   nlohmann::json rows = nlohmann::json::array();
   if (!o.json) {
     std::printf(
-        "EP %d, hidden %d, moe_intermediate %d, %d experts, top-%d, %d layers, %d thread(s)"
-        " per rank; per step, rank 0, microseconds\n",
-        o.ranks, o.hidden, o.moe_intermediate, o.experts, o.top_k, o.layers, o.threads);
-    std::printf("%7s %11s | %9s %8s %9s %9s %9s %9s | %7s | %9s\n", "tokens", "mode", "step",
-                "routing", "dispatch", "experts", "combine", "other", "hidden", "cpu");
+        "EP %d, hidden %d, moe_intermediate %d, %d experts (%d hot, router rows x%.1f), top-%d,"
+        " %d layers, %d thread(s) per rank; rebalanced: %d extra slot(s) per rank every %d"
+        " steps; per step, rank 0, microseconds\n",
+        o.ranks, o.hidden, o.moe_intermediate, o.experts, o.hot_experts, o.hot_scale, o.top_k,
+        o.layers, o.threads, o.redundant, o.rebalance_interval);
+    std::printf("%7s %11s | %9s %8s %9s %9s %9s %9s | %7s | %9s | %9s\n", "tokens", "mode", "step",
+                "routing", "dispatch", "experts", "combine", "other", "hidden", "cpu", "imbalance");
   }
   int run = 0;
   for (int tokens : o.tokens) {
     Figures sequential;
-    for (bool overlap : {false, true}) {
-      absl::StatusOr<Figures> f = RunGroup(dir, o, tokens, overlap, run++);
+    for (Mode mode : {Mode::kSequential, Mode::kOverlapped, Mode::kRebalanced}) {
+      if (mode == Mode::kRebalanced && (o.ranks < 2 || o.rebalance_interval <= 0)) continue;
+      const bool overlap = mode == Mode::kOverlapped;
+      absl::StatusOr<Figures> f = RunGroup(dir, o, tokens, mode, run++);
       if (!f.ok()) return f.status();
-      if (!overlap) sequential = *f;
+      if (mode == Mode::kSequential) sequential = *f;
       const double comm = sequential.dispatch_us + sequential.combine_us;
       const double hidden = overlap && comm > 0 ? (sequential.step_us - f->step_us) / comm : 0.0;
       const double other =
           f->step_us - f->routing_us - f->dispatch_us - f->experts_us - f->combine_us;
       rows.push_back({{"ranks", o.ranks},
                       {"tokens_per_rank", tokens},
-                      {"overlap", overlap},
+                      {"mode", ModeName(mode)},
                       {"step_us", f->step_us},
                       {"routing_us", f->routing_us},
                       {"dispatch_us", f->dispatch_us},
                       {"experts_us", f->experts_us},
                       {"combine_us", f->combine_us},
                       {"hidden_fraction", hidden},
-                      {"process_cpu_us", f->cpu_us}});
+                      {"process_cpu_us", f->cpu_us},
+                      {"expert_imbalance", f->expert_imbalance}});
       if (!o.json) {
         std::printf(
-            "%7d %11s | %9.0f %8.0f %9.0f %9.0f %9.0f %9.0f | %7s | %9.0f\n", tokens,
-            overlap ? "overlapped" : "sequential", f->step_us, f->routing_us, f->dispatch_us,
-            f->experts_us, f->combine_us, other,
+            "%7d %11s | %9.0f %8.0f %9.0f %9.0f %9.0f %9.0f | %7s | %9.0f | %9.2f\n", tokens,
+            ModeName(mode), f->step_us, f->routing_us, f->dispatch_us, f->experts_us, f->combine_us,
+            other,
             overlap ? absl::StrCat(static_cast<int>(std::lround(hidden * 100)), "%").c_str() : "",
-            f->cpu_us);
+            f->cpu_us, f->expert_imbalance);
       }
     }
   }
@@ -250,7 +291,8 @@ absl::Status RunMoeLayerBench(const MoeLayerBenchOptions& o) {
     std::printf(
         "overlapped phases add up both micro-batches' threads, so they can exceed the"
         " step; hidden = (sequential step - overlapped step) / sequential"
-        " (dispatch + combine); cpu: the process's CPU time per step, every rank\n");
+        " (dispatch + combine); cpu: the process's CPU time per step, every rank;"
+        " imbalance: the busiest rank's expert rows over the mean (1 is even)\n");
   }
   if (o.json) std::printf("%s\n", rows.dump(1).c_str());
   return absl::OkStatus();

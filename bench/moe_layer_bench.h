@@ -7,6 +7,8 @@
 // dispatch, expert matmuls, combine; the rest is attention, norms and logits), and the share
 // of the sequential run's communication the overlap removed from the step:
 //   hidden = (step_sequential - step_overlapped) / (dispatch + combine)_sequential.
+// A third run adds the expert rebalancer (EPLB) to the sequential one; every run reports how
+// evenly the ranks shared the expert work: the busiest rank's expert rows over the mean.
 // Thread-compatible.
 #ifndef TESSERA_BENCH_MOE_LAYER_BENCH_H_
 #define TESSERA_BENCH_MOE_LAYER_BENCH_H_
@@ -27,6 +29,13 @@ struct MoeLayerBenchOptions {
   int layers = 2;
   int threads = 1;  // Compute threads per rank.
   int steps = 20;   // Timed decode steps (after warm-up steps).
+  // A third run with the expert rebalancer: extra slots per rank, steps between rebalances.
+  int redundant = 1;
+  int rebalance_interval = 4;
+  // Skewed routing, as real routers have: the first `hot_experts` experts' router rows are
+  // `hot_scale` times stronger, so they are chosen more often.
+  int hot_experts = 2;
+  double hot_scale = 4.0;
   bool json = false;
 };
 

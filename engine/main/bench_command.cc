@@ -83,6 +83,21 @@ BenchCommand::BenchCommand(CLI::App& app) {
       ->check(CLI::Range(1, 256));
   moe_layer_->add_option("--steps", moe_layer_options_.steps, "Timed decode steps")
       ->check(CLI::Range(1, 100000));
+  moe_layer_
+      ->add_option("--redundant", moe_layer_options_.redundant,
+                   "Rebalanced run: extra expert slots per rank")
+      ->check(CLI::Range(0, 1024));
+  moe_layer_
+      ->add_option("--rebalance-interval", moe_layer_options_.rebalance_interval,
+                   "Rebalanced run: steps between rebalances (0: no rebalanced run)")
+      ->check(CLI::Range(0, 1 << 20));
+  moe_layer_
+      ->add_option("--hot-experts", moe_layer_options_.hot_experts,
+                   "Skewed routing: this many experts get stronger router rows")
+      ->check(CLI::Range(0, 1024));
+  moe_layer_
+      ->add_option("--hot-scale", moe_layer_options_.hot_scale, "Skewed routing: how much stronger")
+      ->check(CLI::Range(0.0, 100.0));
   moe_layer_->add_flag("--json", moe_layer_options_.json, "Print JSON");
 }
 

@@ -142,6 +142,14 @@ WorkerCommand::WorkerCommand(CLI::App& app) {
                    "Dense models in a group: run each FFN as this many experts")
       ->check(CLI::Range(1, 4096));
   command_
+      ->add_option("--redundant-experts", options_.redundant_experts,
+                   "Expert rebalancing: extra expert slots per rank for copies of hot experts")
+      ->check(CLI::Range(0, 4096));
+  command_
+      ->add_option("--rebalance-interval", options_.rebalance_interval,
+                   "Expert rebalancing: steps between rebalances (0: never)")
+      ->check(CLI::Range(0, 1 << 30));
+  command_
       ->add_option("--ep-timeout-ms", ep_timeout_ms_,
                    "Bound on forming the group and on every collective")
       ->check(CLI::Range(100, 3600000));

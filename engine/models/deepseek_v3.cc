@@ -167,7 +167,7 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
                                ck.Tensor(p + "mlp.gate.e_score_correction_bias", {experts}));
       TESSERA_ASSIGN_OR_RETURN(
           l.routed, RoutedExperts::Load(ck, p + "mlp.experts.", experts, hidden, moe_inter,
-                                        expert_lanes(), moe_times()));
+                                        expert_lanes(), moe_times(), expert_balancing()));
       routed_layers_.emplace_back(static_cast<int32_t>(i), l.routed.get());
       if (shared > 0) {
         std::vector<ExpertWeights> shared_weights;

@@ -22,54 +22,85 @@ std::span<std::byte> MutableBytes(void* data, size_t size) {
 
 absl::StatusOr<std::unique_ptr<RoutedExperts>> RoutedExperts::Load(
     const HfCheckpoint& checkpoint, const std::string& prefix, int64_t num_experts, int64_t hidden,
-    int64_t intermediate, const std::vector<comm::Communicator*>& lanes, MoeLayerTimes* times) {
-  const comm::Communicator* group = lanes.empty() ? nullptr : lanes[0];
-  const int64_t ranks = group == nullptr ? 1 : group->size();
+    int64_t intermediate, const std::vector<comm::Communicator*>& lanes, MoeLayerTimes* times,
+    ExpertBalancing balancing) {
+  const int64_t ranks = lanes.empty() ? 1 : lanes[0]->size();
   if (num_experts % ranks != 0) {
     return absl::InvalidArgumentError(absl::StrCat(checkpoint.directory(), ": ", num_experts,
                                                    " experts cannot be split evenly over ", ranks,
                                                    " expert-parallel ranks"));
   }
-  const int64_t per_rank = num_experts / ranks;
-  const int64_t first = group == nullptr ? 0 : group->rank() * per_rank;
-  std::vector<ExpertWeights> weights;
-  for (int64_t e = first; e < first + per_rank; ++e) {
-    TESSERA_ASSIGN_OR_RETURN(ExpertWeights w, LoadSwiGlu(checkpoint, absl::StrCat(prefix, e, "."),
-                                                         hidden, intermediate));
-    weights.push_back(std::move(w));
-  }
-  return Create(std::make_unique<MoeExperts>(hidden, intermediate, std::move(weights)),
-                static_cast<int32_t>(num_experts), static_cast<int32_t>(hidden), lanes, times);
+  ExpertFactory factory =
+      [&checkpoint, prefix, hidden, intermediate](
+          std::span<const int32_t> experts) -> absl::StatusOr<std::unique_ptr<ExpertBlock>> {
+    std::vector<ExpertWeights> weights;
+    for (int32_t e : experts) {
+      TESSERA_ASSIGN_OR_RETURN(ExpertWeights w, LoadSwiGlu(checkpoint, absl::StrCat(prefix, e, "."),
+                                                           hidden, intermediate));
+      weights.push_back(std::move(w));
+    }
+    return std::make_unique<MoeExperts>(hidden, intermediate, std::move(weights));
+  };
+  return Create(std::move(factory), static_cast<int32_t>(num_experts), static_cast<int32_t>(hidden),
+                lanes, times, balancing);
 }
 
 absl::StatusOr<std::unique_ptr<RoutedExperts>> RoutedExperts::Create(
-    std::unique_ptr<ExpertBlock> local, int32_t num_experts, int32_t hidden,
-    const std::vector<comm::Communicator*>& lanes, MoeLayerTimes* times) {
+    ExpertFactory factory, int32_t num_experts, int32_t hidden,
+    const std::vector<comm::Communicator*>& lanes, MoeLayerTimes* times,
+    ExpertBalancing balancing) {
   const int ranks = lanes.empty() ? 1 : lanes[0]->size();
   for (const comm::Communicator* lane : lanes) {
     if (lane->size() != ranks || lane->rank() != lanes[0]->rank()) {
       return absl::InvalidArgumentError("the expert-parallel lanes are not over the same ranks");
     }
   }
-  if (num_experts % ranks != 0 || local->num_experts() != num_experts / ranks) {
-    return absl::InvalidArgumentError(absl::StrCat("this rank holds ", local->num_experts(),
-                                                   " experts, not ", num_experts, " / ", ranks));
+  if (num_experts < 1 || num_experts % ranks != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        num_experts, " experts cannot be split evenly over ", ranks, " expert-parallel ranks"));
   }
-  return std::unique_ptr<RoutedExperts>(
-      new RoutedExperts(lanes, num_experts, hidden, std::move(local), times));
+  if (balancing.interval > 0 && lanes.size() > 1) {
+    return absl::InvalidArgumentError(
+        "expert rebalancing and micro-batch overlap cannot be combined");
+  }
+  if (balancing.redundant < 0 || balancing.interval < 0) {
+    return absl::InvalidArgumentError("expert rebalancing: negative redundancy or interval");
+  }
+  auto routed = std::unique_ptr<RoutedExperts>(
+      new RoutedExperts(std::move(factory), lanes, num_experts, hidden, times, balancing));
+  const int rank = lanes.empty() ? 0 : lanes[0]->rank();
+  TESSERA_ASSIGN_OR_RETURN(routed->local_, routed->factory_(routed->placement_.experts_on(rank)));
+  return routed;
 }
 
-RoutedExperts::RoutedExperts(std::vector<comm::Communicator*> lanes, int32_t num_experts,
-                             int32_t hidden, std::unique_ptr<ExpertBlock> local,
-                             MoeLayerTimes* times)
-    : lanes_(std::move(lanes)),
+RoutedExperts::RoutedExperts(ExpertFactory factory, std::vector<comm::Communicator*> lanes,
+                             int32_t num_experts, int32_t hidden, MoeLayerTimes* times,
+                             ExpertBalancing balancing)
+    : factory_(std::move(factory)),
+      lanes_(std::move(lanes)),
       times_(times),
       num_experts_(num_experts),
-      per_rank_(num_experts / (lanes_.empty() ? 1 : lanes_[0]->size())),
       hidden_(hidden),
-      local_(std::move(local)),
-      token_counts_(new std::atomic<int64_t>[static_cast<size_t>(num_experts)]) {
+      balancing_(lanes_.empty() ? ExpertBalancing{} : balancing),
+      placement_(ExpertPlacement::Contiguous(num_experts, lanes_.empty() ? 1 : lanes_[0]->size())),
+      token_counts_(new std::atomic<int64_t>[static_cast<size_t>(num_experts)]),
+      window_(static_cast<size_t>(num_experts), 0) {
   for (int32_t e = 0; e < num_experts; ++e) token_counts_[e] = 0;
+}
+
+absl::Status RoutedExperts::MaybeRebalance(comm::Communicator& group) {
+  if (balancing_.interval <= 0 || ++calls_ % balancing_.interval != 0) return absl::OkStatus();
+  // Every rank reaches this at the same call, so the collective pairs up and all compute the
+  // same placement from the same sums.
+  TESSERA_RETURN_IF_ERROR(group.AllReduceSum(std::span<int64_t>(window_)));
+  ExpertPlacement next = ExpertPlacement::Balanced(window_, group.size(), balancing_.redundant);
+  std::fill(window_.begin(), window_.end(), 0);
+  if (next == placement_) return absl::OkStatus();
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<ExpertBlock> block,
+                           factory_(next.experts_on(group.rank())));
+  local_ = std::move(block);
+  placement_ = std::move(next);
+  return absl::OkStatus();
 }
 
 std::vector<int64_t> RoutedExperts::token_counts() const {
@@ -100,17 +131,25 @@ absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_
   }
   if (lanes_.empty()) {
     PhaseTimer timer(times_ == nullptr ? nullptr : &times_->experts_ns);
+    rows_computed_.fetch_add(tokens * top_k, std::memory_order_relaxed);
+    if (times_ != nullptr) times_->expert_rows.fetch_add(tokens * top_k, std::memory_order_relaxed);
     local_->Forward(x, tokens, ids, weights, top_k, out, pool);
     return absl::OkStatus();
   }
   comm::Communicator& group = *lanes_[static_cast<size_t>(lane) % lanes_.size()];
+  TESSERA_RETURN_IF_ERROR(MaybeRebalance(group));
+  if (balancing_.interval > 0) {
+    for (int64_t i = 0; i < tokens * top_k; ++i) ++window_[ids[i]];
+  }
   std::optional<PhaseTimer> timer;
   timer.emplace(times_ == nullptr ? nullptr : &times_->dispatch_ns);
   const int ranks = group.size();
-  // This rank's routed rows, by expert then token: the order the single-process block adds
-  // them in.
+  const int32_t slots_per_rank = placement_.slots_per_rank();
+  // This rank's routed rows. Each goes to a copy of its expert: the one on this rank if
+  // there is one, else one chosen by token index (spreading a hot expert's tokens).
   struct Routed {
     int32_t expert;
+    int32_t slot;  // Global: rank * slots_per_rank + local slot.
     int64_t token;
     float weight;
   };
@@ -118,26 +157,42 @@ absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_
   routed.reserve(static_cast<size_t>(tokens * top_k));
   for (int64_t t = 0; t < tokens; ++t) {
     for (int32_t j = 0; j < top_k; ++j) {
-      routed.push_back({ids[t * top_k + j], t, weights[t * top_k + j]});
+      const int32_t expert = ids[t * top_k + j];
+      const std::span<const int32_t> copies = placement_.copies(expert);
+      int32_t slot = copies[static_cast<size_t>(t) % copies.size()];
+      for (int32_t c : copies) {
+        if (c / slots_per_rank == group.rank()) slot = c;
+      }
+      routed.push_back({expert, slot, t, weights[t * top_k + j]});
     }
   }
-  std::stable_sort(routed.begin(), routed.end(),
-                   [](const Routed& a, const Routed& b) { return a.expert < b.expert; });
+  // Sent grouped by destination rank (then expert, token); added back by expert, then token:
+  // the order the single-process block adds them in.
+  std::stable_sort(routed.begin(), routed.end(), [&](const Routed& a, const Routed& b) {
+    const int32_t ra = a.slot / slots_per_rank, rb = b.slot / slots_per_rank;
+    return ra != rb ? ra < rb : a.expert < b.expert;
+  });
+  std::vector<size_t> add_order(routed.size());
+  for (size_t i = 0; i < add_order.size(); ++i) add_order[i] = i;
+  std::stable_sort(add_order.begin(), add_order.end(), [&](size_t a, size_t b) {
+    return routed[a].expert != routed[b].expert ? routed[a].expert < routed[b].expert
+                                                : routed[a].token < routed[b].token;
+  });
 
   // 1. How many rows each rank gets from this one, and sends to it.
   std::vector<int64_t> rows_to(ranks, 0), rows_from(ranks, 0);
-  for (const Routed& r : routed) ++rows_to[r.expert / per_rank_];
+  for (const Routed& r : routed) ++rows_to[r.slot / slots_per_rank];
   const std::vector<int64_t> eight(ranks, sizeof(int64_t));
   TESSERA_RETURN_IF_ERROR(group.AllToAllV(Bytes(rows_to.data(), ranks * sizeof(int64_t)), eight,
                                           MutableBytes(rows_from.data(), ranks * sizeof(int64_t)),
                                           eight));
 
-  // 2. Dispatch: each row is its expert (local to the receiver) and the token's activations.
+  // 2. Dispatch: each row is its slot on the receiver and the token's activations.
   const size_t row_bytes = sizeof(int32_t) + sizeof(float) * hidden_;
   std::vector<std::byte> send(routed.size() * row_bytes);
   for (size_t i = 0; i < routed.size(); ++i) {
-    const int32_t local_expert = routed[i].expert % per_rank_;
-    std::memcpy(send.data() + i * row_bytes, &local_expert, sizeof(int32_t));
+    const int32_t local_slot = routed[i].slot % slots_per_rank;
+    std::memcpy(send.data() + i * row_bytes, &local_slot, sizeof(int32_t));
     std::memcpy(send.data() + i * row_bytes + sizeof(int32_t), x + routed[i].token * hidden_,
                 sizeof(float) * hidden_);
   }
@@ -157,11 +212,17 @@ absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_
   std::vector<int32_t> local_ids(static_cast<size_t>(received_rows));
   for (int64_t i = 0; i < received_rows; ++i) {
     std::memcpy(&local_ids[i], received.data() + i * row_bytes, sizeof(int32_t));
+    if (local_ids[i] < 0 || local_ids[i] >= local_->num_experts()) {
+      return absl::InternalError(absl::StrCat("expert-parallel dispatch: slot ", local_ids[i],
+                                              " received on a rank with ", local_->num_experts()));
+    }
     std::memcpy(rows.data() + i * hidden_, received.data() + i * row_bytes + sizeof(int32_t),
                 sizeof(float) * hidden_);
   }
   std::vector<float> results(rows.size(), 0.0f);
   const std::vector<float> ones(static_cast<size_t>(received_rows), 1.0f);
+  rows_computed_.fetch_add(received_rows, std::memory_order_relaxed);
+  if (times_ != nullptr) times_->expert_rows.fetch_add(received_rows, std::memory_order_relaxed);
   local_->Forward(rows.data(), received_rows, local_ids.data(), ones.data(), 1, results.data(),
                   pool);
 
@@ -175,7 +236,7 @@ absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_
   TESSERA_RETURN_IF_ERROR(
       group.AllToAllV(Bytes(results.data(), results.size() * sizeof(float)), send_bytes,
                       MutableBytes(returned.data(), returned.size() * sizeof(float)), recv_bytes));
-  for (size_t i = 0; i < routed.size(); ++i) {
+  for (size_t i : add_order) {
     float* dst = out + routed[i].token * hidden_;
     const float* src = returned.data() + i * hidden_;
     for (int32_t h = 0; h < hidden_; ++h) dst[h] += routed[i].weight * src[h];

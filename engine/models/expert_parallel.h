@@ -1,7 +1,7 @@
 // A layer's routed experts, in this process or spread over an expert-parallel group. In a
-// group, each of R ranks (processes) holds E/R of the layer's experts, and every rank runs
-// attention on its own sequences. Per MoE layer:
-//   1. each rank sends every routed (token, expert) row to the rank holding that expert
+// group, each of R ranks (processes) holds E/R of the layer's experts (plus copies of hot
+// ones when rebalancing), and every rank runs attention on its own sequences. Per MoE layer:
+//   1. each rank sends every routed (token, expert) row to a rank holding that expert
 //      (all-to-all(v): the dispatch), after telling each rank how many rows to expect;
 //   2. ranks run their experts on the rows they received;
 //   3. the outputs go back the same way (the combine), and each rank adds them, weighted, to
@@ -19,12 +19,15 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "comm/communicator.h"
+#include "engine/models/expert_placement.h"
 #include "engine/models/model.h"
 #include "engine/models/moe_experts.h"
 #include "engine/safetensors/hf_checkpoint.h"
@@ -38,6 +41,7 @@ struct MoeLayerTimes {
   std::atomic<int64_t> dispatch_ns{0};  // Counts and rows to the experts' ranks.
   std::atomic<int64_t> experts_ns{0};   // This rank's expert matmuls.
   std::atomic<int64_t> combine_ns{0};   // Outputs back to their tokens' ranks, and their sum.
+  std::atomic<int64_t> expert_rows{0};  // Rows this rank's experts computed.
 };
 
 // Adds the wall time from construction to destruction to *counter (nothing if null).
@@ -60,27 +64,47 @@ class PhaseTimer {
   const std::chrono::steady_clock::time_point start_;
 };
 
+// Builds the block for the given experts (global ids, in slot order): how a rank loads its
+// share of a layer, and new copies when the rebalancer moves them.
+using ExpertFactory =
+    std::function<absl::StatusOr<std::unique_ptr<ExpertBlock>>(std::span<const int32_t> experts)>;
+
+// The optional rebalancer (EPLB). Every `interval` steps the group sums the tokens each expert
+// received since the last time, and all ranks place `redundant` extra copies each of the
+// hottest experts (ExpertPlacement::Balanced), loading the weights of the experts that moved
+// to them. A token goes to its expert's copy on its own rank if there is one, else to one of
+// its copies by token index. The results do not change: copies hold the same weights.
+struct ExpertBalancing {
+  int32_t redundant = 0;  // Extra slots per rank.
+  int32_t interval = 0;   // Steps between rebalances; 0: never.
+};
+
 class RoutedExperts {
  public:
-  // Loads the routed experts under `prefix` ("<prefix><e>.gate_proj.weight", ...): all of
-  // them, or with an expert-parallel group (`lanes`: its communicator for each lane, all over
-  // the same ranks; empty without a group) this rank's share, global ids
-  // [rank * E/R, (rank + 1) * E/R). InvalidArgument if E does not split evenly over the group.
-  // `times` (may be null) receives the phases' times.
+  // Loads the routed experts under `prefix` ("<prefix><e>.gate_proj.weight", ...) from
+  // `checkpoint`, which must outlive this when rebalancing. See Create.
   static absl::StatusOr<std::unique_ptr<RoutedExperts>> Load(
       const HfCheckpoint& checkpoint, const std::string& prefix, int64_t num_experts,
       int64_t hidden, int64_t intermediate, const std::vector<comm::Communicator*>& lanes,
-      MoeLayerTimes* times);
+      MoeLayerTimes* times, ExpertBalancing balancing = {});
 
-  // Wraps this rank's share of a layer's `num_experts` experts (all of them without a group;
-  // else global ids [rank * E/R, (rank + 1) * E/R)).
+  // `num_experts` experts: all of them here without a group; with an expert-parallel group
+  // (`lanes`: its communicator for each lane, all over the same ranks) this rank's share,
+  // global ids [rank * E/R, (rank + 1) * E/R) until a rebalance moves them. InvalidArgument
+  // if E does not split evenly over the group, or rebalancing is asked with two lanes.
+  // `times` (may be null) receives the phases' times.
   static absl::StatusOr<std::unique_ptr<RoutedExperts>> Create(
-      std::unique_ptr<ExpertBlock> local, int32_t num_experts, int32_t hidden,
-      const std::vector<comm::Communicator*>& lanes, MoeLayerTimes* times);
+      ExpertFactory factory, int32_t num_experts, int32_t hidden,
+      const std::vector<comm::Communicator*>& lanes, MoeLayerTimes* times,
+      ExpertBalancing balancing = {});
 
   int32_t num_experts() const { return num_experts_; }
   // Tokens routed to each expert (global ids) from this process, since loading.
   std::vector<int64_t> token_counts() const;
+  // Rows this rank's experts computed (its share of the group's expert work), since loading.
+  int64_t rows_computed() const { return rows_computed_.load(std::memory_order_relaxed); }
+  // The current placement (changes only inside Forward).
+  const ExpertPlacement& placement() const { return placement_; }
 
   // As ExpertBlock::Forward, with global expert ids; across the group if there is one, on
   // lane `lane`'s communicator.
@@ -88,16 +112,23 @@ class RoutedExperts {
                        int32_t top_k, float* out, kernels::ThreadPool& pool, int lane = 0);
 
  private:
-  RoutedExperts(std::vector<comm::Communicator*> lanes, int32_t num_experts, int32_t hidden,
-                std::unique_ptr<ExpertBlock> local, MoeLayerTimes* times);
+  RoutedExperts(ExpertFactory factory, std::vector<comm::Communicator*> lanes, int32_t num_experts,
+                int32_t hidden, MoeLayerTimes* times, ExpertBalancing balancing);
+  // Every `interval` calls: agree on the loads and move copies.
+  absl::Status MaybeRebalance(comm::Communicator& group);
 
+  ExpertFactory factory_;
   const std::vector<comm::Communicator*> lanes_;  // Empty: every expert is here.
   MoeLayerTimes* const times_;
   const int32_t num_experts_;
-  const int32_t per_rank_;
   const int32_t hidden_;
+  const ExpertBalancing balancing_;
+  ExpertPlacement placement_;
   std::unique_ptr<ExpertBlock> local_;
   std::unique_ptr<std::atomic<int64_t>[]> token_counts_;  // Per global expert.
+  std::atomic<int64_t> rows_computed_{0};
+  int64_t calls_ = 0;
+  std::vector<int64_t> window_;  // Tokens per expert since the last rebalance.
 };
 
 // The counts of `layers` (layer index, its routed experts), for Model::expert_token_counts.

@@ -83,7 +83,9 @@ class HfDecoderModel::LayerProgress {
 };
 
 HfDecoderModel::HfDecoderModel(const ModelOptions& options)
-    : pool_(*options.pool), moe_times_(options.moe_times) {
+    : pool_(*options.pool),
+      moe_times_(options.moe_times),
+      balancing_{options.redundant_experts, options.rebalance_interval} {
   if (options.expert_group != nullptr) expert_lanes_.push_back(options.expert_group);
   if (options.overlap_group != nullptr) expert_lanes_.push_back(options.overlap_group);
   lanes_.resize(expert_lanes_.size() == 2 ? 2 : 1);

@@ -30,6 +30,12 @@ class HfDecoderModel : public Model {
   const ModelConfig& config() const final { return config_; }
   absl::Status Forward(std::span<const SequenceStep> batch, kvcache::PagedKvCache& cache,
                        std::span<float> logits, const ForwardOptions& options) final;
+  // Keeps the checkpoint the model loads from (the rebalancer reads experts from it later).
+  const HfCheckpoint& AdoptCheckpoint(std::unique_ptr<HfCheckpoint> checkpoint) {
+    checkpoint_ = std::move(checkpoint);
+    return *checkpoint_;
+  }
+
   ExpertTokenCounts expert_token_counts() const final {
     return CollectExpertTokenCounts(routed_layers_);
   }
@@ -54,6 +60,7 @@ class HfDecoderModel : public Model {
   // The expert-parallel communicators, one per lane; empty without a group.
   const std::vector<comm::Communicator*>& expert_lanes() const { return expert_lanes_; }
   MoeLayerTimes* moe_times() const { return moe_times_; }
+  const ExpertBalancing& expert_balancing() const { return balancing_; }
 
   // Adds layer `layer`'s attention output to mb.x (writing the step's KV into `cache`). Not
   // called for a micro-batch without tokens.
@@ -84,6 +91,8 @@ class HfDecoderModel : public Model {
 
   std::vector<comm::Communicator*> expert_lanes_;
   MoeLayerTimes* const moe_times_;
+  const ExpertBalancing balancing_;
+  std::unique_ptr<HfCheckpoint> checkpoint_;
   std::vector<MicroBatch> lanes_;
   std::unique_ptr<LaneThread> lane_thread_;  // Runs lane 1.
   std::vector<float> logits_scratch_[2];
@@ -112,7 +121,9 @@ absl::StatusOr<std::unique_ptr<Model>> LoadHfModel(const std::string& dir,
         "ModelOptions.overlap_group needs an expert_group of the same ranks");
   }
   auto model = std::make_unique<ModelType>(options);
-  if (absl::Status s = model->Load(**checkpoint); !s.ok()) return s;
+  if (absl::Status s = model->Load(model->AdoptCheckpoint(*std::move(checkpoint))); !s.ok()) {
+    return s;
+  }
   return std::unique_ptr<Model>(std::move(model));
 }
 

@@ -149,6 +149,7 @@ class LlamaModel final : public Model {
   kernels::ThreadPool& pool_;
   const int32_t ffn_experts_;
   MoeLayerTimes* const moe_times_;
+  const ExpertBalancing balancing_;
   std::vector<comm::Communicator*> expert_lanes_;
   std::vector<std::pair<int32_t, const RoutedExperts*>> routed_layers_;
   ModelConfig config_;
@@ -271,25 +272,33 @@ absl::Status LlamaModel::LoadFfnExperts(const WeightReader& reader, const std::s
   TESSERA_ASSIGN_OR_RETURN(const GgufTensor* down,
                            reader.Get(prefix + "ffn_down.weight", {inter, hidden}));
   const int ranks = expert_lanes_.empty() ? 1 : expert_lanes_[0]->size();
-  const int rank = expert_lanes_.empty() ? 0 : expert_lanes_[0]->rank();
   if (ffn_experts_ % ranks != 0) {
     return absl::InvalidArgumentError(absl::StrCat("ffn_experts ", ffn_experts_,
                                                    " cannot be split evenly over ", ranks,
                                                    " expert-parallel ranks"));
   }
-  const int32_t share = ffn_experts_ / ranks;
-  absl::StatusOr<std::vector<QuantizedExpert>> experts =
-      SplitDenseFfn(*gate, *up, *down, ffn_experts_, rank * share, share);
-  if (!experts.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(reader.source_name(), ": ", experts.status().message()));
+  const int32_t slice = static_cast<int32_t>(inter / ffn_experts_);
+  ExpertFactory factory =
+      [gate, up, down, experts = ffn_experts_, hidden,
+       slice](std::span<const int32_t> ids) -> absl::StatusOr<std::unique_ptr<ExpertBlock>> {
+    std::vector<QuantizedExpert> chosen;
+    for (int32_t e : ids) {
+      TESSERA_ASSIGN_OR_RETURN(std::vector<QuantizedExpert> one,
+                               SplitDenseFfn(*gate, *up, *down, experts, e, 1));
+      chosen.push_back(std::move(one[0]));
+    }
+    return std::make_unique<QuantizedExperts>(static_cast<int32_t>(hidden), slice,
+                                              std::move(chosen));
+  };
+  // Checked here for a message that names the file and tensor.
+  if (absl::Status split = SplitDenseFfn(*gate, *up, *down, ffn_experts_, 0, 0).status();
+      !split.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(reader.source_name(), ": ", split.message()));
   }
   TESSERA_ASSIGN_OR_RETURN(
       layer.experts,
-      RoutedExperts::Create(std::make_unique<QuantizedExperts>(
-                                static_cast<int32_t>(hidden),
-                                static_cast<int32_t>(inter / ffn_experts_), *std::move(experts)),
-                            ffn_experts_, static_cast<int32_t>(hidden), expert_lanes_, moe_times_));
+      RoutedExperts::Create(std::move(factory), ffn_experts_, static_cast<int32_t>(hidden),
+                            expert_lanes_, moe_times_, balancing_));
   routed_layers_.emplace_back(static_cast<int32_t>(&layer - layers_.data()), layer.experts.get());
   return absl::OkStatus();
 }

@@ -102,6 +102,11 @@ struct ModelOptions {
   // the dense model's, up to the order of sums; with an expert_group the experts are spread
   // over it as a MoE model's are, so a dense model exercises expert parallelism end to end.
   int32_t ffn_experts = 0;
+  // Expert-parallel groups only: every `rebalance_interval` steps (0: never), rebalance each
+  // MoE layer's experts over the group with `redundant_experts` extra copies per rank of the
+  // hottest ones (EPLB; see ExpertBalancing). Not with overlap_group.
+  int32_t redundant_experts = 0;
+  int32_t rebalance_interval = 0;
   // Optional (not owned): where MoE layers add up the time of their phases.
   MoeLayerTimes* moe_times = nullptr;
 };

@@ -145,7 +145,7 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
       TESSERA_ASSIGN_OR_RETURN(l.router, ck.Tensor(p + "mlp.gate.weight", {experts, hidden}));
       TESSERA_ASSIGN_OR_RETURN(
           l.routed, RoutedExperts::Load(ck, p + "mlp.experts.", experts, hidden, moe_inter,
-                                        expert_lanes(), moe_times()));
+                                        expert_lanes(), moe_times(), expert_balancing()));
       routed_layers_.emplace_back(static_cast<int32_t>(i), l.routed.get());
     } else {
       TESSERA_RETURN_IF_ERROR(load_mlp(p + "mlp.", dense_inter));

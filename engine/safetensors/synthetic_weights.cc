@@ -29,11 +29,18 @@ uint64_t Fnv1a64(absl::string_view bytes) {
 void SyntheticValues(uint64_t seed, const SyntheticTensor& tensor, int64_t first,
                      std::span<float> out) {
   const uint64_t base = Mix(seed ^ Fnv1a64(tensor.name));
+  int64_t row_length = 1;
+  for (size_t d = 1; d < tensor.shape.size(); ++d) row_length *= tensor.shape[d];
   for (size_t k = 0; k < out.size(); ++k) {
     const uint64_t index = static_cast<uint64_t>(first) + k;
     const uint64_t z = Mix(base + (index + 1) * 0x9E3779B97F4A7C15ULL);
     const double u = static_cast<double>(z >> 40) / 16777216.0;
-    out[k] = static_cast<float>(tensor.offset + (2.0 * u - 1.0) * tensor.scale);
+    double scale = tensor.scale;
+    if (!tensor.row_scales.empty()) {
+      const size_t row = static_cast<size_t>(index / static_cast<uint64_t>(row_length));
+      if (row < tensor.row_scales.size()) scale *= tensor.row_scales[row];
+    }
+    out[k] = static_cast<float>(tensor.offset + (2.0 * u - 1.0) * scale);
   }
 }
 

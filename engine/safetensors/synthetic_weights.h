@@ -8,6 +8,7 @@
 //   z_i   = mix(base + (i + 1) * 0x9E3779B97F4A7C15)       (64-bit wrap-around)
 //   u_i   = (z_i >> 40) / 2^24                               (exact in float)
 //   w_i   = float(offset + (2 u_i - 1) * scale)              (computed in double)
+//           (times row_scales[row of i] inside the parentheses' second term, when given)
 //
 // where mix is SplitMix64's finalizer.
 // Thread-safety: stateless functions.
@@ -29,6 +30,9 @@ struct SyntheticTensor {
   std::vector<int64_t> shape;
   double scale = 1.0;   // Half-width of the uniform distribution.
   double offset = 0.0;  // Its centre (e.g. 1 for norm weights).
+  // Optional: a further factor on the half-width per row (first dimension), e.g. to make a
+  // few experts' router rows stronger so routing is skewed as in real models. Empty: 1.
+  std::vector<double> row_scales;
 };
 
 uint64_t Fnv1a64(absl::string_view bytes);

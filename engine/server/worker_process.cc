@@ -137,6 +137,8 @@ absl::Status RunWorker(const WorkerOptions& options) {
     group = *std::move(joined);
     model_options.expert_group = group.get();
     model_options.ffn_experts = options.ffn_experts;
+    model_options.redundant_experts = options.redundant_experts;
+    model_options.rebalance_interval = options.rebalance_interval;
   }
   TESSERA_ASSIGN_OR_RETURN(LoadedModel model,
                            LoadedModel::Load(options.model_path, options.threads, model_options));

@@ -43,6 +43,10 @@ struct WorkerOptions {
   int ep_rank = 0;
   std::string ep_group;
   int ffn_experts = 8;
+  // The expert rebalancer (EPLB): extra expert slots per rank, and steps between rebalances
+  // (0: never).
+  int redundant_experts = 0;
+  int rebalance_interval = 0;
   absl::Duration ep_timeout = absl::Seconds(30);  // Forming the group; every collective.
 };
 

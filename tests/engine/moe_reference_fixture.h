@@ -59,7 +59,8 @@ inline bool LoadMoeReference(const std::string& name, MoeReference& ref, std::st
     tensors.push_back({.name = t["name"].get<std::string>(),
                        .shape = t["shape"].get<std::vector<int64_t>>(),
                        .scale = t["scale"].get<double>(),
-                       .offset = t["offset"].get<double>()});
+                       .offset = t["offset"].get<double>(),
+                       .row_scales = {}});
   }
   absl::Status written = engine::WriteSyntheticSafetensors(
       ref.checkpoint_dir + "/model.safetensors", doc["seed"].get<uint64_t>(), tensors);

@@ -28,7 +28,8 @@ std::vector<SyntheticTensor> Manifest(const nlohmann::json& reference) {
     tensors.push_back({.name = t["name"].get<std::string>(),
                        .shape = t["shape"].get<std::vector<int64_t>>(),
                        .scale = t["scale"].get<double>(),
-                       .offset = t["offset"].get<double>()});
+                       .offset = t["offset"].get<double>(),
+                       .row_scales = {}});
   }
   return tensors;
 }
@@ -57,6 +58,25 @@ TEST_CASE("Synthetic weights: the generator reproduces the reference script's va
     }
   }
   CHECK(checked > 300);
+}
+
+TEST_CASE("Synthetic weights: row scales widen chosen rows and leave the others alone",
+          "[engine][moe]") {
+  const SyntheticTensor plain{"router", {3, 16}, 0.5, 1.0, {}};
+  SyntheticTensor scaled = plain;
+  scaled.row_scales = {1.0, 4.0};  // Row 2 has no entry: unscaled.
+  std::vector<float> a(48), b(48);
+  SyntheticValues(7, plain, 0, a);
+  SyntheticValues(7, scaled, 0, b);
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("element " << i);
+    const double factor = i / 16 == 1 ? 4.0 : 1.0;
+    CHECK(b[i] - 1.0 == Approx((a[i] - 1.0) * factor).margin(1e-6));
+  }
+  // Elements read from the middle see the same rows.
+  std::vector<float> tail(20);
+  SyntheticValues(7, scaled, 28, tail);
+  CHECK(std::equal(tail.begin(), tail.end(), b.begin() + 28));
 }
 
 TEST_CASE("Synthetic weights: a written checkpoint reads back through the safetensors reader",

@@ -3,9 +3,10 @@ instance a group of two processes that meet through the router's rendezvous, hol
 the model's experts each (the default model's FFNs split into 8 experts of 192) and step
 together over Gloo on loopback, each serving its own requests (data-parallel attention).
 
-- Greedy output, disaggregated (1P1D, both pools EP groups) and colocated, is token-for-token
-  what `tessera generate --ffn-experts 8` computes in one process; concurrent requests spread
-  over both ranks and every KV block is free afterwards.
+- Greedy output, disaggregated (1P1D, both pools EP groups) and colocated, with and without
+  the expert rebalancer, is token-for-token what `tessera generate --ffn-experts 8` computes
+  in one process; concurrent requests spread over both ranks and every KV block is free
+  afterwards; /metrics counts each worker's tokens per expert and layer.
 - The admin API shows each group's ranks as one instance.
 - Draining one rank drains its whole group; requests keep being served by another group.
 - `kill -9` of one rank: its partner fails fast with a clear error and leaves; every request
@@ -105,6 +106,13 @@ class ExpertParallelServingTest(unittest.TestCase):
     def test_colocated_group_matches_one_process(self):
         with harness.Deployment(prefill=0, decode=0, both=1, extra=EP) as d:
             self.check_groups(d, ["both"])
+            self.check_identity(d)
+
+    def test_rebalancing_keeps_the_output(self):
+        # Rebalancing every 3 steps with an extra slot per rank moves expert copies (and their
+        # weights) between the ranks while requests run; the text must not change.
+        flags = ["--worker-flag=--redundant-experts=1", "--worker-flag=--rebalance-interval=3"]
+        with harness.Deployment(prefill=0, decode=0, both=1, extra=EP + flags) as d:
             self.check_identity(d)
 
     def test_draining_a_rank_drains_its_group(self):
