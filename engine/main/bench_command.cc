@@ -1,6 +1,7 @@
 #include "engine/main/bench_command.h"
 
 #include <cstdio>
+#include <optional>
 
 #include "engine/runtime/loaded_model.h"
 
@@ -60,6 +61,32 @@ BenchCommand::BenchCommand(CLI::App& app) {
       ->check(CLI::Range(1, 10000));
   moe_dispatch_->add_flag("--json", moe_dispatch_options_.json, "Print JSON");
 
+  synth_ = command_->add_subcommand(
+      "synth",
+      "Write a BurstGPT-style synthetic trace: Gamma arrivals, lengths from a trace or Zipf");
+  synth_->add_option("--out", synth_out_, "BurstGPT CSV to write")->required();
+  synth_->add_option("--rate", synth_options_.rate, "Requests per second")
+      ->check(CLI::Range(1e-6, 1e6));
+  synth_
+      ->add_option("--burstiness", synth_options_.burstiness,
+                   "Coefficient of variation of the gaps between requests (1: Poisson)")
+      ->check(CLI::Range(1e-3, 1e3));
+  synth_->add_option("--requests", synth_options_.requests, "Requests to write")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  synth_
+      ->add_option("--lengths-from", synth_lengths_from_,
+                   "Draw (request, response) lengths from this trace's rows (BurstGPT, Azure "
+                   "or Mooncake); without it, from Zipf laws")
+      ->check(CLI::ExistingFile);
+  synth_->add_option("--zipf-exponent", synth_options_.zipf.exponent, "Zipf exponent")
+      ->check(CLI::Range(0.01, 10.0));
+  synth_->add_option("--max-input", synth_options_.zipf.max_input, "Zipf: longest request")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  synth_->add_option("--max-output", synth_options_.zipf.max_output, "Zipf: longest response")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  synth_->add_option("--seed", synth_options_.seed, "Random seed");
+  synth_->add_option("--model", synth_options_.model, "The Model column's value");
+
   moe_layer_ = command_->add_subcommand(
       "moe-layer", "Expert-parallel MoE step time by phase, with and without micro-batch overlap");
   moe_layer_->add_option("--ranks", moe_layer_options_.ranks, "Expert-parallel group size")
@@ -101,7 +128,39 @@ BenchCommand::BenchCommand(CLI::App& app) {
   moe_layer_->add_flag("--json", moe_layer_options_.json, "Print JSON");
 }
 
+int BenchCommand::RunSynth() {
+  std::optional<bench::Trace> source;
+  if (!synth_lengths_from_.empty()) {
+    absl::StatusOr<bench::Trace> read = bench::ReadTrace(synth_lengths_from_);
+    if (!read.ok()) {
+      std::fprintf(stderr, "tessera bench synth: %s\n", read.status().ToString().c_str());
+      return 2;
+    }
+    source = *std::move(read);
+    synth_options_.empirical = &*source;
+    std::printf("lengths from %s (%s): %zu requests", synth_lengths_from_.c_str(),
+                std::string(bench::TraceFormatName(source->format)).c_str(),
+                source->requests.size());
+    for (const auto& [reason, count] : source->dropped) {
+      std::printf("; dropped %lld (%s)", static_cast<long long>(count), reason.c_str());
+    }
+    std::printf("\n");
+  }
+  absl::StatusOr<bench::Trace> trace = bench::SynthesizeTrace(synth_options_);
+  absl::Status status = trace.ok() ? bench::WriteBurstGptCsv(*trace, synth_out_) : trace.status();
+  if (!status.ok()) {
+    std::fprintf(stderr, "tessera bench synth: %s\n", status.ToString().c_str());
+    return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  const double span = trace->requests.back().arrival_s;
+  std::printf("wrote %s: %lld requests over %.1f s (%.2f requests/s)\n", synth_out_.c_str(),
+              static_cast<long long>(trace->requests.size()), span,
+              span > 0 ? (trace->requests.size() - 1) / span : 0.0);
+  return 0;
+}
+
 int BenchCommand::Run() {
+  if (synth_->parsed()) return RunSynth();
   if (model_->parsed()) {
     absl::Status status = bench::RunModelBench(model_options_);
     if (!status.ok()) {

@@ -7,6 +7,7 @@
 #include "bench/model_bench.h"
 #include "bench/moe_dispatch_bench.h"
 #include "bench/moe_layer_bench.h"
+#include "bench/trace_synth.h"
 
 namespace tessera::engine {
 
@@ -17,6 +18,8 @@ class BenchCommand {
   int Run();
 
  private:
+  int RunSynth();
+
   CLI::App* command_;
   CLI::App* model_;
   bench::ModelBenchOptions model_options_;
@@ -26,6 +29,10 @@ class BenchCommand {
   bench::MoeDispatchBenchOptions moe_dispatch_options_;
   CLI::App* moe_layer_;
   bench::MoeLayerBenchOptions moe_layer_options_;
+  CLI::App* synth_;
+  bench::SynthOptions synth_options_;
+  std::string synth_lengths_from_;
+  std::string synth_out_;
 };
 
 }  // namespace tessera::engine
