@@ -1,5 +1,6 @@
 #include "bench/kv_transfer_bench.h"
 
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,8 +12,6 @@
 #include <numeric>
 #include <random>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -135,8 +134,8 @@ absl::Status RunKvTransferBench(const KvTransferBenchOptions& o) {
   if (!o.json) {
     std::printf("KV handoff between two processes, %d layers x %d KV heads x %d, blocks of %d\n",
                 o.layers, o.kv_heads, o.head_dim, o.block_size);
-    std::printf("%9s %10s %14s %14s %14s %10s %10s\n", "positions", "MB", "memcpy GB/s",
-                "shm GB/s", "gRPC GB/s", "shm/memcpy", "gRPC/memcpy");
+    std::printf("%9s %10s %14s %14s %14s %10s %10s\n", "positions", "MB", "memcpy GB/s", "shm GB/s",
+                "gRPC GB/s", "shm/memcpy", "gRPC/memcpy");
   }
   for (int positions : o.positions) {
     const int32_t blocks = (positions + o.block_size - 1) / o.block_size;

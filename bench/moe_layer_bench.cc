@@ -56,7 +56,8 @@ absl::Status WriteCheckpoint(const std::string& dir, const MoeLayerBenchOptions&
   std::ofstream(dir + "/config.json") << config.dump(1);
   const int64_t h = o.hidden, inter = o.moe_intermediate;
   auto linear = [](std::string name, int64_t out, int64_t in) {
-    return engine::SyntheticTensor{std::move(name), {out, in}, 1.0 / std::sqrt(double(in)), 0.0, {}};
+    return engine::SyntheticTensor{
+        std::move(name), {out, in}, 1.0 / std::sqrt(double(in)), 0.0, {}};
   };
   auto norm = [](std::string name, int64_t n) {
     return engine::SyntheticTensor{std::move(name), {n}, 0.1, 1.0, {}};

@@ -34,9 +34,9 @@ struct TraceRequest {
   double arrival_s = 0;  // From the trace's first request.
   int64_t input_tokens = 0;
   int64_t output_tokens = 0;
-  std::vector<int64_t> block_ids;  // Mooncake: the prompt's 512-token blocks.
-  std::string model;               // BurstGPT: the model the request went to.
-  int64_t line = 0;                // Where it came from (1-based, header included).
+  std::vector<int64_t> block_ids = {};  // Mooncake: the prompt's 512-token blocks.
+  std::string model = "";               // BurstGPT: the model the request went to.
+  int64_t line = 0;                     // Where it came from (1-based, header included).
 };
 
 struct Trace {

@@ -61,6 +61,58 @@ BenchCommand::BenchCommand(CLI::App& app) {
       ->check(CLI::Range(1, 10000));
   moe_dispatch_->add_flag("--json", moe_dispatch_options_.json, "Print JSON");
 
+  replay_ = command_->add_subcommand(
+      "replay",
+      "Replay a trace open loop against a server and report latency, throughput and SLO goodput");
+  replay_
+      ->add_option("--trace", replay_options_.trace_path,
+                   "BurstGPT or Azure CSV, or Mooncake JSON lines")
+      ->required()
+      ->check(CLI::ExistingFile);
+  replay_->add_option("--format", replay_format_, "burstgpt, azure or mooncake (default: detect)");
+  replay_->add_option("--target", replay_options_.replay.target, "grpc://HOST:PORT")->required();
+  replay_->add_option("--out", replay_options_.out_dir, "Directory for the outputs")->required();
+  replay_options_.tokenizer_model = DefaultModelPath();
+  replay_
+      ->add_option("--model", replay_options_.tokenizer_model,
+                   "GGUF file whose tokenizer and context the prompts are made for")
+      ->check(CLI::ExistingFile);
+  replay_->add_option("--served-model", replay_options_.replay.model,
+                      "Model name to send with each request");
+  replay_->add_option("--slo-ttft", slo_ttft_ms_, "TTFT SLO in ms (0: none)")
+      ->check(CLI::Range(0.0, 1e9));
+  replay_->add_option("--slo-tpot", slo_tpot_ms_, "TPOT SLO in ms (0: none)")
+      ->check(CLI::Range(0.0, 1e9));
+  replay_
+      ->add_option("--time-scale", replay_options_.replay.time_scale,
+                   "Divide arrival times by this (2: twice as fast)")
+      ->check(CLI::Range(1e-6, 1e6));
+  replay_
+      ->add_option("--max-requests", replay_options_.replay.max_requests,
+                   "Replay at most this many requests (0: all)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  replay_
+      ->add_option("--duration", replay_options_.replay.duration_s,
+                   "Replay only requests due within this many seconds (0: all)")
+      ->check(CLI::Range(0.0, 1e9));
+  replay_
+      ->add_option("--length-scale", replay_options_.replay.length_scale,
+                   "Multiply request and response lengths by this")
+      ->check(CLI::Range(1e-6, 1e6));
+  replay_
+      ->add_option("--context", replay_options_.replay.context,
+                   "Clip lengths to this many tokens (0: the model's context)")
+      ->check(CLI::Range(0, 1 << 24));
+  replay_
+      ->add_option("--connections", replay_options_.replay.connections,
+                   "Connections to spread requests over")
+      ->check(CLI::Range(1, 1024));
+  replay_
+      ->add_option("--request-timeout", replay_options_.replay.request_timeout_s,
+                   "Seconds before a request is abandoned")
+      ->check(CLI::Range(0.001, 1e6));
+  replay_->add_flag("--no-progress", no_progress_, "No live progress line");
+
   synth_ = command_->add_subcommand(
       "synth",
       "Write a BurstGPT-style synthetic trace: Gamma arrivals, lengths from a trace or Zipf");
@@ -159,7 +211,28 @@ int BenchCommand::RunSynth() {
   return 0;
 }
 
+int BenchCommand::RunReplayCommand() {
+  if (!replay_format_.empty()) {
+    absl::StatusOr<bench::TraceFormat> format = bench::ParseTraceFormat(replay_format_);
+    if (!format.ok()) {
+      std::fprintf(stderr, "tessera bench replay: --format: %s\n",
+                   std::string(format.status().message()).c_str());
+      return 2;
+    }
+    replay_options_.format = *format;
+  }
+  replay_options_.slo = {.ttft_s = slo_ttft_ms_ / 1e3, .tpot_s = slo_tpot_ms_ / 1e3};
+  replay_options_.progress = !no_progress_;
+  absl::Status status = bench::RunReplayCommand(replay_options_);
+  if (!status.ok()) {
+    std::fprintf(stderr, "tessera bench replay: %s\n", status.ToString().c_str());
+    return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  return 0;
+}
+
 int BenchCommand::Run() {
+  if (replay_->parsed()) return RunReplayCommand();
   if (synth_->parsed()) return RunSynth();
   if (model_->parsed()) {
     absl::Status status = bench::RunModelBench(model_options_);

@@ -7,6 +7,7 @@
 #include "bench/model_bench.h"
 #include "bench/moe_dispatch_bench.h"
 #include "bench/moe_layer_bench.h"
+#include "bench/replay_main.h"
 #include "bench/trace_synth.h"
 
 namespace tessera::engine {
@@ -19,6 +20,7 @@ class BenchCommand {
 
  private:
   int RunSynth();
+  int RunReplayCommand();
 
   CLI::App* command_;
   CLI::App* model_;
@@ -33,6 +35,11 @@ class BenchCommand {
   bench::SynthOptions synth_options_;
   std::string synth_lengths_from_;
   std::string synth_out_;
+  CLI::App* replay_;
+  bench::ReplayCommandOptions replay_options_;
+  std::string replay_format_;
+  double slo_ttft_ms_ = 0, slo_tpot_ms_ = 0;
+  bool no_progress_ = false;
 };
 
 }  // namespace tessera::engine
