@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "bench/replay.h"
@@ -23,7 +24,19 @@ struct ReplayCommandOptions {
   ReplayOptions replay;  // context 0: the model's.
   Slo slo;
   bool progress = true;
+  // A sweep: one replay per offered rate (requests/s; the trace's arrival times are scaled to
+  // it), each in its own subdirectory, and a report of goodput against load.
+  std::vector<double> rates;
+  std::string label;  // The runs' name in the report (default: the target).
 };
+
+// `tessera bench report`: renders runs already written by replays into one HTML page.
+struct ReportCommandOptions {
+  std::vector<std::string> runs;  // "LABEL=DIR" or "DIR".
+  std::string out;                // HTML file.
+  std::string title = "Tessera trace replay";
+};
+absl::Status RunReportCommand(const ReportCommandOptions& options);
 
 absl::Status RunReplayCommand(ReplayCommandOptions options);
 

@@ -72,6 +72,11 @@ ReplaySummary Summarize(const std::vector<RequestRecord>& records, const Slo& sl
     if (MeetsSlo(r, slo)) ++meeting;
   }
   s.duration_s = last - first;
+  double last_sent = first;
+  for (const RequestRecord& r : records) last_sent = std::max(last_sent, r.sent_s);
+  if (records.size() > 1 && last_sent > first) {
+    s.sent_per_s = static_cast<double>(records.size() - 1) / (last_sent - first);
+  }
   if (s.duration_s > 0) {
     s.requests_per_s = static_cast<double>(s.succeeded) / s.duration_s;
     s.output_tokens_per_s = static_cast<double>(output) / s.duration_s;

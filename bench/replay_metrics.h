@@ -57,6 +57,7 @@ struct ReplaySummary {
   int64_t requests = 0, succeeded = 0;
   std::map<std::string, int64_t> errors;  // By status.
   double duration_s = 0;                  // First send to last response.
+  double sent_per_s = 0;                  // Requests issued per second (first to last send).
   double requests_per_s = 0;              // Succeeded per second.
   double output_tokens_per_s = 0;
   double input_tokens_per_s = 0;  // Of succeeded requests.

@@ -28,6 +28,7 @@ nlohmann::json SummaryJson(const ReplaySummary& s, const Slo& slo) {
           {"succeeded", s.succeeded},
           {"errors", s.errors},
           {"duration_s", s.duration_s},
+          {"sent_per_s", s.sent_per_s},
           {"requests_per_s", s.requests_per_s},
           {"output_tokens_per_s", s.output_tokens_per_s},
           {"input_tokens_per_s", s.input_tokens_per_s},

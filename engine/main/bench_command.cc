@@ -2,8 +2,11 @@
 
 #include <cstdio>
 #include <optional>
+#include <thread>
 
+#include "bench/instant_server.h"
 #include "engine/runtime/loaded_model.h"
+#include "engine/server/shutdown_signal.h"
 
 namespace tessera::engine {
 
@@ -112,6 +115,28 @@ BenchCommand::BenchCommand(CLI::App& app) {
                    "Seconds before a request is abandoned")
       ->check(CLI::Range(0.001, 1e6));
   replay_->add_flag("--no-progress", no_progress_, "No live progress line");
+  replay_
+      ->add_option("--rates", replay_options_.rates,
+                   "Sweep: replay once per offered rate (requests/s), arrival times scaled to it")
+      ->delimiter(',')
+      ->check(CLI::Range(1e-6, 1e6));
+  replay_->add_option("--label", replay_options_.label, "The runs' name in the report");
+
+  report_ = command_->add_subcommand(
+      "report", "Put replays side by side in one HTML report (latency CDFs, throughput, goodput)");
+  report_->add_option("--run", report_options_.runs, "LABEL=DIR of a replay's output (repeatable)")
+      ->required();
+  report_->add_option("--out", report_options_.out, "HTML file to write")->required();
+  report_->add_option("--title", report_options_.title, "The report's title");
+
+  instant_ = command_->add_subcommand(
+      "instant-server",
+      "A gRPC Inference server that answers at once, to measure the replayer itself");
+  instant_->add_option("--listen", instant_listen_, "Listen address");
+  instant_
+      ->add_option("--hold-ms", instant_hold_ms_,
+                   "Keep each stream open this long before its last token")
+      ->check(CLI::Range(0, 3600000));
 
   synth_ = command_->add_subcommand(
       "synth",
@@ -233,6 +258,38 @@ int BenchCommand::RunReplayCommand() {
 
 int BenchCommand::Run() {
   if (replay_->parsed()) return RunReplayCommand();
+  if (instant_->parsed()) {
+    absl::StatusOr<std::unique_ptr<bench::InstantServer>> server =
+        bench::InstantServer::Start(instant_listen_, std::chrono::milliseconds(instant_hold_ms_));
+    if (!server.ok()) {
+      std::fprintf(stderr, "tessera bench instant-server: %s\n",
+                   server.status().ToString().c_str());
+      return 1;
+    }
+    std::printf("instant server on port %d; Ctrl-C to stop\n", (*server)->port());
+    std::fflush(stdout);
+    server::InstallShutdownSignalHandlers();
+    int64_t last = -1;
+    while (!server::ShutdownRequested()) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      if ((*server)->requests() != last) {
+        last = (*server)->requests();
+        std::printf("%lld requests, %lld streams open (most %lld)\n", static_cast<long long>(last),
+                    static_cast<long long>((*server)->open_streams()),
+                    static_cast<long long>((*server)->most_open_streams()));
+        std::fflush(stdout);
+      }
+    }
+    return 0;
+  }
+  if (report_->parsed()) {
+    absl::Status status = bench::RunReportCommand(report_options_);
+    if (!status.ok()) {
+      std::fprintf(stderr, "tessera bench report: %s\n", status.ToString().c_str());
+      return 2;
+    }
+    return 0;
+  }
   if (synth_->parsed()) return RunSynth();
   if (model_->parsed()) {
     absl::Status status = bench::RunModelBench(model_options_);

@@ -40,6 +40,11 @@ class BenchCommand {
   std::string replay_format_;
   double slo_ttft_ms_ = 0, slo_tpot_ms_ = 0;
   bool no_progress_ = false;
+  CLI::App* report_;
+  CLI::App* instant_;
+  std::string instant_listen_ = "127.0.0.1:50090";
+  int instant_hold_ms_ = 0;
+  bench::ReportCommandOptions report_options_;
 };
 
 }  // namespace tessera::engine

@@ -40,6 +40,7 @@ TEST_CASE("Replay metrics: a recorded run's figures, computed by hand", "[bench]
   CHECK(s.succeeded == 3);
   CHECK(s.errors == std::map<std::string, int64_t>{{"UNAVAILABLE", 1}});
   CHECK(s.duration_s == Approx(3.1));
+  CHECK(s.sent_per_s == Approx(1.0));  // 4 sends over 3 s: 3 gaps.
   CHECK(s.requests_per_s == Approx(3 / 3.1));
   CHECK(s.output_tokens_per_s == Approx(6 / 3.1));
   CHECK(s.input_tokens_per_s == Approx(30 / 3.1));
