@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "bench/http_sender.h"
 #include "tessera/v1/inference.grpc.pb.h"
 
 namespace tessera::bench {
@@ -156,6 +157,7 @@ absl::StatusOr<ReplayPlan> PlanReplay(const Trace& trace, const ReplayOptions& o
     p.prompt = r.block_ids.empty() ? prompts.Tokens(input, static_cast<uint64_t>(i) + 1)
                                    : prompts.BlockTokens(r.block_ids, block_tokens, input,
                                                          static_cast<uint64_t>(i) + 1);
+    p.text = prompts.Text(p.prompt);
     plan.requests.push_back(std::move(p));
   }
   if (plan.requests.empty()) {
@@ -189,13 +191,14 @@ absl::StatusOr<ReplayPlan> PlanReplay(const Trace& trace, const ReplayOptions& o
 
 absl::StatusOr<std::vector<RequestRecord>> RunReplay(const ReplayPlan& plan,
                                                      const ReplayOptions& o) {
-  if (!absl::StartsWith(o.target, "grpc://")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--target must be grpc://HOST:PORT, got \"", o.target, "\""));
+  const bool grpc = absl::StartsWith(o.target, "grpc://");
+  if (!grpc && !absl::StartsWith(o.target, "http://")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--target must be grpc://HOST:PORT or http://HOST:PORT, got \"", o.target, "\""));
   }
   const std::string address = o.target.substr(7);
   std::vector<std::unique_ptr<tessera::v1::Inference::Stub>> stubs;
-  for (int c = 0; c < std::max(1, o.connections); ++c) {
+  for (int c = 0; grpc && c < std::max(1, o.connections); ++c) {
     grpc::ChannelArguments args;
     args.SetInt("tessera.replay_connection", c);  // Distinct arguments: distinct connections.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
@@ -219,6 +222,13 @@ absl::StatusOr<std::vector<RequestRecord>> RunReplay(const ReplayPlan& plan,
     });
   }
   const Clock::time_point base = Clock::now();
+  std::unique_ptr<HttpSender> http;
+  if (!grpc) {
+    std::string url = o.target;
+    while (!url.empty() && url.back() == '/') url.pop_back();
+    http = std::make_unique<HttpSender>(url, o.model, o.request_timeout_s, base,
+                                        [&tracker](bool error) { tracker.Done(error); });
+  }
   for (size_t i = 0; i < plan.requests.size(); ++i) {
     const PlannedRequest& p = plan.requests[i];
     RequestRecord& record = records[i];
@@ -228,6 +238,12 @@ absl::StatusOr<std::vector<RequestRecord>> RunReplay(const ReplayPlan& plan,
     record.max_tokens = p.max_tokens;
     WaitUntil(base +
               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(p.at_s)));
+    if (http != nullptr) {
+      record.sent_s = Since(base);
+      tracker.Sent();
+      http->Send(p.text, record);
+      continue;
+    }
     auto* stream = new GrpcStream(*stubs[i % stubs.size()], p, o, base, record, tracker);
     record.sent_s = Since(base);
     tracker.Sent();

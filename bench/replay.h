@@ -10,8 +10,9 @@
 // - prompts are token ids of single-token words (PromptSynthesizer), so their length is exact;
 //   Mooncake's prompt blocks (scaled to length_scale * 512 tokens) become shared text;
 // - max_tokens is the recorded response length, with EOS ignored.
-// Running sends them to the target: `grpc://host:port` (Tessera's tessera.v1.Inference,
-// prompts as token ids) and records every token's arrival.
+// Running sends them to the target, `grpc://host:port` (Tessera's tessera.v1.Inference,
+// prompts as token ids) or `http://host:port` (any OpenAI-compatible server: streaming
+// /v1/completions, prompts as text; see HttpSender), and records every token's arrival.
 // Thread-safety: RunReplay is thread-compatible; it uses gRPC's threads internally.
 #ifndef TESSERA_BENCH_REPLAY_H_
 #define TESSERA_BENCH_REPLAY_H_
@@ -29,7 +30,7 @@
 namespace tessera::bench {
 
 struct ReplayOptions {
-  std::string target = "";    // grpc://host:port
+  std::string target = "";    // grpc://host:port or http://host:port
   std::string model = "";     // Model name sent with each request (empty: the server's default).
   double time_scale = 1.0;    // > 1 replays faster.
   int64_t max_requests = 0;   // 0: all.
@@ -46,6 +47,7 @@ struct PlannedRequest {
   int64_t index = 0;  // In the trace.
   double at_s = 0;    // When to send, from the start.
   std::vector<int32_t> prompt;
+  std::string text;  // The prompt's text (for HTTP targets; it encodes back to `prompt`).
   int64_t max_tokens = 0;
 };
 
