@@ -56,13 +56,14 @@ std::vector<int32_t> PromptSynthesizer::Tokens(int64_t tokens, uint64_t seed) co
 
 std::vector<int32_t> PromptSynthesizer::BlockTokens(std::span<const int64_t> block_ids,
                                                     int64_t block_tokens, int64_t tokens,
-                                                    uint64_t seed) const {
+                                                    uint64_t seed, uint64_t salt) const {
   std::vector<int32_t> out;
   out.reserve(static_cast<size_t>(std::max<int64_t>(tokens, 0)));
   for (int64_t id : block_ids) {
     if (static_cast<int64_t>(out.size()) >= tokens) break;
     // Block seeds are kept apart from request seeds by their top bit.
-    Append((static_cast<uint64_t>(id) * 0x9E3779B97F4A7C15ULL) | (uint64_t{1} << 63),
+    Append(((static_cast<uint64_t>(id) + salt * 0xD1B54A32D192ED03ULL) * 0x9E3779B97F4A7C15ULL) |
+               (uint64_t{1} << 63),
            std::min(block_tokens, tokens - static_cast<int64_t>(out.size())), out);
   }
   if (static_cast<int64_t>(out.size()) < tokens) {

@@ -28,10 +28,10 @@ class PromptSynthesizer {
   // `tokens` word tokens from the generator seeded with `seed`.
   std::vector<int32_t> Tokens(int64_t tokens, uint64_t seed) const;
   // A prompt of `tokens` tokens made of `block_tokens`-token blocks, one per id (the block of
-  // an id is always the same text), cut to `tokens`; blocks beyond the ids are seeded by
-  // `seed`.
+  // an id is the same text for the same `salt`), cut to `tokens`; blocks beyond the ids are
+  // seeded by `seed`.
   std::vector<int32_t> BlockTokens(std::span<const int64_t> block_ids, int64_t block_tokens,
-                                   int64_t tokens, uint64_t seed) const;
+                                   int64_t tokens, uint64_t seed, uint64_t salt = 0) const;
   // The text of word tokens (which encodes back to exactly them).
   std::string Text(std::span<const int32_t> tokens) const;
 

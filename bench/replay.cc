@@ -154,9 +154,10 @@ absl::StatusOr<ReplayPlan> PlanReplay(const Trace& trace, const ReplayOptions& o
     p.index = static_cast<int64_t>(i);
     p.at_s = at;
     p.max_tokens = output;
-    p.prompt = r.block_ids.empty() ? prompts.Tokens(input, static_cast<uint64_t>(i) + 1)
-                                   : prompts.BlockTokens(r.block_ids, block_tokens, input,
-                                                         static_cast<uint64_t>(i) + 1);
+    const uint64_t seed = (static_cast<uint64_t>(i) + 1) ^ (o.prompt_salt * 0x9E3779B97F4A7C15ULL);
+    p.prompt = r.block_ids.empty()
+                   ? prompts.Tokens(input, seed)
+                   : prompts.BlockTokens(r.block_ids, block_tokens, input, seed, o.prompt_salt);
     p.text = prompts.Text(p.prompt);
     plan.requests.push_back(std::move(p));
   }

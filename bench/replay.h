@@ -37,6 +37,9 @@ struct ReplayOptions {
   double duration_s = 0;      // 0: all; else only requests due within this (after scaling).
   double length_scale = 1.0;  // Multiplies request and response lengths.
   int32_t context = 0;        // The server's context in tokens; lengths are clipped to it.
+  // Varies every prompt's text (and Mooncake's blocks) while keeping their lengths and
+  // sharing: replays with different salts do not hit each other's prefix cache.
+  uint64_t prompt_salt = 0;
   double request_timeout_s = 600;
   int connections = 8;  // gRPC connections requests are spread over.
   // Called about twice a second while running, with the records so far (for a progress bar).

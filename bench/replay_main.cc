@@ -144,6 +144,9 @@ absl::Status RunReplayCommand(ReplayCommandOptions o) {
       if (!(rate > 0)) return absl::InvalidArgumentError("--rates must be positive");
       ReplayOptions scaled = o.replay;
       scaled.time_scale = rate / trace_rate;
+      // Fresh prompts for each load level: a rerun of the same text would hit the server's
+      // prefix cache and flatter the later runs.
+      scaled.prompt_salt = o.replay.prompt_salt + runs.size() + 1;
       absl::StatusOr<ReplayPlan> plan = PlanReplay(*trace, scaled, **prompts);
       if (!plan.ok()) return plan.status();
       std::printf("== %g requests/s (the trace's %.3f requests/s x %.3f)\n", rate, trace_rate,

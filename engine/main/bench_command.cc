@@ -121,6 +121,9 @@ BenchCommand::BenchCommand(CLI::App& app) {
       ->delimiter(',')
       ->check(CLI::Range(1e-6, 1e6));
   replay_->add_option("--label", replay_options_.label, "The runs' name in the report");
+  replay_->add_option("--prompt-salt", replay_options_.replay.prompt_salt,
+                      "Vary the prompts' text (same lengths and sharing), e.g. to replay "
+                      "again without hitting the server's prefix cache");
 
   report_ = command_->add_subcommand(
       "report", "Put replays side by side in one HTML report (latency CDFs, throughput, goodput)");

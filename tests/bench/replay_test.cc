@@ -132,6 +132,17 @@ TEST_CASE("Replay planning: scaling, clipping and cutting are applied and report
   CHECK_THAT(notes, Catch::Contains("1 prompts cut"));
   CHECK_THAT(notes, Catch::Contains("1 requests after --duration"));
   CHECK_THAT(notes, Catch::Contains("prompt blocks of 256 tokens"));
+  // Another salt: other text, same lengths and the same sharing.
+  ReplayOptions salted = options;
+  salted.prompt_salt = 7;
+  auto other = PlanReplay(trace, salted, **prompts);
+  REQUIRE(other.ok());
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(other->requests[i].prompt.size() == plan->requests[i].prompt.size());
+    CHECK(other->requests[i].prompt != plan->requests[i].prompt);
+  }
+  CHECK(std::equal(other->requests[0].prompt.begin(), other->requests[0].prompt.begin() + 512,
+                   other->requests[1].prompt.begin()));
   options.max_requests = 2;
   CHECK(PlanReplay(trace, options, **prompts)->requests.size() == 2);
   options.context = 1;
