@@ -169,6 +169,8 @@ absl::Status RunReportCommand(const ReportCommandOptions& options) {
     absl::StatusOr<ReportRun> run = ReadReplayRun(dir, label);
     if (!run.ok()) return run.status();
     run->group = label;
+    if (run->offered_rate > 0)
+      run->label = absl::StrFormat("%s @ %g req/s", label, run->offered_rate);
     runs.push_back(*std::move(run));
   }
   if (runs.empty()) return absl::InvalidArgumentError("--run: give at least one replay directory");
