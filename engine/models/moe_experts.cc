@@ -86,9 +86,14 @@ void SigmoidGroupTopK(const float* logits, const float* correction_bias, int32_t
 namespace {
 
 // Per thread, shared by every layer's block (a thread runs one at a time).
-struct Scratch {
+struct GroupScratch {
   std::vector<std::vector<std::pair<int64_t, float>>> assigned;  // Per expert: (token, weight).
-  std::vector<float> gathered, gate_up, activated, expert_out;
+  std::vector<float> gathered, results;
+};
+thread_local GroupScratch group_scratch;
+
+struct Scratch {
+  std::vector<float> gate_up, activated;
   std::vector<int32_t> dense_ids;
   std::vector<float> dense_weights;
 };
@@ -96,46 +101,58 @@ thread_local Scratch scratch;
 
 }  // namespace
 
+void ForEachExpertGroup(const float* x, int64_t tokens, const int32_t* ids, const float* weights,
+                        int32_t top_k, int32_t num_experts, int32_t hidden, float* out,
+                        const std::function<void(int32_t expert, const float* rows, int64_t n,
+                                                 float* results)>& compute) {
+  GroupScratch& s = group_scratch;
+  s.assigned.resize(static_cast<size_t>(num_experts));
+  for (auto& a : s.assigned) a.clear();
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int32_t j = 0; j < top_k; ++j) {
+      s.assigned[static_cast<size_t>(ids[t * top_k + j])].emplace_back(t, weights[t * top_k + j]);
+    }
+  }
+  for (int32_t e = 0; e < num_experts; ++e) {
+    const auto& mine = s.assigned[static_cast<size_t>(e)];
+    if (mine.empty()) continue;
+    const int64_t n = static_cast<int64_t>(mine.size());
+    s.gathered.resize(static_cast<size_t>(n * hidden));
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(s.gathered.data() + i * hidden, x + mine[i].first * hidden,
+                  sizeof(float) * hidden);
+    }
+    s.results.resize(static_cast<size_t>(n * hidden));
+    compute(e, s.gathered.data(), n, s.results.data());
+    for (int64_t i = 0; i < n; ++i) {
+      float* dst = out + mine[i].first * hidden;
+      const float* src = s.results.data() + i * hidden;
+      const float w = mine[i].second;
+      for (int32_t h = 0; h < hidden; ++h) dst[h] += w * src[h];
+    }
+  }
+}
+
 MoeExperts::MoeExperts(int32_t hidden, int32_t intermediate, std::vector<ExpertWeights> experts)
     : hidden_(hidden), intermediate_(intermediate), experts_(std::move(experts)) {}
 
 void MoeExperts::Forward(const float* x, int64_t tokens, const int32_t* ids, const float* weights,
                          int32_t top_k, float* out, kernels::ThreadPool& pool) {
-  scratch.assigned.assign(experts_.size(), {});
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (int32_t j = 0; j < top_k; ++j) {
-      scratch.assigned[static_cast<size_t>(ids[t * top_k + j])].emplace_back(
-          t, weights[t * top_k + j]);
-    }
-  }
   const int64_t inter = intermediate_;
-  for (size_t e = 0; e < experts_.size(); ++e) {
-    const auto& mine = scratch.assigned[e];
-    if (mine.empty()) continue;
-    const int64_t n = static_cast<int64_t>(mine.size());
-    scratch.gathered.resize(static_cast<size_t>(n * hidden_));
-    for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(scratch.gathered.data() + i * hidden_, x + mine[i].first * hidden_,
-                  sizeof(float) * hidden_);
-    }
-    scratch.gate_up.resize(static_cast<size_t>(n * 2 * inter));
-    kernels::MatmulF32(experts_[e].gate_up.data(), 2 * inter, hidden_, scratch.gathered.data(), n,
-                       scratch.gate_up.data(), 2 * inter, pool);
-    scratch.activated.resize(static_cast<size_t>(n * inter));
-    for (int64_t i = 0; i < n; ++i) {
-      const float* gate = scratch.gate_up.data() + i * 2 * inter;
-      kernels::SiluMul(gate, gate + inter, inter, scratch.activated.data() + i * inter);
-    }
-    scratch.expert_out.resize(static_cast<size_t>(n * hidden_));
-    kernels::MatmulF32(experts_[e].down.data(), hidden_, inter, scratch.activated.data(), n,
-                       scratch.expert_out.data(), hidden_, pool);
-    for (int64_t i = 0; i < n; ++i) {
-      float* dst = out + mine[i].first * hidden_;
-      const float* src = scratch.expert_out.data() + i * hidden_;
-      const float w = mine[i].second;
-      for (int32_t h = 0; h < hidden_; ++h) dst[h] += w * src[h];
-    }
-  }
+  ForEachExpertGroup(x, tokens, ids, weights, top_k, num_experts(), hidden_, out,
+                     [&](int32_t e, const float* rows, int64_t n, float* results) {
+                       scratch.gate_up.resize(static_cast<size_t>(n * 2 * inter));
+                       kernels::MatmulF32(experts_[e].gate_up.data(), 2 * inter, hidden_, rows, n,
+                                          scratch.gate_up.data(), 2 * inter, pool);
+                       scratch.activated.resize(static_cast<size_t>(n * inter));
+                       for (int64_t i = 0; i < n; ++i) {
+                         const float* gate = scratch.gate_up.data() + i * 2 * inter;
+                         kernels::SiluMul(gate, gate + inter, inter,
+                                          scratch.activated.data() + i * inter);
+                       }
+                       kernels::MatmulF32(experts_[e].down.data(), hidden_, inter,
+                                          scratch.activated.data(), n, results, hidden_, pool);
+                     });
 }
 
 void MoeExperts::ForwardDense(const float* x, int64_t tokens, float* out,

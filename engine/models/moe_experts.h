@@ -9,6 +9,7 @@
 #define TESSERA_ENGINE_MODELS_MOE_EXPERTS_H_
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "kernels/thread_pool.h"
@@ -47,6 +48,15 @@ class ExpertBlock {
   virtual void Forward(const float* x, int64_t tokens, const int32_t* ids, const float* weights,
                        int32_t top_k, float* out, kernels::ThreadPool& pool) = 0;
 };
+
+// The frame of ExpertBlock::Forward: groups the routed (token, weight) pairs by expert; for each
+// expert with tokens, in ascending order, gathers their rows of x, has `compute` write the
+// expert's n output rows to `results`, and adds them, weighted, to their tokens' rows of out.
+// Scratch is per thread.
+void ForEachExpertGroup(const float* x, int64_t tokens, const int32_t* ids, const float* weights,
+                        int32_t top_k, int32_t num_experts, int32_t hidden, float* out,
+                        const std::function<void(int32_t expert, const float* rows, int64_t n,
+                                                 float* results)>& compute);
 
 class MoeExperts final : public ExpertBlock {
  public:

@@ -14,8 +14,7 @@ namespace {
 
 // Per thread, shared by every layer's block (a thread runs one at a time).
 struct Scratch {
-  std::vector<std::vector<std::pair<int64_t, float>>> assigned;  // Per expert: (token, weight).
-  std::vector<float> gathered, gate_up, activated, expert_out;
+  std::vector<float> gate_up, activated;
   kernels::QuantizedActivations quantized;
 };
 thread_local Scratch scratch;
@@ -95,43 +94,22 @@ QuantizedExperts::QuantizedExperts(int32_t hidden, int32_t intermediate,
 void QuantizedExperts::Forward(const float* x, int64_t tokens, const int32_t* ids,
                                const float* weights, int32_t top_k, float* out,
                                kernels::ThreadPool& pool) {
-  scratch.assigned.resize(experts_.size());
-  for (auto& a : scratch.assigned) a.clear();
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (int32_t j = 0; j < top_k; ++j) {
-      scratch.assigned[static_cast<size_t>(ids[t * top_k + j])].emplace_back(
-          t, weights[t * top_k + j]);
-    }
-  }
   const int64_t inter = intermediate_;
-  for (size_t e = 0; e < experts_.size(); ++e) {
-    const auto& mine = scratch.assigned[e];
-    if (mine.empty()) continue;
-    const int64_t n = static_cast<int64_t>(mine.size());
-    scratch.gathered.resize(static_cast<size_t>(n * hidden_));
-    for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(scratch.gathered.data() + i * hidden_, x + mine[i].first * hidden_,
-                  sizeof(float) * hidden_);
-    }
-    scratch.quantized.Quantize(scratch.gathered.data(), n, hidden_, hidden_);
-    scratch.gate_up.resize(static_cast<size_t>(n * 2 * inter));
-    kernels::Matmul(experts_[e].gate_up, scratch.quantized, scratch.gate_up.data(), 2 * inter,
-                    pool);
-    scratch.activated.resize(static_cast<size_t>(n * inter));
-    for (int64_t i = 0; i < n; ++i) {
-      const float* gate = scratch.gate_up.data() + i * 2 * inter;
-      kernels::SiluMul(gate, gate + inter, inter, scratch.activated.data() + i * inter);
-    }
-    scratch.quantized.Quantize(scratch.activated.data(), n, inter, inter);
-    scratch.expert_out.resize(static_cast<size_t>(n * hidden_));
-    kernels::Matmul(experts_[e].down, scratch.quantized, scratch.expert_out.data(), hidden_, pool);
-    for (int64_t i = 0; i < n; ++i) {
-      float* dst = out + mine[i].first * hidden_;
-      const float* src = scratch.expert_out.data() + i * hidden_;
-      const float w = mine[i].second;
-      for (int32_t h = 0; h < hidden_; ++h) dst[h] += w * src[h];
-    }
-  }
+  ForEachExpertGroup(x, tokens, ids, weights, top_k, num_experts(), hidden_, out,
+                     [&](int32_t e, const float* rows, int64_t n, float* results) {
+                       scratch.quantized.Quantize(rows, n, hidden_, hidden_);
+                       scratch.gate_up.resize(static_cast<size_t>(n * 2 * inter));
+                       kernels::Matmul(experts_[e].gate_up, scratch.quantized,
+                                       scratch.gate_up.data(), 2 * inter, pool);
+                       scratch.activated.resize(static_cast<size_t>(n * inter));
+                       for (int64_t i = 0; i < n; ++i) {
+                         const float* gate = scratch.gate_up.data() + i * 2 * inter;
+                         kernels::SiluMul(gate, gate + inter, inter,
+                                          scratch.activated.data() + i * inter);
+                       }
+                       scratch.quantized.Quantize(scratch.activated.data(), n, inter, inter);
+                       kernels::Matmul(experts_[e].down, scratch.quantized, results, hidden_, pool);
+                     });
 }
 
 }  // namespace tessera::engine
