@@ -128,6 +128,7 @@ absl::StatusOr<ReplayPlan> PlanReplay(const Trace& trace, const ReplayOptions& o
     return absl::InvalidArgumentError(
         absl::StrCat("the context (", o.context, " tokens) leaves no room for a request"));
   }
+  const bool http = absl::StartsWith(o.target, "http://");
   ReplayPlan plan;
   int64_t clipped_input = 0, clipped_output = 0, beyond_duration = 0;
   const int64_t block_tokens =
@@ -158,7 +159,7 @@ absl::StatusOr<ReplayPlan> PlanReplay(const Trace& trace, const ReplayOptions& o
     p.prompt = r.block_ids.empty()
                    ? prompts.Tokens(input, seed)
                    : prompts.BlockTokens(r.block_ids, block_tokens, input, seed, o.prompt_salt);
-    p.text = prompts.Text(p.prompt);
+    if (http) p.text = prompts.Text(p.prompt);  // Only HTTP targets send text.
     plan.requests.push_back(std::move(p));
   }
   if (plan.requests.empty()) {

@@ -50,7 +50,7 @@ struct PlannedRequest {
   int64_t index = 0;  // In the trace.
   double at_s = 0;    // When to send, from the start.
   std::vector<int32_t> prompt;
-  std::string text;  // The prompt's text (for HTTP targets; it encodes back to `prompt`).
+  std::string text;  // HTTP targets only: the prompt's text (it encodes back to `prompt`).
   int64_t max_tokens = 0;
 };
 

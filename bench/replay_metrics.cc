@@ -16,7 +16,7 @@ std::optional<double> RequestRecord::tpot() const {
          static_cast<double>(token_times_s.size() - 1);
 }
 
-double Percentile(std::vector<double> sorted, double p) {
+double Percentile(const std::vector<double>& sorted, double p) {
   if (sorted.empty()) return 0;
   const double rank = p / 100.0 * static_cast<double>(sorted.size() - 1);
   const size_t low = static_cast<size_t>(rank);

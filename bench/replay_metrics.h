@@ -45,7 +45,7 @@ struct Percentiles {
 };
 // Of `values` (any order); all zero when empty.
 Percentiles Distribution(std::vector<double> values);
-double Percentile(std::vector<double> sorted, double p);
+double Percentile(const std::vector<double>& sorted, double p);
 
 struct Slo {
   double ttft_s = 0;  // 0: no TTFT SLO.

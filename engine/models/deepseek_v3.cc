@@ -308,7 +308,7 @@ absl::Status DeepseekV3Model::FeedForward(int32_t layer, MicroBatch& mb) {
     w.experts->ForwardDense(mb.normed.data(), mb.tokens, mb.x.data(), pool_);
     return absl::OkStatus();
   }
-  std::optional<PhaseTimer> routing(moe_times() == nullptr ? nullptr : &moe_times()->routing_ns);
+  std::optional<PhaseTimer> routing(std::in_place, moe_times(), &MoeLayerTimes::routing_ns);
   s.router_logits.resize(static_cast<size_t>(mb.tokens * experts_));
   kernels::MatmulF32(w.router.data(), experts_, hidden, mb.normed.data(), mb.tokens,
                      s.router_logits.data(), experts_, pool_);

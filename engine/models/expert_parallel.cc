@@ -130,7 +130,7 @@ absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_
     token_counts_[ids[i]].fetch_add(1, std::memory_order_relaxed);
   }
   if (lanes_.empty()) {
-    PhaseTimer timer(times_ == nullptr ? nullptr : &times_->experts_ns);
+    PhaseTimer timer(times_, &MoeLayerTimes::experts_ns);
     rows_computed_.fetch_add(tokens * top_k, std::memory_order_relaxed);
     if (times_ != nullptr) times_->expert_rows.fetch_add(tokens * top_k, std::memory_order_relaxed);
     local_->Forward(x, tokens, ids, weights, top_k, out, pool);
@@ -142,7 +142,7 @@ absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_
     for (int64_t i = 0; i < tokens * top_k; ++i) ++window_[ids[i]];
   }
   std::optional<PhaseTimer> timer;
-  timer.emplace(times_ == nullptr ? nullptr : &times_->dispatch_ns);
+  timer.emplace(times_, &MoeLayerTimes::dispatch_ns);
   const int ranks = group.size();
   const int32_t slots_per_rank = placement_.slots_per_rank();
   // This rank's routed rows. Each goes to a copy of its expert: the one on this rank if
@@ -207,7 +207,7 @@ absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_
   TESSERA_RETURN_IF_ERROR(group.AllToAllV(send, send_bytes, received, recv_bytes));
 
   // 3. This rank's experts on what it received, each row on its own.
-  timer.emplace(times_ == nullptr ? nullptr : &times_->experts_ns);
+  timer.emplace(times_, &MoeLayerTimes::experts_ns);
   std::vector<float> rows(static_cast<size_t>(received_rows) * hidden_);
   std::vector<int32_t> local_ids(static_cast<size_t>(received_rows));
   for (int64_t i = 0; i < received_rows; ++i) {
@@ -227,7 +227,7 @@ absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_
                   pool);
 
   // 4. Combine: the outputs go back to the ranks the rows came from, in the order they came.
-  timer.emplace(times_ == nullptr ? nullptr : &times_->combine_ns);
+  timer.emplace(times_, &MoeLayerTimes::combine_ns);
   std::vector<float> returned(routed.size() * static_cast<size_t>(hidden_));
   for (int r = 0; r < ranks; ++r) {
     send_bytes[r] = rows_from[r] * hidden_ * static_cast<int64_t>(sizeof(float));

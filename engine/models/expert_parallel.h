@@ -44,11 +44,13 @@ struct MoeLayerTimes {
   std::atomic<int64_t> expert_rows{0};  // Rows this rank's experts computed.
 };
 
-// Adds the wall time from construction to destruction to *counter (nothing if null).
+// Adds the wall time from construction to destruction to a phase of `times` (nothing when
+// `times` is null).
 class PhaseTimer {
  public:
-  explicit PhaseTimer(std::atomic<int64_t>* counter)
-      : counter_(counter), start_(std::chrono::steady_clock::now()) {}
+  PhaseTimer(MoeLayerTimes* times, std::atomic<int64_t> MoeLayerTimes::*phase)
+      : counter_(times == nullptr ? nullptr : &(times->*phase)),
+        start_(std::chrono::steady_clock::now()) {}
   ~PhaseTimer() {
     if (counter_ == nullptr) return;
     counter_->fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(

@@ -235,7 +235,7 @@ absl::Status Qwen3MoeModel::FeedForward(int32_t layer, MicroBatch& mb) {
     return absl::OkStatus();
   }
   const int32_t k = top_k_;
-  std::optional<PhaseTimer> routing(moe_times() == nullptr ? nullptr : &moe_times()->routing_ns);
+  std::optional<PhaseTimer> routing(std::in_place, moe_times(), &MoeLayerTimes::routing_ns);
   s.router_logits.resize(static_cast<size_t>(mb.tokens * num_experts_));
   kernels::MatmulF32(w.router.data(), num_experts_, hidden, mb.normed.data(), mb.tokens,
                      s.router_logits.data(), num_experts_, pool_);

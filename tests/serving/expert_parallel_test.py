@@ -22,12 +22,7 @@ import grpc
 
 import harness
 
-PROMPTS = [
-    "The capital of France is",
-    "def fibonacci(n):\n    ",
-    "Once upon a time, in a village by the sea, there lived",
-    "Les élèves ont appris que 🌍 tourne autour du soleil, et",
-]
+PROMPTS = harness.GREEDY_PROMPTS
 MAX_TOKENS = 24
 EP = ["--ep", "2", "--worker-threads", "1"]
 # A request in flight when a rank dies ends within this (the partner's collective fails at

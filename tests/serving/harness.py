@@ -16,6 +16,15 @@ TESSERA = os.environ.get("TESSERA_BIN", os.path.join(REPO, "build", "engine", "m
 
 _stubs_dir = None
 
+# Prompts whose greedy output the identity tests compare with `tessera generate`: short,
+# code, a longer sentence, and Unicode with an emoji.
+GREEDY_PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):\n    ",
+    "Once upon a time, in a village by the sea, there lived",
+    "Les élèves ont appris que 🌍 tourne autour du soleil, et",
+]
+
 
 def stubs():
     """Generates the Python gRPC stubs from proto/ once per process and imports them."""

@@ -7,12 +7,7 @@ import unittest
 
 import harness
 
-PROMPTS = [
-    "The capital of France is",
-    "def fibonacci(n):\n    ",
-    "Once upon a time, in a village by the sea, there lived",
-    "Les élèves ont appris que 🌍 tourne autour du soleil, et",
-]
+PROMPTS = harness.GREEDY_PROMPTS
 MAX_TOKENS = 24
 
 
