@@ -15,12 +15,28 @@ std::vector<PlannedChunk> PlanStep(std::span<const SequenceDemand> demands,
     plan.push_back({d.sequence_id, take});
     budget -= take;
   };
+  std::vector<const SequenceDemand*> prompts;
   for (const SequenceDemand& d : demands) {
-    if (d.decoding) admit(d);
+    if (d.decoding) {
+      admit(d);
+    } else {
+      prompts.push_back(&d);
+    }
   }
-  for (const SequenceDemand& d : demands) {
-    if (!d.decoding) admit(d);
+  if (options.prefill_order == PrefillOrder::kShortestFirst) {
+    auto overdue = [&](const SequenceDemand* d) {
+      return d->waited_us >= options.max_prefill_wait_us;
+    };
+    // Stable: overdue prompts, and prompts of equal length, keep their arrival order.
+    std::stable_sort(prompts.begin(), prompts.end(),
+                     [&](const SequenceDemand* a, const SequenceDemand* b) {
+                       bool a_overdue = overdue(a), b_overdue = overdue(b);
+                       if (a_overdue != b_overdue) return a_overdue;
+                       if (a_overdue) return false;
+                       return a->pending_tokens < b->pending_tokens;
+                     });
   }
+  for (const SequenceDemand* d : prompts) admit(*d);
   return plan;
 }
 

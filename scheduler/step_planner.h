@@ -1,7 +1,7 @@
 // Decides what one model step computes: which sequences take part and how many of their
 // tokens. Decoding sequences go first (one token each, so inter-token latency stays flat), then
-// prompts are prefilled in arrival order in chunks that fill the rest of the per-step token
-// budget (chunked prefill). Pure logic; thread-compatible.
+// prompts are prefilled in chunks that fill the rest of the per-step token budget (chunked
+// prefill). Pure logic; thread-compatible.
 #ifndef TESSERA_SCHEDULER_STEP_PLANNER_H_
 #define TESSERA_SCHEDULER_STEP_PLANNER_H_
 
@@ -17,6 +17,8 @@ struct SequenceDemand {
   // decoding.
   int32_t pending_tokens = 0;
   bool decoding = false;
+  // How long the sequence has been waiting since it arrived, for PrefillOrder::kShortestFirst.
+  int64_t waited_us = 0;
 };
 
 struct PlannedChunk {
@@ -24,13 +26,26 @@ struct PlannedChunk {
   int32_t num_tokens = 0;
 };
 
+// The order prompts are prefilled in.
+enum class PrefillOrder {
+  // First come, first served.
+  kArrival,
+  // Fewest pending tokens first (shortest remaining work, which also puts prompts that hit the
+  // prefix cache ahead of long cold ones). Under a TTFT objective this lets many short prompts
+  // finish instead of all of them queueing behind one long prompt. A prompt that has waited
+  // max_prefill_wait_us goes ahead of the rest, so long prompts are delayed but never starved.
+  kShortestFirst,
+};
+
 struct StepPlannerOptions {
   int32_t max_tokens_per_step = 512;
   int32_t max_sequences_per_step = 64;
+  PrefillOrder prefill_order = PrefillOrder::kShortestFirst;
+  int64_t max_prefill_wait_us = 5'000'000;
 };
 
-// Sequences keep their relative order within each class (decode, then prefill). A sequence
-// with no pending tokens is skipped.
+// Demands come in arrival order. Decodes keep that order; prompts follow prefill_order (ties
+// and overdue prompts in arrival order). A sequence with no pending tokens is skipped.
 std::vector<PlannedChunk> PlanStep(std::span<const SequenceDemand> demands,
                                    const StepPlannerOptions& options);
 

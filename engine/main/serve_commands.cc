@@ -119,6 +119,15 @@ WorkerCommand::WorkerCommand(CLI::App& app) {
                    "Token budget per step (chunked prefill)")
       ->check(CLI::Range(1, 1 << 20));
   command_
+      ->add_option("--prefill-order", prefill_order_,
+                   "Which waiting prompt is prefilled first: the one with the fewest tokens left "
+                   "to compute, or the oldest")
+      ->check(CLI::IsMember({"shortest", "arrival"}));
+  command_
+      ->add_option("--prefill-max-wait-ms", prefill_max_wait_ms_,
+                   "With --prefill-order shortest: a prompt waiting this long goes first")
+      ->check(CLI::Range(int64_t{0}, int64_t{86'400'000}));
+  command_
       ->add_option("--max-requests", options_.max_requests,
                    "Requests in flight before RESOURCE_EXHAUSTED")
       ->check(CLI::Range(1, 1 << 20));
@@ -163,6 +172,10 @@ int WorkerCommand::Run() {
   options_.loop.prefix_caching = !no_prefix_caching_;
   options_.loop.preemption = preemption_ == "swap" ? StepLoopOptions::Preemption::kSwap
                                                    : StepLoopOptions::Preemption::kRecompute;
+  options_.loop.planner.prefill_order = prefill_order_ == "arrival"
+                                            ? scheduler::PrefillOrder::kArrival
+                                            : scheduler::PrefillOrder::kShortestFirst;
+  options_.loop.planner.max_prefill_wait_us = prefill_max_wait_ms_ * 1000;
   absl::Status status = server::RunWorker(options_);
   return status.ok() ? 0 : Fail("worker", status);
 }

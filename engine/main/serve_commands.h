@@ -37,6 +37,8 @@ class WorkerCommand {
   std::string role_ = "both";
   bool no_prefix_caching_ = false;
   std::string preemption_ = "recompute";
+  std::string prefill_order_ = "shortest";
+  int64_t prefill_max_wait_ms_ = 5000;
   int ep_timeout_ms_ = 30000;
 };
 

@@ -455,8 +455,10 @@ void StepLoop::Emit(Sequence& seq, int32_t token) {
 }
 
 absl::Status StepLoop::Step() {
-  // Demands in arrival order; a sequence whose KV blocks cannot be had waits this step.
+  // Demands in arrival order (the planner may reorder prompts); a sequence whose KV blocks
+  // cannot be had waits this step.
   std::vector<scheduler::SequenceDemand> demands;
+  const Clock::time_point now = Clock::now();
   for (int64_t id : order_) {
     Sequence& seq = *sequences_.at(id);
     if (seq.importing) continue;
@@ -474,7 +476,9 @@ absl::Status StepLoop::Step() {
       if (!seq.first_scheduled.has_value()) seq.cached_tokens = cached;
       cached_prompt_tokens_ += cached;
     }
-    demands.push_back({id, seq.plannable(), seq.decoding()});
+    demands.push_back({id, seq.plannable(), seq.decoding(),
+                       std::chrono::duration_cast<std::chrono::microseconds>(now - seq.arrived)
+                           .count()});
   }
   std::vector<scheduler::PlannedChunk> plan = scheduler::PlanStep(demands, options_.planner);
   std::vector<SequenceStep> batch;
@@ -504,8 +508,8 @@ absl::Status StepLoop::Step() {
   if (batch.empty()) {
     if (options_.lockstep) TESSERA_RETURN_IF_ERROR(model_.Forward({}, *cache_, {}));
     if (!HasWork()) return absl::OkStatus();
-    // Nothing fits even with every other sequence preempted: the oldest waiting sequence
-    // needs more KV than the whole device tier holds. Fail it rather than stall everyone.
+    // Nothing fits even with every other sequence preempted: the first sequence planned needs
+    // more KV than the whole device tier holds. Fail it rather than stall everyone.
     if (stuck == nullptr) return absl::OkStatus();  // Only preempted sequences: next step.
     Finish(stuck->id, FinishReason::kError,
            absl::ResourceExhaustedError("not enough KV cache blocks for this request"));
