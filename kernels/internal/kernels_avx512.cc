@@ -355,6 +355,168 @@ void AttendDecode(const AttentionShape& shape, const PagedKv& kv, const float* q
   }
 }
 
+// Prefill: a tile of consecutive tokens, so each KV chunk is used by many query rows. The
+// chunk's keys are widened and transposed once ([dim][16 positions]), then query rows go
+// through it four at a time: per dimension one key vector feeds four rows' scores, and per
+// position one value row feeds four rows' accumulators, all in registers. The online softmax
+// works on the 16 scores of a row as one vector.
+inline void Transpose16x16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+    t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xDD);
+    t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+    t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xDD);
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+    r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
+  }
+}
+
+template <int kVectors>
+void AttendPrefill(const AttentionShape& shape, const PagedKv& kv, const float* q,
+                   int64_t q_stride, int64_t first_pos, int tokens, int32_t kv_head, float* out,
+                   int64_t out_stride) {
+  constexpr int kDim = 16 * kVectors;
+  constexpr int kRowBlock = kVectors <= 4 ? 4 : 2;  // Accumulators: kRowBlock * kVectors zmm.
+  const int group = shape.num_heads / shape.num_kv_heads;
+  const int rows = tokens * group;
+  const int padded = (rows + kRowBlock - 1) / kRowBlock * kRowBlock;
+  const int bs = shape.block_size;
+  const int64_t kv_dim = int64_t{shape.num_kv_heads} * kDim;
+  const int64_t head_offset = int64_t{kv_head} * kDim;
+  const int64_t last_pos = first_pos + tokens - 1;
+
+  // Per row: query (fp16-rounded, scaled) and accumulator, kVectors vectors each; then the
+  // chunk's transposed keys and its values.
+  thread_local std::vector<__m512> buffer;
+  buffer.resize(static_cast<size_t>(padded) * 2 * kVectors + 2 * kDim);
+  float* qr = reinterpret_cast<float*>(buffer.data());
+  float* acc = qr + static_cast<size_t>(padded) * kDim;
+  float* kt = acc + static_cast<size_t>(padded) * kDim;  // [kDim][16]
+  float* vf = kt + 16 * kDim;                            // [16][kDim]
+  thread_local std::vector<float> row_max, row_sum;
+  thread_local std::vector<int64_t> row_pos;
+  row_max.assign(padded, -INFINITY);
+  row_sum.assign(padded, 0.0f);
+  row_pos.resize(padded);
+  for (int r = 0; r < padded; ++r) {
+    // Padding rows repeat the last real row; their results are dropped.
+    const int real = std::min(r, rows - 1);
+    const int t = real / group, h = kv_head * group + real % group;
+    const float* src = q + t * q_stride + int64_t{h} * kDim;
+    for (int v = 0; v < kVectors; ++v) {
+      __m512 x = _mm512_cvtph_ps(
+          _mm512_cvtps_ph(_mm512_loadu_ps(src + 16 * v), _MM_FROUND_TO_NEAREST_INT));
+      _mm512_store_ps(qr + r * kDim + 16 * v, _mm512_mul_ps(x, _mm512_set1_ps(shape.scale)));
+      _mm512_store_ps(acc + r * kDim + 16 * v, _mm512_setzero_ps());
+    }
+    row_pos[r] = first_pos + t;
+  }
+
+  alignas(64) float weights[kRowBlock][16];
+  alignas(64) float corrections[16] = {};  // Exponents first, then their exp.
+  for (int64_t start = 0; start <= last_pos; start += 16) {
+    const int n = static_cast<int>(std::min<int64_t>(16, last_pos - start + 1));
+    const uint16_t* key_rows[16];
+    for (int j = 0; j < n; ++j) {
+      const int64_t p = start + j;
+      const int64_t at = (p % bs) * kv_dim + head_offset;
+      key_rows[j] = kv.key_blocks[p / bs] + at;
+      const uint16_t* value = kv.value_blocks[p / bs] + at;
+      for (int v = 0; v < kVectors; ++v) {
+        _mm512_store_ps(vf + j * kDim + 16 * v,
+                        _mm512_cvtph_ps(_mm256_loadu_si256(
+                            reinterpret_cast<const __m256i*>(value + 16 * v))));
+      }
+    }
+    for (int v = 0; v < kVectors; ++v) {
+      __m512 block[16];
+      for (int j = 0; j < 16; ++j) {
+        block[j] = j < n ? _mm512_cvtph_ps(_mm256_loadu_si256(
+                               reinterpret_cast<const __m256i*>(key_rows[j] + 16 * v)))
+                         : _mm512_setzero_ps();
+      }
+      Transpose16x16(block);
+      for (int d = 0; d < 16; ++d) _mm512_store_ps(kt + (16 * v + d) * 16, block[d]);
+    }
+    // Rows are in token order, so the rows that see this chunk at all are a suffix.
+    const int first_row =
+        static_cast<int>(std::max<int64_t>(0, start - first_pos)) * group / kRowBlock * kRowBlock;
+    for (int rb = first_row; rb < padded; rb += kRowBlock) {
+      __m512 scores[kRowBlock];
+      for (int i = 0; i < kRowBlock; ++i) scores[i] = _mm512_setzero_ps();
+      const float* qb = qr + rb * kDim;
+      for (int d = 0; d < kDim; ++d) {
+        const __m512 k = _mm512_load_ps(kt + d * 16);
+        for (int i = 0; i < kRowBlock; ++i) {
+          scores[i] = _mm512_fmadd_ps(_mm512_set1_ps(qb[i * kDim + d]), k, scores[i]);
+        }
+      }
+      for (int i = 0; i < kRowBlock; ++i) {
+        const int r = rb + i;
+        const int64_t visible = std::min<int64_t>(n, row_pos[r] - start + 1);
+        if (visible <= 0) {
+          _mm512_store_ps(weights[i], _mm512_setzero_ps());
+          corrections[i] = 0.0f;  // exp(0): the row is unchanged.
+          continue;
+        }
+        const __mmask16 mask =
+            visible >= 16 ? 0xffff : static_cast<__mmask16>((1u << visible) - 1);
+        const float m = std::max(
+            row_max[r], _mm512_mask_reduce_max_ps(mask, scores[i]));
+        const __m512 p =
+            _mm512_maskz_mov_ps(mask, Exp16(_mm512_sub_ps(scores[i], _mm512_set1_ps(m))));
+        _mm512_store_ps(weights[i], p);
+        // exp(old max - new max), for the four rows at once below.
+        corrections[i] = row_max[r] - m;
+        row_max[r] = m;
+      }
+      const __m512 c = Exp16(_mm512_load_ps(corrections));
+      _mm512_store_ps(corrections, c);
+      __m512 a[kRowBlock][kVectors];
+      for (int i = 0; i < kRowBlock; ++i) {
+        const int r = rb + i;
+        row_sum[r] = row_sum[r] * corrections[i] + _mm512_reduce_add_ps(_mm512_load_ps(weights[i]));
+        const __m512 ci = _mm512_set1_ps(corrections[i]);
+        for (int v = 0; v < kVectors; ++v) {
+          a[i][v] = _mm512_mul_ps(_mm512_load_ps(acc + r * kDim + 16 * v), ci);
+        }
+      }
+      for (int j = 0; j < n; ++j) {
+        for (int v = 0; v < kVectors; ++v) {
+          const __m512 value = _mm512_load_ps(vf + j * kDim + 16 * v);
+          for (int i = 0; i < kRowBlock; ++i) {
+            a[i][v] = _mm512_fmadd_ps(_mm512_set1_ps(weights[i][j]), value, a[i][v]);
+          }
+        }
+      }
+      for (int i = 0; i < kRowBlock; ++i) {
+        for (int v = 0; v < kVectors; ++v) _mm512_store_ps(acc + (rb + i) * kDim + 16 * v, a[i][v]);
+      }
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    const int t = r / group, h = kv_head * group + r % group;
+    float* dst = out + t * out_stride + int64_t{h} * kDim;
+    const __m512 inv = _mm512_set1_ps(1.0f / row_sum[r]);
+    for (int v = 0; v < kVectors; ++v) {
+      _mm512_storeu_ps(dst + 16 * v, _mm512_mul_ps(_mm512_load_ps(acc + r * kDim + 16 * v), inv));
+    }
+  }
+}
+
 void AttendTileAvx512(const AttentionShape& shape, const PagedKv& kv, const float* q,
                       int64_t q_stride, int64_t first_pos, int tokens, int32_t kv_head, float* out,
                       int64_t out_stride) {
@@ -370,6 +532,16 @@ void AttendTileAvx512(const AttentionShape& shape, const PagedKv& kv, const floa
       default:
         break;
     }
+  }
+  switch (shape.head_dim) {
+    case 32:
+      return AttendPrefill<2>(shape, kv, q, q_stride, first_pos, tokens, kv_head, out, out_stride);
+    case 64:
+      return AttendPrefill<4>(shape, kv, q, q_stride, first_pos, tokens, kv_head, out, out_stride);
+    case 128:
+      return AttendPrefill<8>(shape, kv, q, q_stride, first_pos, tokens, kv_head, out, out_stride);
+    default:
+      break;
   }
   AttendTileImpl(shape, kv, q, q_stride, first_pos, tokens, kv_head, out, out_stride);
 }

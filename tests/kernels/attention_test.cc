@@ -39,18 +39,25 @@ struct RandomCache {
 TEST_CASE("AttendTile: every ISA matches the one-head reference", "[kernels][attention]") {
   std::mt19937 rng(42);
   std::normal_distribution<float> normal;
-  auto [block_size, heads, kv_heads, first_pos, tokens] = GENERATE(table<int, int, int, int, int>({
-      {16, 9, 3, 0, 1},     // First decode position.
-      {16, 9, 3, 37, 1},    // Decode inside a block.
-      {16, 9, 3, 0, 40},    // Prefill spanning blocks.
-      {5, 4, 2, 11, 13},    // Blocks smaller than the kernel's chunk.
-      {64, 8, 8, 100, 16},  // Blocks larger than the kernel's chunk, no grouping.
-  }));
-  AttentionShape shape{heads, kv_heads, 64, block_size, 0.125f};
+  auto [block_size, heads, kv_heads, first_pos, tokens, head_dim, q_scale] =
+      GENERATE(table<int, int, int, int, int, int, float>({
+          {16, 9, 3, 0, 1, 64, 2.0f},     // First decode position.
+          {16, 9, 3, 37, 1, 64, 2.0f},    // Decode inside a block.
+          {16, 9, 3, 0, 40, 64, 2.0f},    // Prefill spanning blocks.
+          {5, 4, 2, 11, 13, 64, 2.0f},    // Blocks smaller than the kernel's chunk.
+          {64, 8, 8, 100, 16, 64, 2.0f},  // Blocks larger than the kernel's chunk, no grouping.
+          {16, 9, 3, 20, 7, 64, 2.0f},    // Rows not a multiple of the kernel's row block.
+          {16, 9, 3, 300, 40, 64, 12.0f}, // Peaked softmax: scores spread over tens of units.
+          {16, 6, 2, 5, 30, 32, 2.0f},    // Other head sizes.
+          {16, 6, 2, 50, 9, 128, 2.0f},
+          {8, 4, 1, 3, 5, 48, 2.0f},      // A head size with no specialized kernel.
+      }));
+  AttentionShape shape{heads, kv_heads, head_dim, block_size,
+                       1.0f / std::sqrt(static_cast<float>(head_dim))};
   RandomCache cache(shape, first_pos + tokens, rng);
   const int64_t q_stride = int64_t{heads} * shape.head_dim;
   std::vector<float> q(tokens * q_stride);
-  for (float& v : q) v = normal(rng) * 2.0f;
+  for (float& v : q) v = normal(rng) * q_scale;
 
   std::vector<float> expected(tokens * q_stride);
   std::vector<float> scores(first_pos + tokens);
@@ -63,7 +70,7 @@ TEST_CASE("AttendTile: every ISA matches the one-head reference", "[kernels][att
   }
   for (Isa isa : SupportedIsas()) {
     INFO("isa " << IsaName(isa) << ", block " << block_size << ", first_pos " << first_pos
-                << ", tokens " << tokens);
+                << ", tokens " << tokens << ", head_dim " << head_dim);
     std::vector<float> out(tokens * q_stride, NAN);
     for (int h = 0; h < kv_heads; ++h) {
       AttendTile(shape, cache.kv(), q.data(), q_stride, first_pos, tokens, h, out.data(), q_stride,
@@ -72,8 +79,8 @@ TEST_CASE("AttendTile: every ISA matches the one-head reference", "[kernels][att
     double max_error = 0;
     for (size_t i = 0; i < out.size(); ++i)
       max_error = std::max(max_error, double(std::fabs(out[i] - expected[i])));
-    // Same math in another order (online softmax): fp32 rounding only.
-    CHECK(max_error < 1e-4);
+    // Same math in another order (online softmax): fp32 rounding only (values are O(1)).
+    CHECK(max_error < 1e-5);
   }
 }
 
