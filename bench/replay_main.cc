@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -166,12 +168,32 @@ absl::Status RunReportCommand(const ReportCommandOptions& options) {
     const size_t eq = spec.find('=');
     const std::string label = eq == std::string::npos ? spec : spec.substr(0, eq);
     const std::string dir = eq == std::string::npos ? spec : spec.substr(eq + 1);
-    absl::StatusOr<ReportRun> run = ReadReplayRun(dir, label);
-    if (!run.ok()) return run.status();
-    run->group = label;
-    if (run->offered_rate > 0)
-      run->label = absl::StrFormat("%s @ %g req/s", label, run->offered_rate);
-    runs.push_back(*std::move(run));
+    // A sweep's directory holds one replay per load level (rate-R/); anything else is one
+    // replay.
+    std::vector<std::string> dirs;
+    std::error_code error;
+    if (!std::filesystem::exists(std::filesystem::path(dir) / "summary.json", error)) {
+      for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+        if (entry.is_directory() && entry.path().filename().string().starts_with("rate-") &&
+            std::filesystem::exists(entry.path() / "summary.json")) {
+          dirs.push_back(entry.path().string());
+        }
+      }
+    }
+    if (dirs.empty()) dirs.push_back(dir);
+    std::vector<ReportRun> group;
+    for (const std::string& one : dirs) {
+      absl::StatusOr<ReportRun> run = ReadReplayRun(one, label);
+      if (!run.ok()) return run.status();
+      run->group = label;
+      if (run->offered_rate > 0)
+        run->label = absl::StrFormat("%s @ %g req/s", label, run->offered_rate);
+      group.push_back(*std::move(run));
+    }
+    std::sort(group.begin(), group.end(), [](const ReportRun& a, const ReportRun& b) {
+      return a.offered_rate < b.offered_rate;
+    });
+    for (ReportRun& run : group) runs.push_back(std::move(run));
   }
   if (runs.empty()) return absl::InvalidArgumentError("--run: give at least one replay directory");
   return WriteReport(options.out, options.title, runs);

@@ -4,6 +4,7 @@
 #include <optional>
 #include <thread>
 
+#include "bench/instant_http_server.h"
 #include "bench/instant_server.h"
 #include "engine/runtime/loaded_model.h"
 #include "engine/server/shutdown_signal.h"
@@ -127,15 +128,18 @@ BenchCommand::BenchCommand(CLI::App& app) {
 
   report_ = command_->add_subcommand(
       "report", "Put replays side by side in one HTML report (latency CDFs, throughput, goodput)");
-  report_->add_option("--run", report_options_.runs, "LABEL=DIR of a replay's output (repeatable)")
+  report_->add_option("--run", report_options_.runs, "LABEL=DIR of a replay's output, or of a --rates sweep (repeatable)")
       ->required();
   report_->add_option("--out", report_options_.out, "HTML file to write")->required();
   report_->add_option("--title", report_options_.title, "The report's title");
 
   instant_ = command_->add_subcommand(
       "instant-server",
-      "A gRPC Inference server that answers at once, to measure the replayer itself");
-  instant_->add_option("--listen", instant_listen_, "Listen address");
+      "A server that answers at once (gRPC Inference, and optionally OpenAI HTTP), to measure "
+      "the replayer itself");
+  instant_->add_option("--listen", instant_listen_, "gRPC listen address");
+  instant_->add_option("--http", instant_http_listen_,
+                       "Also serve OpenAI /v1/completions on this IPv4 HOST:PORT");
   instant_
       ->add_option("--hold-ms", instant_hold_ms_,
                    "Keep each stream open this long before its last token")
@@ -269,17 +273,36 @@ int BenchCommand::Run() {
                    server.status().ToString().c_str());
       return 1;
     }
-    std::printf("instant server on port %d; Ctrl-C to stop\n", (*server)->port());
+    std::unique_ptr<bench::InstantHttpServer> http;
+    if (!instant_http_listen_.empty()) {
+      absl::StatusOr<std::unique_ptr<bench::InstantHttpServer>> started =
+          bench::InstantHttpServer::Start(instant_http_listen_,
+                                          std::chrono::milliseconds(instant_hold_ms_));
+      if (!started.ok()) {
+        std::fprintf(stderr, "tessera bench instant-server: %s\n",
+                     started.status().ToString().c_str());
+        return 1;
+      }
+      http = *std::move(started);
+      std::printf("instant server: gRPC on port %d, HTTP on port %d; Ctrl-C to stop\n",
+                  (*server)->port(), http->port());
+    } else {
+      std::printf("instant server on port %d; Ctrl-C to stop\n", (*server)->port());
+    }
     std::fflush(stdout);
     server::InstallShutdownSignalHandlers();
     int64_t last = -1;
     while (!server::ShutdownRequested()) {
       std::this_thread::sleep_for(std::chrono::seconds(1));
-      if ((*server)->requests() != last) {
-        last = (*server)->requests();
-        std::printf("%lld requests, %lld streams open (most %lld)\n", static_cast<long long>(last),
-                    static_cast<long long>((*server)->open_streams()),
-                    static_cast<long long>((*server)->most_open_streams()));
+      const int64_t requests = (*server)->requests() + (http ? http->requests() : 0);
+      if (requests != last) {
+        last = requests;
+        const int64_t open = (*server)->open_streams() + (http ? http->open_streams() : 0);
+        const int64_t most =
+            std::max((*server)->most_open_streams(), http ? http->most_open_streams() : 0);
+        std::printf("%lld requests, %lld streams open (most %lld)\n",
+                    static_cast<long long>(last), static_cast<long long>(open),
+                    static_cast<long long>(most));
         std::fflush(stdout);
       }
     }

@@ -43,6 +43,7 @@ class BenchCommand {
   CLI::App* report_;
   CLI::App* instant_;
   std::string instant_listen_ = "127.0.0.1:50090";
+  std::string instant_http_listen_;
   int instant_hold_ms_ = 0;
   bench::ReportCommandOptions report_options_;
 };

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "bench/instant_http_server.h"
 #include "bench/instant_server.h"
 #include "bench/trace_synth.h"
 #include "engine/gguf/gguf_file.h"
@@ -151,10 +152,24 @@ TEST_CASE("Replay planning: scaling, clipping and cutting are applied and report
 
 TEST_CASE(
     "Replay: open-loop sends keep to the schedule at 500 requests/s and record every "
-    "token",
+    "token, over gRPC and over HTTP",
     "[bench][replay]") {
-  auto server = InstantServer::Start("127.0.0.1:0", std::chrono::milliseconds(0));
-  REQUIRE(server.ok());
+  const bool http = GENERATE(false, true);
+  INFO((http ? "HTTP" : "gRPC") << " target");
+  std::unique_ptr<InstantServer> grpc_server;
+  std::unique_ptr<InstantHttpServer> http_server;
+  std::string target;
+  if (http) {
+    auto started = InstantHttpServer::Start("127.0.0.1:0", std::chrono::milliseconds(0));
+    REQUIRE(started.ok());
+    http_server = *std::move(started);
+    target = absl::StrCat("http://127.0.0.1:", http_server->port());
+  } else {
+    auto started = InstantServer::Start("127.0.0.1:0", std::chrono::milliseconds(0));
+    REQUIRE(started.ok());
+    grpc_server = *std::move(started);
+    target = absl::StrCat("grpc://127.0.0.1:", grpc_server->port());
+  }
   auto trace = SynthesizeTrace({.rate = 500,
                                 .burstiness = 1,
                                 .requests = 1000,
@@ -163,8 +178,7 @@ TEST_CASE(
   const auto tokenizer = DefaultTokenizer();
   auto prompts = PromptSynthesizer::Create(*tokenizer);
   REQUIRE(prompts.ok());
-  ReplayOptions options{.target = absl::StrCat("grpc://127.0.0.1:", (*server)->port()),
-                        .context = 2048};
+  ReplayOptions options{.target = target, .context = 2048};
   auto plan = PlanReplay(*trace, options, **prompts);
   REQUIRE(plan.ok());
   auto records = RunReplay(*plan, options);
@@ -176,7 +190,7 @@ TEST_CASE(
     CHECK(r.output_tokens() == r.max_tokens);
     CHECK(r.end_s >= r.sent_s);
   }
-  CHECK((*server)->requests() == 1000);
+  CHECK((http ? http_server->requests() : grpc_server->requests()) == 1000);
   const ReplaySummary s = Summarize(*records, {});
   INFO("send lateness p50 " << s.send_lateness_s.p50 * 1e6 << " us, p99 "
                             << s.send_lateness_s.p99 * 1e6 << " us");
@@ -184,6 +198,47 @@ TEST_CASE(
   CHECK(s.send_lateness_s.p50 < 1e-3);
   CHECK(s.send_lateness_s.p99 < 1e-3);
   CHECK_FALSE(RunReplay(*plan, {.target = "http2://x"}).ok());
+}
+
+TEST_CASE("Instant HTTP server: bad requests get OpenAI error bodies, streams can be held",
+          "[bench][replay]") {
+  auto server = InstantHttpServer::Start("127.0.0.1:0", std::chrono::milliseconds(300));
+  REQUIRE(server.ok());
+  CHECK_FALSE(InstantHttpServer::Start("not-an-address", std::chrono::milliseconds(0)).ok());
+  CHECK_FALSE(InstantHttpServer::Start("127.0.0.1:99999", std::chrono::milliseconds(0)).ok());
+  // Held streams: three requests of 4 tokens each stay open together for the hold.
+  Trace trace;
+  for (int i = 0; i < 3; ++i) {
+    trace.requests.push_back({.arrival_s = 0.01 * i, .input_tokens = 8, .output_tokens = 4});
+  }
+  const auto tokenizer = DefaultTokenizer();
+  auto prompts = PromptSynthesizer::Create(*tokenizer);
+  REQUIRE(prompts.ok());
+  ReplayOptions options{.target = absl::StrCat("http://127.0.0.1:", (*server)->port()),
+                        .context = 2048};
+  auto plan = PlanReplay(trace, options, **prompts);
+  REQUIRE(plan.ok());
+  auto records = RunReplay(*plan, options);
+  REQUIRE(records.ok());
+  for (const RequestRecord& r : *records) {
+    INFO("request " << r.index << ": " << r.status << " " << r.error);
+    CHECK(r.ok());
+    CHECK(r.output_tokens() == 4);
+    // The last token waited for the hold.
+    CHECK(r.token_times_s.back() - r.token_times_s.front() >= 0.29);
+  }
+  CHECK((*server)->most_open_streams() == 3);
+  CHECK((*server)->open_streams() == 0);
+  // A bad max_tokens: HTTP 400 with the reason, recorded as an error.
+  trace.requests.resize(1);
+  plan = PlanReplay(trace, options, **prompts);
+  REQUIRE(plan.ok());
+  plan->requests[0].max_tokens = 0;  // What no trace row plans: the server must refuse it.
+  records = RunReplay(*plan, options);
+  REQUIRE(records.ok());
+  REQUIRE(records->size() == 1);
+  CHECK((*records)[0].status == "HTTP 400");
+  CHECK_THAT((*records)[0].error, Catch::Contains("max_tokens"));
 }
 
 }  // namespace
