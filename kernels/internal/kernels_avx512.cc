@@ -400,9 +400,11 @@ void AttendPrefill(const AttentionShape& shape, const PagedKv& kv, const float* 
 
   // Per row: query (fp16-rounded, scaled) and accumulator, kVectors vectors each; then the
   // chunk's transposed keys and its values.
-  thread_local std::vector<__m512> buffer;
-  buffer.resize(static_cast<size_t>(padded) * 2 * kVectors + 2 * kDim);
-  float* qr = reinterpret_cast<float*>(buffer.data());
+  thread_local std::vector<float> buffer;
+  buffer.resize(static_cast<size_t>(padded) * 2 * kDim + 32 * kDim + 16);
+  // Aligned to 64 bytes for the aligned vector loads and stores below.
+  float* qr = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buffer.data()) + 63) &
+                                       ~uintptr_t{63});
   float* acc = qr + static_cast<size_t>(padded) * kDim;
   float* kt = acc + static_cast<size_t>(padded) * kDim;  // [kDim][16]
   float* vf = kt + 16 * kDim;                            // [16][kDim]
