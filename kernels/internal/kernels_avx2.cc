@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -173,6 +174,203 @@ inline void ExpShifted(float* v, int n, float shift) {
 
 #include "kernels/internal/attention_tile.inc"
 
+// exp(x) for 8 lanes, as Exp16 in the AVX-512 kernels: x = n ln2 + r, e^r by the Cephes
+// polynomial (relative error ~1e-7), times 2^n built in the exponent bits. Inputs below -87
+// give ~0 rather than denormals; attention only feeds it x <= 0.
+inline __m256 Exp8(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i scale = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
+}
+
+inline float HorizontalMax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+inline void Transpose8x8(__m256 r[8]) {
+  __m256 t[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  __m256 u[8];
+  for (int i = 0; i < 2; ++i) {
+    u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x20);
+    r[4 + i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x31);
+  }
+}
+
+// The AVX-512 kernels' AttendPrefill on 8-lane vectors: a KV chunk of 8 positions, keys
+// transposed once per chunk, four query rows per pass. With 16 registers the PV accumulators
+// go one 8-dimension slice at a time (four rows' slices in registers, over the chunk's
+// positions).
+template <int kVectors>
+void AttendTileAvx2Impl(const AttentionShape& shape, const PagedKv& kv, const float* q,
+                        int64_t q_stride, int64_t first_pos, int tokens, int32_t kv_head,
+                        float* out, int64_t out_stride) {
+  constexpr int kDim = 8 * kVectors;
+  constexpr int kRowBlock = 4;
+  const int group = shape.num_heads / shape.num_kv_heads;
+  const int rows = tokens * group;
+  const int padded = (rows + kRowBlock - 1) / kRowBlock * kRowBlock;
+  const int bs = shape.block_size;
+  const int64_t kv_dim = int64_t{shape.num_kv_heads} * kDim;
+  const int64_t head_offset = int64_t{kv_head} * kDim;
+  const int64_t last_pos = first_pos + tokens - 1;
+
+  thread_local std::vector<float> buffer;
+  buffer.resize(static_cast<size_t>(padded) * 2 * kDim + 16 * kDim + 8);
+  float* qr = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buffer.data()) + 31) &
+                                       ~uintptr_t{31});
+  float* acc = qr + static_cast<size_t>(padded) * kDim;
+  float* kt = acc + static_cast<size_t>(padded) * kDim;  // [kDim][8]
+  float* vf = kt + 8 * kDim;                             // [8][kDim]
+  thread_local std::vector<float> row_max, row_sum;
+  thread_local std::vector<int64_t> row_pos;
+  row_max.assign(padded, -INFINITY);
+  row_sum.assign(padded, 0.0f);
+  row_pos.resize(padded);
+  for (int r = 0; r < padded; ++r) {
+    const int real = std::min(r, rows - 1);  // Padding rows repeat the last real row.
+    const int t = real / group, h = kv_head * group + real % group;
+    const float* src = q + t * q_stride + int64_t{h} * kDim;
+    for (int v = 0; v < kVectors; ++v) {
+      __m256 x = _mm256_cvtph_ps(
+          _mm256_cvtps_ph(_mm256_loadu_ps(src + 8 * v), _MM_FROUND_TO_NEAREST_INT));
+      _mm256_store_ps(qr + r * kDim + 8 * v, _mm256_mul_ps(x, _mm256_set1_ps(shape.scale)));
+      _mm256_store_ps(acc + r * kDim + 8 * v, _mm256_setzero_ps());
+    }
+    row_pos[r] = first_pos + t;
+  }
+
+  const __m256 lanes = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+  alignas(32) float weights[kRowBlock][8];
+  alignas(32) float corrections[8] = {};  // Exponents first, then their exp.
+  for (int64_t start = 0; start <= last_pos; start += 8) {
+    const int n = static_cast<int>(std::min<int64_t>(8, last_pos - start + 1));
+    const uint16_t* key_rows[8];
+    for (int j = 0; j < n; ++j) {
+      const int64_t p = start + j;
+      const int64_t at = (p % bs) * kv_dim + head_offset;
+      key_rows[j] = kv.key_blocks[p / bs] + at;
+      const uint16_t* value = kv.value_blocks[p / bs] + at;
+      for (int v = 0; v < kVectors; ++v) {
+        _mm256_store_ps(vf + j * kDim + 8 * v,
+                        _mm256_cvtph_ps(_mm_loadu_si128(
+                            reinterpret_cast<const __m128i*>(value + 8 * v))));
+      }
+    }
+    for (int v = 0; v < kVectors; ++v) {
+      __m256 block[8];
+      for (int j = 0; j < 8; ++j) {
+        block[j] = j < n ? _mm256_cvtph_ps(_mm_loadu_si128(
+                               reinterpret_cast<const __m128i*>(key_rows[j] + 8 * v)))
+                         : _mm256_setzero_ps();
+      }
+      Transpose8x8(block);
+      for (int d = 0; d < 8; ++d) _mm256_store_ps(kt + (8 * v + d) * 8, block[d]);
+    }
+    // Rows are in token order, so the rows that see this chunk at all are a suffix.
+    const int first_row =
+        static_cast<int>(std::max<int64_t>(0, start - first_pos)) * group / kRowBlock * kRowBlock;
+    for (int rb = first_row; rb < padded; rb += kRowBlock) {
+      __m256 scores[kRowBlock];
+      for (int i = 0; i < kRowBlock; ++i) scores[i] = _mm256_setzero_ps();
+      const float* qb = qr + rb * kDim;
+      for (int d = 0; d < kDim; ++d) {
+        const __m256 k = _mm256_load_ps(kt + d * 8);
+        for (int i = 0; i < kRowBlock; ++i) {
+          scores[i] = _mm256_fmadd_ps(_mm256_set1_ps(qb[i * kDim + d]), k, scores[i]);
+        }
+      }
+      for (int i = 0; i < kRowBlock; ++i) {
+        const int r = rb + i;
+        const int64_t visible = std::min<int64_t>(n, row_pos[r] - start + 1);
+        if (visible <= 0) {
+          _mm256_store_ps(weights[i], _mm256_setzero_ps());
+          corrections[i] = 0.0f;  // exp(0): the row is unchanged.
+          continue;
+        }
+        const __m256 mask =
+            _mm256_cmp_ps(lanes, _mm256_set1_ps(static_cast<float>(visible)), _CMP_LT_OQ);
+        const __m256 masked = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), scores[i], mask);
+        const float m = std::max(row_max[r], HorizontalMax(masked));
+        const __m256 p =
+            _mm256_and_ps(mask, Exp8(_mm256_sub_ps(scores[i], _mm256_set1_ps(m))));
+        _mm256_store_ps(weights[i], p);
+        corrections[i] = row_max[r] - m;
+        row_max[r] = m;
+      }
+      _mm256_store_ps(corrections, Exp8(_mm256_load_ps(corrections)));
+      for (int i = 0; i < kRowBlock; ++i) {
+        const int r = rb + i;
+        row_sum[r] = row_sum[r] * corrections[i] + HorizontalSum(_mm256_load_ps(weights[i]));
+      }
+      for (int v = 0; v < kVectors; ++v) {
+        __m256 a[kRowBlock];
+        for (int i = 0; i < kRowBlock; ++i) {
+          a[i] = _mm256_mul_ps(_mm256_load_ps(acc + (rb + i) * kDim + 8 * v),
+                               _mm256_set1_ps(corrections[i]));
+        }
+        for (int j = 0; j < n; ++j) {
+          const __m256 value = _mm256_load_ps(vf + j * kDim + 8 * v);
+          for (int i = 0; i < kRowBlock; ++i) {
+            a[i] = _mm256_fmadd_ps(_mm256_set1_ps(weights[i][j]), value, a[i]);
+          }
+        }
+        for (int i = 0; i < kRowBlock; ++i) _mm256_store_ps(acc + (rb + i) * kDim + 8 * v, a[i]);
+      }
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    const int t = r / group, h = kv_head * group + r % group;
+    float* dst = out + t * out_stride + int64_t{h} * kDim;
+    const __m256 inv = _mm256_set1_ps(1.0f / row_sum[r]);
+    for (int v = 0; v < kVectors; ++v) {
+      _mm256_storeu_ps(dst + 8 * v, _mm256_mul_ps(_mm256_load_ps(acc + r * kDim + 8 * v), inv));
+    }
+  }
+}
+
+void AttendTileAvx2(const AttentionShape& shape, const PagedKv& kv, const float* q,
+                    int64_t q_stride, int64_t first_pos, int tokens, int32_t kv_head, float* out,
+                    int64_t out_stride) {
+  switch (shape.head_dim) {
+    case 32:
+      return AttendTileAvx2Impl<4>(shape, kv, q, q_stride, first_pos, tokens, kv_head, out,
+                                   out_stride);
+    case 64:
+      return AttendTileAvx2Impl<8>(shape, kv, q, q_stride, first_pos, tokens, kv_head, out,
+                                   out_stride);
+    case 128:
+      return AttendTileAvx2Impl<16>(shape, kv, q, q_stride, first_pos, tokens, kv_head, out,
+                                    out_stride);
+    default:
+      return AttendTileImpl(shape, kv, q, q_stride, first_pos, tokens, kv_head, out, out_stride);
+  }
+}
+
 void SiluMulPlain(const float* gate, const float* up, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
@@ -181,7 +379,7 @@ void SiluMulPlain(const float* gate, const float* up, int64_t n, float* out) {
 
 const KernelTable& Avx2Kernels() {
   static const KernelTable table = {MatmulAvx2, QuantizeRowAvx2, DotF32F16Avx2, AxpyF16Avx2,
-                                    SiluMulPlain, AttendTileImpl};
+                                    SiluMulPlain, AttendTileAvx2};
   return table;
 }
 
