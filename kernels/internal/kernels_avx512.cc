@@ -293,12 +293,22 @@ void AttendDecode(const AttentionShape& shape, const PagedKv& kv, const float* q
     row_sum[r] = 0.0f;
   }
   alignas(64) float scores[kMaxDecodeGroup][16];
-  const uint16_t* rows[16];
+  // The chunk's keys and values widened to fp32 once, for all of the group's heads.
+  alignas(64) float keys[16][kVectors * 16];
+  alignas(64) float values[16][kVectors * 16];
   for (int64_t start = 0; start <= pos; start += 16) {
     const int n = static_cast<int>(std::min<int64_t>(16, pos - start + 1));
     for (int j = 0; j < n; ++j) {
       const int64_t p = start + j;
-      rows[j] = kv.key_blocks[p / bs] + (p % bs) * kv_dim + head_offset;
+      const int64_t at = (p % bs) * kv_dim + head_offset;
+      const uint16_t* key = kv.key_blocks[p / bs] + at;
+      const uint16_t* value = kv.value_blocks[p / bs] + at;
+      for (int v = 0; v < kVectors; ++v) {
+        _mm512_store_ps(keys[j] + 16 * v, _mm512_cvtph_ps(_mm256_loadu_si256(
+                                              reinterpret_cast<const __m256i*>(key + 16 * v))));
+        _mm512_store_ps(values[j] + 16 * v, _mm512_cvtph_ps(_mm256_loadu_si256(
+                                                reinterpret_cast<const __m256i*>(value + 16 * v))));
+      }
     }
     for (int r = 0; r < group; ++r) {
       __m512 qr[kVectors];
@@ -309,28 +319,22 @@ void AttendDecode(const AttentionShape& shape, const PagedKv& kv, const float* q
           partial[j] = _mm512_setzero_ps();
           continue;
         }
-        __m512 dot = _mm512_mul_ps(
-            qr[0], _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[j]))));
+        __m512 dot = _mm512_mul_ps(qr[0], _mm512_load_ps(keys[j]));
         for (int v = 1; v < kVectors; ++v) {
-          __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[j] + 16 * v));
-          dot = _mm512_fmadd_ps(qr[v], _mm512_cvtph_ps(k), dot);
+          dot = _mm512_fmadd_ps(qr[v], _mm512_load_ps(keys[j] + 16 * v), dot);
         }
         partial[j] = dot;
       }
       _mm512_store_ps(scores[r], SumLanes16(partial));
     }
-    for (int j = 0; j < n; ++j) {
-      const int64_t p = start + j;
-      rows[j] = kv.value_blocks[p / bs] + (p % bs) * kv_dim + head_offset;
-    }
     for (int r = 0; r < group; ++r) {
-      float m = row_max[r];
-      for (int j = 0; j < n; ++j) m = std::max(m, scores[r][j]);
+      const __mmask16 mask = n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1);
+      const __m512 s = _mm512_load_ps(scores[r]);
+      const float m = std::max(row_max[r], _mm512_mask_reduce_max_ps(mask, s));
       const float correction = std::exp(row_max[r] - m);
-      ExpShifted(scores[r], n, m);
-      float sum = 0.0f;
-      for (int j = 0; j < n; ++j) sum += scores[r][j];
-      row_sum[r] = row_sum[r] * correction + sum;
+      const __m512 p = _mm512_maskz_mov_ps(mask, Exp16(_mm512_sub_ps(s, _mm512_set1_ps(m))));
+      _mm512_store_ps(scores[r], p);
+      row_sum[r] = row_sum[r] * correction + _mm512_reduce_add_ps(p);
       row_max[r] = m;
       __m512 a[kVectors];
       for (int v = 0; v < kVectors; ++v) {
@@ -339,8 +343,7 @@ void AttendDecode(const AttentionShape& shape, const PagedKv& kv, const float* q
       for (int j = 0; j < n; ++j) {
         const __m512 weight = _mm512_set1_ps(scores[r][j]);
         for (int v = 0; v < kVectors; ++v) {
-          __m256i val = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[j] + 16 * v));
-          a[v] = _mm512_fmadd_ps(weight, _mm512_cvtph_ps(val), a[v]);
+          a[v] = _mm512_fmadd_ps(weight, _mm512_load_ps(values[j] + 16 * v), a[v]);
         }
       }
       for (int v = 0; v < kVectors; ++v) _mm512_store_ps(acc[r] + 16 * v, a[v]);
