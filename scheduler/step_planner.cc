@@ -7,7 +7,12 @@ namespace tessera::scheduler {
 std::vector<PlannedChunk> PlanStep(std::span<const SequenceDemand> demands,
                                    const StepPlannerOptions& options) {
   std::vector<PlannedChunk> plan;
-  int32_t budget = options.max_tokens_per_step;
+  const bool any_decoding = std::any_of(demands.begin(), demands.end(), [](const SequenceDemand& d) {
+    return d.decoding && d.pending_tokens > 0;
+  });
+  int32_t budget = any_decoding && options.max_tokens_per_decode_step > 0
+                       ? std::min(options.max_tokens_per_decode_step, options.max_tokens_per_step)
+                       : options.max_tokens_per_step;
   auto admit = [&](const SequenceDemand& d) {
     if (d.pending_tokens <= 0 || budget <= 0) return;
     if (static_cast<int32_t>(plan.size()) >= options.max_sequences_per_step) return;

@@ -39,6 +39,10 @@ enum class PrefillOrder {
 
 struct StepPlannerOptions {
   int32_t max_tokens_per_step = 512;
+  // The token budget of a step that also decodes (0: max_tokens_per_step). A smaller budget
+  // bounds how long decoding sequences wait behind prefill chunks (their inter-token latency),
+  // at some cost in prefill throughput; steps with only prompts keep the full budget.
+  int32_t max_tokens_per_decode_step = 0;
   int32_t max_sequences_per_step = 64;
   PrefillOrder prefill_order = PrefillOrder::kShortestFirst;
   int64_t max_prefill_wait_us = 5'000'000;

@@ -50,6 +50,22 @@ TEST_CASE("PlanStep: prompts in arrival order, or shortest first", "[scheduler]"
   CHECK(shortest[3].num_tokens == 256 - 1 - 40 - 200);
 }
 
+TEST_CASE("PlanStep: a step that decodes can have a smaller budget, so decodes wait less",
+          "[scheduler]") {
+  StepPlannerOptions options{.max_tokens_per_step = 512, .max_tokens_per_decode_step = 128};
+  std::vector<SequenceDemand> prompts_only = {{1, 900, false, 0}};
+  std::vector<PlannedChunk> plan = PlanStep(prompts_only, options);
+  REQUIRE(plan.size() == 1);
+  CHECK(plan[0].num_tokens == 512);  // Nothing decodes: the full budget.
+  std::vector<SequenceDemand> mixed = {{1, 900, false, 0}, {2, 1, true, 0}};
+  plan = PlanStep(mixed, options);
+  REQUIRE(plan.size() == 2);
+  CHECK(plan[0].sequence_id == 2);
+  CHECK(plan[1].num_tokens == 127);
+  options.max_tokens_per_decode_step = 0;  // Off: one budget.
+  CHECK(PlanStep(mixed, options)[1].num_tokens == 511);
+}
+
 TEST_CASE("PlanStep: a prompt that has waited too long goes first, so none starves",
           "[scheduler]") {
   StepPlannerOptions options{.max_tokens_per_step = 100,
