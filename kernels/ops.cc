@@ -50,6 +50,13 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out, Isa isa)
   internal::KernelsFor(isa).silu_mul(gate, up, n, out);
 }
 
+void SiluMulRows(const float* gate_up, int64_t rows, int64_t width, float* out, Isa isa) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* gate = gate_up + r * 2 * width;
+    SiluMul(gate, gate + width, width, out + r * width, isa);
+  }
+}
+
 void Softmax(float* x, int64_t n) {
   float max = *std::max_element(x, x + n);
   float sum = 0.0f;

@@ -27,6 +27,11 @@ void ApplyRopeHalves(float* x, int64_t num_heads, int64_t head_dim, int64_t rope
 // out[i] = silu(gate[i]) * up[i] (vectorized per ISA, like the matmuls).
 void SiluMul(const float* gate, const float* up, int64_t n, float* out, Isa isa = DefaultIsa());
 
+// SiluMul for `rows` rows of a fused gate/up projection: row r holds `width` gate values then
+// `width` up values; its `width` results go to out + r * width.
+void SiluMulRows(const float* gate_up, int64_t rows, int64_t width, float* out,
+                 Isa isa = DefaultIsa());
+
 // In-place softmax over n elements.
 void Softmax(float* x, int64_t n);
 

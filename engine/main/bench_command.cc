@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "bench/instant_http_server.h"
+#include "engine/main/command_status.h"
 #include "bench/instant_server.h"
 #include "engine/runtime/loaded_model.h"
 #include "engine/server/shutdown_signal.h"
@@ -232,10 +233,7 @@ int BenchCommand::RunSynth() {
   }
   absl::StatusOr<bench::Trace> trace = bench::SynthesizeTrace(synth_options_);
   absl::Status status = trace.ok() ? bench::WriteBurstGptCsv(*trace, synth_out_) : trace.status();
-  if (!status.ok()) {
-    std::fprintf(stderr, "tessera bench synth: %s\n", status.ToString().c_str());
-    return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
-  }
+  if (!status.ok()) return Fail("bench synth", status);
   const double span = trace->requests.back().arrival_s;
   std::printf("wrote %s: %lld requests over %.1f s (%.2f requests/s)\n", synth_out_.c_str(),
               static_cast<long long>(trace->requests.size()), span,
@@ -256,11 +254,7 @@ int BenchCommand::RunReplayCommand() {
   replay_options_.slo = {.ttft_s = slo_ttft_ms_ / 1e3, .tpot_s = slo_tpot_ms_ / 1e3};
   replay_options_.progress = !no_progress_;
   absl::Status status = bench::RunReplayCommand(replay_options_);
-  if (!status.ok()) {
-    std::fprintf(stderr, "tessera bench replay: %s\n", status.ToString().c_str());
-    return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
-  }
-  return 0;
+  return status.ok() ? 0 : Fail("bench replay", status);
 }
 
 int BenchCommand::Run() {
@@ -268,21 +262,13 @@ int BenchCommand::Run() {
   if (instant_->parsed()) {
     absl::StatusOr<std::unique_ptr<bench::InstantServer>> server =
         bench::InstantServer::Start(instant_listen_, std::chrono::milliseconds(instant_hold_ms_));
-    if (!server.ok()) {
-      std::fprintf(stderr, "tessera bench instant-server: %s\n",
-                   server.status().ToString().c_str());
-      return 1;
-    }
+    if (!server.ok()) return Fail("bench instant-server", server.status());
     std::unique_ptr<bench::InstantHttpServer> http;
     if (!instant_http_listen_.empty()) {
       absl::StatusOr<std::unique_ptr<bench::InstantHttpServer>> started =
           bench::InstantHttpServer::Start(instant_http_listen_,
                                           std::chrono::milliseconds(instant_hold_ms_));
-      if (!started.ok()) {
-        std::fprintf(stderr, "tessera bench instant-server: %s\n",
-                     started.status().ToString().c_str());
-        return 1;
-      }
+      if (!started.ok()) return Fail("bench instant-server", started.status());
       http = *std::move(started);
       std::printf("instant server: gRPC on port %d, HTTP on port %d; Ctrl-C to stop\n",
                   (*server)->port(), http->port());
@@ -310,44 +296,24 @@ int BenchCommand::Run() {
   }
   if (report_->parsed()) {
     absl::Status status = bench::RunReportCommand(report_options_);
-    if (!status.ok()) {
-      std::fprintf(stderr, "tessera bench report: %s\n", status.ToString().c_str());
-      return 2;
-    }
-    return 0;
+    return status.ok() ? 0 : Fail("bench report", status);
   }
   if (synth_->parsed()) return RunSynth();
   if (model_->parsed()) {
     absl::Status status = bench::RunModelBench(model_options_);
-    if (!status.ok()) {
-      std::fprintf(stderr, "tessera bench model: %s\n", status.ToString().c_str());
-      return 1;
-    }
-    return 0;
+    return status.ok() ? 0 : Fail("bench model", status);
   }
   if (kv_transfer_->parsed()) {
     absl::Status status = bench::RunKvTransferBench(kv_transfer_options_);
-    if (!status.ok()) {
-      std::fprintf(stderr, "tessera bench kv-transfer: %s\n", status.ToString().c_str());
-      return 1;
-    }
-    return 0;
+    return status.ok() ? 0 : Fail("bench kv-transfer", status);
   }
   if (moe_dispatch_->parsed()) {
     absl::Status status = bench::RunMoeDispatchBench(moe_dispatch_options_);
-    if (!status.ok()) {
-      std::fprintf(stderr, "tessera bench moe-dispatch: %s\n", status.ToString().c_str());
-      return 1;
-    }
-    return 0;
+    return status.ok() ? 0 : Fail("bench moe-dispatch", status);
   }
   if (moe_layer_->parsed()) {
     absl::Status status = bench::RunMoeLayerBench(moe_layer_options_);
-    if (!status.ok()) {
-      std::fprintf(stderr, "tessera bench moe-layer: %s\n", status.ToString().c_str());
-      return 1;
-    }
-    return 0;
+    return status.ok() ? 0 : Fail("bench moe-layer", status);
   }
   return 2;
 }

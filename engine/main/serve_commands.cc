@@ -12,16 +12,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/runtime/loaded_model.h"
+#include "engine/main/command_status.h"
 #include "engine/server/shutdown_signal.h"
 #include "tessera/v1/admin.grpc.pb.h"
 
 namespace tessera::engine {
 namespace {
-
-int Fail(absl::string_view command, const absl::Status& status) {
-  std::fprintf(stderr, "tessera %s: %s\n", std::string(command).c_str(), status.ToString().c_str());
-  return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
-}
 
 absl::StatusOr<tessera::v1::ListWorkersResponse> ListWorkers(const std::string& router) {
   auto stub =

@@ -145,11 +145,8 @@ void MoeExperts::Forward(const float* x, int64_t tokens, const int32_t* ids, con
                        kernels::MatmulF32(experts_[e].gate_up.data(), 2 * inter, hidden_, rows, n,
                                           scratch.gate_up.data(), 2 * inter, pool);
                        scratch.activated.resize(static_cast<size_t>(n * inter));
-                       for (int64_t i = 0; i < n; ++i) {
-                         const float* gate = scratch.gate_up.data() + i * 2 * inter;
-                         kernels::SiluMul(gate, gate + inter, inter,
-                                          scratch.activated.data() + i * inter);
-                       }
+                       kernels::SiluMulRows(scratch.gate_up.data(), n, inter,
+                                            scratch.activated.data());
                        kernels::MatmulF32(experts_[e].down.data(), hidden_, inter,
                                           scratch.activated.data(), n, results, hidden_, pool);
                      });

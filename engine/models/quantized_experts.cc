@@ -102,11 +102,8 @@ void QuantizedExperts::Forward(const float* x, int64_t tokens, const int32_t* id
                        kernels::Matmul(experts_[e].gate_up, scratch.quantized,
                                        scratch.gate_up.data(), 2 * inter, pool);
                        scratch.activated.resize(static_cast<size_t>(n * inter));
-                       for (int64_t i = 0; i < n; ++i) {
-                         const float* gate = scratch.gate_up.data() + i * 2 * inter;
-                         kernels::SiluMul(gate, gate + inter, inter,
-                                          scratch.activated.data() + i * inter);
-                       }
+                       kernels::SiluMulRows(scratch.gate_up.data(), n, inter,
+                                            scratch.activated.data());
                        scratch.quantized.Quantize(scratch.activated.data(), n, inter, inter);
                        kernels::Matmul(experts_[e].down, scratch.quantized, results, hidden_, pool);
                      });
