@@ -118,7 +118,7 @@ void BM_AttendTile(benchmark::State& state) {
       benchmark::Counter::kIsRate);
   state.SetLabel(std::string(IsaName(isa)));
 }
-BENCHMARK(BM_AttendTile)->ArgsProduct({{0, 512, 2048}, {1, 16}, {0, 1, 2}});
+BENCHMARK(BM_AttendTile)->ArgsProduct({{0, 160, 512, 2048}, {1, 16}, {0, 1, 2}});
 
 }  // namespace
 }  // namespace tessera::kernels

@@ -58,7 +58,6 @@ UnpackedBlock ReadBlock(TensorType type, const uint8_t* src) {
 
 }  // namespace
 
-void PackedMatrix::FreeDeleter::operator()(uint8_t* p) const { std::free(p); }
 
 bool PackedMatrix::CanPack(TensorType type) { return FormatOf(type).ok(); }
 
@@ -108,12 +107,11 @@ absl::StatusOr<PackedMatrix> PackedMatrix::Pack(std::span<const WeightSource> so
   const int64_t tile = m.tile_bytes();
   m.storage_size_ = static_cast<size_t>(m.row_groups() * blocks * tile);
   size_t alloc = (m.storage_size_ + 63) / 64 * 64;
-  m.storage_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, alloc)));
+  m.storage_ = AllocateHugePageBlock(alloc);  // Zero-filled, so padding rows yield 0.
   if (m.storage_ == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate ", alloc, " bytes of weights"));
   }
-  std::memset(m.storage_.get(), 0, alloc);  // Padding rows have d = m = 0, so they yield 0.
 
   int64_t row = 0;
   for (const WeightSource& s : sources) {

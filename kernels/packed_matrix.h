@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/huge_page_arena.h"
 #include "kernels/tensor_type.h"
 
 namespace tessera::kernels {
@@ -71,13 +72,10 @@ class PackedMatrix {
   }
 
  private:
-  struct FreeDeleter {
-    void operator()(uint8_t* p) const;
-  };
   int64_t rows_ = 0;
   int64_t cols_ = 0;
   PackedFormat format_ = PackedFormat::kNibble;
-  std::unique_ptr<uint8_t[], FreeDeleter> storage_;
+  HugePageBlock storage_;  // Streamed every step: huge pages spare the TLB.
   size_t storage_size_ = 0;
 };
 

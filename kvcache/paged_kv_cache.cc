@@ -33,7 +33,7 @@ absl::StatusOr<std::unique_ptr<PagedKvCache>> PagedKvCache::Create(const KvCache
                              SharedMemoryRegion::Create("kv", bytes));
     return std::unique_ptr<PagedKvCache>(new PagedKvCache(shape, nullptr, std::move(region)));
   }
-  std::unique_ptr<uint8_t[]> storage(new (std::nothrow) uint8_t[bytes]());
+  HugePageBlock storage = AllocateHugePageBlock(bytes);  // Zero-filled.
   if (storage == nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "cannot allocate ", shape.num_blocks, " KV blocks of ", shape.bytes_per_block(), " bytes"));
@@ -41,7 +41,7 @@ absl::StatusOr<std::unique_ptr<PagedKvCache>> PagedKvCache::Create(const KvCache
   return std::unique_ptr<PagedKvCache>(new PagedKvCache(shape, std::move(storage), nullptr));
 }
 
-PagedKvCache::PagedKvCache(const KvCacheShape& shape, std::unique_ptr<uint8_t[]> private_storage,
+PagedKvCache::PagedKvCache(const KvCacheShape& shape, HugePageBlock private_storage,
                            std::unique_ptr<SharedMemoryRegion> shared_storage)
     : layout_{shape},
       private_storage_(std::move(private_storage)),

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/huge_page_arena.h"
 #include "kvcache/block_allocator.h"
 
 namespace tessera::kvcache {
@@ -97,13 +98,13 @@ class PagedKvCache {
   }
 
  private:
-  PagedKvCache(const KvCacheShape& shape, std::unique_ptr<uint8_t[]> private_storage,
+  PagedKvCache(const KvCacheShape& shape, HugePageBlock private_storage,
                std::unique_ptr<SharedMemoryRegion> shared_storage);
   int32_t Checked(int32_t layer, BlockId block) const;
   uint16_t* at(size_t offset) { return reinterpret_cast<uint16_t*>(base_ + offset); }
 
   KvCacheLayout layout_;
-  std::unique_ptr<uint8_t[]> private_storage_;
+  HugePageBlock private_storage_;  // Read through every step.
   std::unique_ptr<SharedMemoryRegion> shared_storage_;
   uint8_t* base_;
 };

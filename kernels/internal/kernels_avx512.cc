@@ -295,19 +295,22 @@ void AttendDecode(const AttentionShape& shape, const PagedKv& kv, const float* q
   alignas(64) float scores[kMaxDecodeGroup][16];
   // The chunk's keys and values widened to fp32 once, for all of the group's heads.
   alignas(64) float keys[16][kVectors * 16];
-  alignas(64) float values[16][kVectors * 16];
+  // Value rows are widened inside the PV loop instead, once for up to kPvHeads heads whose
+  // accumulators stay in registers: storing and reloading widened rows cost more than the
+  // conversion.
+  constexpr int kPvHeads = std::min(kMaxDecodeGroup, std::max(1, 24 / kVectors));
+  const uint16_t* value_rows[16];
+  float correction[kMaxDecodeGroup];
   for (int64_t start = 0; start <= pos; start += 16) {
     const int n = static_cast<int>(std::min<int64_t>(16, pos - start + 1));
     for (int j = 0; j < n; ++j) {
       const int64_t p = start + j;
       const int64_t at = (p % bs) * kv_dim + head_offset;
       const uint16_t* key = kv.key_blocks[p / bs] + at;
-      const uint16_t* value = kv.value_blocks[p / bs] + at;
+      value_rows[j] = kv.value_blocks[p / bs] + at;
       for (int v = 0; v < kVectors; ++v) {
         _mm512_store_ps(keys[j] + 16 * v, _mm512_cvtph_ps(_mm256_loadu_si256(
                                               reinterpret_cast<const __m256i*>(key + 16 * v))));
-        _mm512_store_ps(values[j] + 16 * v, _mm512_cvtph_ps(_mm256_loadu_si256(
-                                                reinterpret_cast<const __m256i*>(value + 16 * v))));
       }
     }
     for (int r = 0; r < group; ++r) {
@@ -327,26 +330,40 @@ void AttendDecode(const AttentionShape& shape, const PagedKv& kv, const float* q
       }
       _mm512_store_ps(scores[r], SumLanes16(partial));
     }
+    const __mmask16 mask = n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1);
     for (int r = 0; r < group; ++r) {
-      const __mmask16 mask = n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1);
       const __m512 s = _mm512_load_ps(scores[r]);
       const float m = std::max(row_max[r], _mm512_mask_reduce_max_ps(mask, s));
-      const float correction = std::exp(row_max[r] - m);
+      correction[r] = std::exp(row_max[r] - m);
       const __m512 p = _mm512_maskz_mov_ps(mask, Exp16(_mm512_sub_ps(s, _mm512_set1_ps(m))));
       _mm512_store_ps(scores[r], p);
-      row_sum[r] = row_sum[r] * correction + _mm512_reduce_add_ps(p);
+      row_sum[r] = row_sum[r] * correction[r] + _mm512_reduce_add_ps(p);
       row_max[r] = m;
-      __m512 a[kVectors];
-      for (int v = 0; v < kVectors; ++v) {
-        a[v] = _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * v), _mm512_set1_ps(correction));
-      }
-      for (int j = 0; j < n; ++j) {
-        const __m512 weight = _mm512_set1_ps(scores[r][j]);
+    }
+    for (int r0 = 0; r0 < group; r0 += kPvHeads) {
+      const int heads = std::min(kPvHeads, group - r0);
+      __m512 a[kPvHeads][kVectors];
+      for (int i = 0; i < kPvHeads; ++i) {
+        if (i >= heads) break;
+        const __m512 c = _mm512_set1_ps(correction[r0 + i]);
         for (int v = 0; v < kVectors; ++v) {
-          a[v] = _mm512_fmadd_ps(weight, _mm512_load_ps(values[j] + 16 * v), a[v]);
+          a[i][v] = _mm512_mul_ps(_mm512_load_ps(acc[r0 + i] + 16 * v), c);
         }
       }
-      for (int v = 0; v < kVectors; ++v) _mm512_store_ps(acc[r] + 16 * v, a[v]);
+      for (int j = 0; j < n; ++j) {
+        for (int v = 0; v < kVectors; ++v) {
+          const __m512 value = _mm512_cvtph_ps(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(value_rows[j] + 16 * v)));
+          for (int i = 0; i < kPvHeads; ++i) {
+            if (i >= heads) break;
+            a[i][v] = _mm512_fmadd_ps(_mm512_set1_ps(scores[r0 + i][j]), value, a[i][v]);
+          }
+        }
+      }
+      for (int i = 0; i < kPvHeads; ++i) {
+        if (i >= heads) break;
+        for (int v = 0; v < kVectors; ++v) _mm512_store_ps(acc[r0 + i] + 16 * v, a[i][v]);
+      }
     }
   }
   for (int r = 0; r < group; ++r) {
