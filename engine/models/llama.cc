@@ -142,9 +142,14 @@ class LlamaModel final : public Model {
   // The feed-forward block as experts: every token to all of them, weight 1.
   absl::Status FfnExperts(const LayerWeights& w);
   // normed_ = RmsNorm(x_) with `weight`, quantized into quantized_, row by row in parallel.
-  void NormAndQuantize(const std::vector<float>& weight);
-  // x_ += normed_, in parallel.
-  void AddResidual();
+  // With `add_residual`, first x_ += normed_ (the previous block's output, left there): one
+  // parallel pass instead of two, since a decode step is hundreds of short passes.
+  void NormAndQuantize(const std::vector<float>& weight, bool add_residual);
+  // Per-token passes in chunks of this many tokens: at least a few chunks per thread even for
+  // a decode step's handful of tokens, so no thread waits while another does them all.
+  int64_t TokenGrain() const {
+    return std::clamp<int64_t>(tokens_ / (4 * pool_.num_threads()), 1, 16);
+  }
 
   kernels::ThreadPool& pool_;
   const int32_t ffn_experts_;
@@ -348,6 +353,11 @@ absl::Status LlamaModel::Forward(std::span<const SequenceStep> batch, kvcache::P
     if (seq.want_logits) rows.push_back(t - 1);
   }
   if (rows.empty()) return absl::OkStatus();
+  // The last layer's FFN output joins the residual stream, for these rows only. All of them
+  // first: row i of normed_ is overwritten below while later rows' outputs are still needed.
+  for (int64_t row : rows) {
+    for (int64_t i = row * hidden; i < (row + 1) * hidden; ++i) x_[i] += normed_[i];
+  }
   for (size_t i = 0; i < rows.size(); ++i) {
     kernels::RmsNorm(x_.data() + rows[i] * hidden, output_norm_.data(), hidden,
                      config_.rms_norm_epsilon, normed_.data() + i * hidden);
@@ -366,9 +376,10 @@ absl::Status LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batc
   const int32_t block_size = cache.shape().block_size;
 
   // Attention block.
-  NormAndQuantize(w.attn_norm);
+  // Layer 0 starts from the embeddings; every later layer adds the previous FFN's output.
+  NormAndQuantize(w.attn_norm, /*add_residual=*/layer > 0);
   kernels::Matmul(w.qkv, quantized_, qkv_.data(), qkv_dim, pool_);
-  pool_.ParallelFor(tokens_, 16, [&](int64_t begin, int64_t end) {
+  pool_.ParallelFor(tokens_, TokenGrain(), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       float* q = qkv_.data() + t * qkv_dim;
       float* k = q + q_dim_;
@@ -429,26 +440,25 @@ absl::Status LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batc
     }
   });
   quantized_.Reset(tokens_, q_dim_);
-  pool_.ParallelFor(tokens_, 16, [&](int64_t begin, int64_t end) {
+  pool_.ParallelFor(tokens_, TokenGrain(), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) quantized_.QuantizeRow(t, attn_.data() + t * q_dim_);
   });
   kernels::Matmul(w.output, quantized_, normed_.data(), hidden, pool_);
-  AddResidual();
 
-  // Feed-forward block.
-  NormAndQuantize(w.ffn_norm);
+  // Feed-forward block, after the attention output joins the residual stream.
+  NormAndQuantize(w.ffn_norm, /*add_residual=*/true);
   if (w.experts != nullptr) return FfnExperts(w);
   kernels::Matmul(w.gate_up, quantized_, gate_up_.data(), 2 * ffn, pool_);
   quantized_.Reset(tokens_, ffn);
-  pool_.ParallelFor(tokens_, 16, [&](int64_t begin, int64_t end) {
+  pool_.ParallelFor(tokens_, TokenGrain(), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const float* gate = gate_up_.data() + t * 2 * ffn;
       kernels::SiluMul(gate, gate + ffn, ffn, ffn_.data() + t * ffn);
       quantized_.QuantizeRow(t, ffn_.data() + t * ffn);
     }
   });
+  // normed_ holds the FFN output; the next layer's norm (or the logits) adds it to x_.
   kernels::Matmul(w.down, quantized_, normed_.data(), hidden, pool_);
-  AddResidual();
   return absl::OkStatus();
 }
 
@@ -464,27 +474,23 @@ absl::Status LlamaModel::FfnExperts(const LayerWeights& w) {
   TESSERA_RETURN_IF_ERROR(w.experts->Forward(normed_.data(), tokens_, expert_ids_.data(),
                                              expert_weights_.data(), ffn_experts_, ffn_out_.data(),
                                              pool_));
+  // Left in normed_ for the next layer's norm (or the logits) to add to x_.
   std::copy(ffn_out_.begin(), ffn_out_.end(), normed_.begin());
-  AddResidual();
   return absl::OkStatus();
 }
 
-void LlamaModel::NormAndQuantize(const std::vector<float>& weight) {
+void LlamaModel::NormAndQuantize(const std::vector<float>& weight, bool add_residual) {
   const int64_t hidden = config_.hidden_size;
   quantized_.Reset(tokens_, hidden);
-  pool_.ParallelFor(tokens_, 16, [&](int64_t begin, int64_t end) {
+  pool_.ParallelFor(tokens_, TokenGrain(), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
+      if (add_residual) {
+        for (int64_t i = t * hidden; i < (t + 1) * hidden; ++i) x_[i] += normed_[i];
+      }
       kernels::RmsNorm(x_.data() + t * hidden, weight.data(), hidden, config_.rms_norm_epsilon,
                        normed_.data() + t * hidden);
       quantized_.QuantizeRow(t, normed_.data() + t * hidden);
     }
-  });
-}
-
-void LlamaModel::AddResidual() {
-  const int64_t hidden = config_.hidden_size;
-  pool_.ParallelFor(tokens_, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin * hidden; i < end * hidden; ++i) x_[i] += normed_[i];
   });
 }
 
