@@ -12,9 +12,11 @@ void Matmul(const PackedMatrix& w, const QuantizedActivations& x, float* out, in
   TESSERA_CHECK(x.cols() == w.cols());
   TESSERA_CHECK(ld_out >= w.rows());
   const internal::KernelTable& kernels = internal::KernelsFor(isa);
-  // Chunks of a few row groups: small enough to balance two threads on a decode step's
-  // smallest matrices, large enough that claiming them costs nothing.
-  int64_t grain = std::max<int64_t>(1, w.row_groups() / (16 * pool.num_threads()));
+  // Two chunks per thread: enough for one thread to take over from another that the host
+  // preempted, while each chunk stays one long run of weights that the hardware prefetcher
+  // streams. With 16 chunks per thread, every chunk restarted the stream and contended for the
+  // cursor; decode at batch 1 went from ~230 to ~310 tokens/s with two (docs/PERFORMANCE.md).
+  int64_t grain = std::max<int64_t>(1, w.row_groups() / (2 * pool.num_threads()));
   pool.ParallelFor(w.row_groups(), grain, [&](int64_t begin, int64_t end) {
     kernels.matmul(w, x, begin, end, out, ld_out);
   });

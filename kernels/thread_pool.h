@@ -57,15 +57,19 @@ class ThreadPool {
   const std::function<void(int64_t, int64_t, int)>* body_ = nullptr;
   int64_t n_ = 0;
   int64_t grain_ = 1;
+  // The words every chunk writes (cursor_, chunks_done_) each have a cache line of their own:
+  // sharing one with the words that waiting threads spin on made every claim and completion
+  // bounce the line between cores.
   // High 32 bits: job generation; low 32 bits: its number of chunks. One word, so a worker
   // still finishing an older job can tell that a chunk count it reads is not that job's.
-  std::atomic<uint64_t> job_{0};
-  // High 32 bits: job generation; low 32 bits: next chunk to claim.
-  std::atomic<uint64_t> cursor_{0};
+  alignas(64) std::atomic<uint64_t> job_{0};
   std::atomic<uint32_t> generation_{0};
-  std::atomic<uint32_t> chunks_done_{0};
   std::atomic<bool> stop_{false};
   std::atomic<int> sleepers_{0};  // Threads asleep (or about to sleep) in WaitForChange.
+  // High 32 bits: job generation; low 32 bits: next chunk to claim.
+  alignas(64) std::atomic<uint64_t> cursor_{0};
+  alignas(64) std::atomic<uint32_t> chunks_done_{0};
+  char pad_[60];  // Keeps the next object off chunks_done_'s line.
 };
 
 // Makes the calling thread flush denormal floats to zero, as the pool's threads do: for a
