@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/check.h"
+#include "kernels/fp16.h"
 #include "kernels/internal/kernel_table.h"
 
 namespace tessera::kernels {
@@ -11,6 +12,7 @@ void Matmul(const PackedMatrix& w, const QuantizedActivations& x, float* out, in
             ThreadPool& pool, Isa isa) {
   TESSERA_CHECK(x.cols() == w.cols());
   TESSERA_CHECK(ld_out >= w.rows());
+  TESSERA_CHECK(w.format() != PackedFormat::kBf16 || x.keeps_bf16());
   const internal::KernelTable& kernels = internal::KernelsFor(isa);
   // Two chunks per thread: enough for one thread to take over from another that the host
   // preempted, while each chunk stays one long run of weights that the hardware prefetcher
@@ -27,11 +29,16 @@ void QuantizedActivations::Reset(int64_t tokens, int64_t cols) {
   tokens_ = tokens;
   cols_ = cols;
   blocks_.resize(static_cast<size_t>(tokens * (cols / kQuantBlock)));
+  bf16_.resize(keep_bf16_ ? static_cast<size_t>(tokens * cols) : 0);
 }
 
 void QuantizedActivations::QuantizeRow(int64_t t, const float* x, Isa isa) {
   TESSERA_DCHECK(t >= 0 && t < tokens_);
   internal::KernelsFor(isa).quantize_row(x, cols_, mutable_row(t));
+  if (keep_bf16_) {
+    uint16_t* out = bf16_.data() + t * cols_;
+    for (int64_t i = 0; i < cols_; ++i) out[i] = Fp32ToBf16(x[i]);
+  }
 }
 
 void QuantizedActivations::Quantize(const float* x, int64_t tokens, int64_t cols, int64_t ld,

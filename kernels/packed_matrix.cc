@@ -2,9 +2,11 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "kernels/dequantize.h"
 #include "kernels/fp16.h"
 
 namespace tessera::kernels {
@@ -68,10 +70,14 @@ absl::StatusOr<PackedFormat> PackedMatrix::FormatOf(TensorType type) {
       return PackedFormat::kNibble;
     case TensorType::kQ8_0:
       return PackedFormat::kByte;
+    case TensorType::kF32:
+    case TensorType::kF16:
+    case TensorType::kBF16:
+      return PackedFormat::kBf16;
     default:
       return absl::InvalidArgumentError(absl::StrCat("weights of type ",
                                                      GetTensorTypeInfo(type).name,
-                                                     " cannot be packed for the integer kernels"));
+                                                     " cannot be packed for the matmul kernels"));
   }
 }
 
@@ -95,7 +101,7 @@ absl::StatusOr<PackedMatrix> PackedMatrix::Pack(std::span<const WeightSource> so
                                                      ", which packs differently from source 0"));
     }
     TensorTypeInfo info = GetTensorTypeInfo(s.type);
-    int64_t want = s.rows * (cols / kQuantBlock) * info.block_bytes;
+    int64_t want = s.rows * (cols / info.block_elements) * info.block_bytes;
     if (s.rows <= 0 || static_cast<int64_t>(s.data.size()) != want) {
       return absl::InvalidArgumentError(absl::StrCat("weight source ", i, " holds ", s.data.size(),
                                                      " bytes; ", s.rows, " rows of ", cols, " ",
@@ -114,12 +120,25 @@ absl::StatusOr<PackedMatrix> PackedMatrix::Pack(std::span<const WeightSource> so
   }
 
   int64_t row = 0;
+  std::vector<float> values(m.format_ == PackedFormat::kBf16 ? cols : 0);
   for (const WeightSource& s : sources) {
     TensorTypeInfo info = GetTensorTypeInfo(s.type);
+    const int64_t row_bytes = cols / info.block_elements * info.block_bytes;
     for (int64_t r = 0; r < s.rows; ++r, ++row) {
       int64_t group = row / kRowGroup;
       int lane = static_cast<int>(row % kRowGroup);
-      const uint8_t* src_row = s.data.data() + r * blocks * info.block_bytes;
+      const uint8_t* src_row = s.data.data() + r * row_bytes;
+      if (m.format_ == PackedFormat::kBf16) {
+        kernels::DequantizeRow(s.type, src_row, cols, values.data());
+        for (int64_t b = 0; b < blocks; ++b) {
+          uint8_t* t = m.storage_.get() + (group * blocks + b) * tile;
+          for (int k = 0; k < kQuantBlock; ++k) {
+            const uint16_t v = Fp32ToBf16(values[b * kQuantBlock + k]);
+            std::memcpy(t + (k / 2) * 64 + lane * 4 + (k % 2) * 2, &v, 2);
+          }
+        }
+        continue;
+      }
       for (int64_t b = 0; b < blocks; ++b) {
         UnpackedBlock u = ReadBlock(s.type, src_row + b * info.block_bytes);
         uint8_t* t = m.storage_.get() + (group * blocks + b) * tile;
@@ -151,6 +170,14 @@ void PackedMatrix::DequantizeRow(int64_t row, float* out) const {
   int lane = static_cast<int>(row % kRowGroup);
   for (int64_t b = 0; b < blocks_per_row(); ++b) {
     const uint8_t* t = tile(group, b);
+    if (format_ == PackedFormat::kBf16) {
+      for (int k = 0; k < kQuantBlock; ++k) {
+        uint16_t v;
+        std::memcpy(&v, t + (k / 2) * 64 + lane * 4 + (k % 2) * 2, 2);
+        out[b * kQuantBlock + k] = Bf16ToFp32(v);
+      }
+      continue;
+    }
     uint16_t d16, m16;
     std::memcpy(&d16, t + 2 * lane, 2);
     std::memcpy(&m16, t + 2 * kRowGroup + 2 * lane, 2);

@@ -8,6 +8,10 @@
 // m's, then the quants interleaved four at a time across the 16 rows, so that one 64-byte
 // load feeds a 16-lane integer dot product (VPDPBUSD) with one broadcast group of four
 // activations. Nibble tiles keep Q4_1's own nibble pairing (element j low, j + 16 high).
+// Unquantized weights (F32, F16, BF16) are rounded to bf16 instead, for the floating-point
+// kernels (VDPBF16PS where the CPU has AVX512_BF16): a bf16 tile is 16 vectors of 64 bytes,
+// vector p holding elements 2p and 2p + 1 of each of the 16 rows, so one load feeds a 16-lane
+// pairwise dot product with one broadcast pair of activations.
 // Thread-safe after construction (immutable).
 #ifndef TESSERA_KERNELS_PACKED_MATRIX_H_
 #define TESSERA_KERNELS_PACKED_MATRIX_H_
@@ -28,6 +32,7 @@ inline constexpr int kRowGroup = 16;
 enum class PackedFormat {
   kNibble,  // 4-bit quants (from Q4_0, Q4_1).
   kByte,    // 8-bit quants (from Q8_0).
+  kBf16,    // bf16 values (from F32, F16, BF16), no d or m.
 };
 
 // One source tensor of a packed matrix: `rows` rows of `cols` elements of `type`, row-major,
@@ -68,7 +73,15 @@ class PackedMatrix {
   void DequantizeRow(int64_t row, float* out) const;
 
   static int64_t TileBytes(PackedFormat format) {
-    return 4 * kRowGroup + (format == PackedFormat::kNibble ? kRowGroup * 16 : kRowGroup * 32);
+    switch (format) {
+      case PackedFormat::kNibble:
+        return 4 * kRowGroup + kRowGroup * 16;
+      case PackedFormat::kByte:
+        return 4 * kRowGroup + kRowGroup * 32;
+      case PackedFormat::kBf16:
+        break;
+    }
+    return kRowGroup * kQuantBlock * 2;
   }
 
  private:

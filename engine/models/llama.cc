@@ -32,6 +32,7 @@
 namespace tessera::engine {
 namespace {
 
+using kernels::PackedFormat;
 using kernels::PackedMatrix;
 using kernels::WeightSource;
 
@@ -263,6 +264,15 @@ absl::Status LlamaModel::Load(const GgufFile& file) {
     TESSERA_ASSIGN_OR_RETURN(
         l.down, reader.Matrix({{p + "ffn_down.weight", hidden}}, config_.intermediate_size));
   }
+  // Unquantized matrices (F32, F16, BF16 in the file) are packed as bf16 and multiply the
+  // activations' bf16 copy, which costs a conversion per row: only kept when some need it.
+  bool bf16 = lm_head_.format() == PackedFormat::kBf16;
+  for (const LayerWeights& l : layers_) {
+    for (const PackedMatrix* m : {&l.qkv, &l.output, &l.gate_up, &l.down}) {
+      bf16 = bf16 || (m->rows() > 0 && m->format() == PackedFormat::kBf16);
+    }
+  }
+  quantized_.set_keep_bf16(bf16);
   return absl::OkStatus();
 }
 

@@ -97,6 +97,8 @@ void QuantizedExperts::Forward(const float* x, int64_t tokens, const int32_t* id
   const int64_t inter = intermediate_;
   ForEachExpertGroup(x, tokens, ids, weights, top_k, num_experts(), hidden_, out,
                      [&](int32_t e, const float* rows, int64_t n, float* results) {
+                       scratch.quantized.set_keep_bf16(experts_[e].gate_up.format() ==
+                                                       kernels::PackedFormat::kBf16);
                        scratch.quantized.Quantize(rows, n, hidden_, hidden_);
                        scratch.gate_up.resize(static_cast<size_t>(n * 2 * inter));
                        kernels::Matmul(experts_[e].gate_up, scratch.quantized,

@@ -32,6 +32,13 @@ struct KernelTable {
                       int64_t out_stride);
 };
 
+// Matmul of a PackedFormat::kBf16 matrix: with AVX2 and FMA (also the AVX-512 path's on CPUs
+// without AVX512_BF16), and with VDPBF16PS (only where GetCpuFeatures().avx512_bf16).
+void MatmulBf16Avx2(const PackedMatrix& w, const QuantizedActivations& x, int64_t group_begin,
+                    int64_t group_end, float* out, int64_t ld_out);
+void MatmulBf16Avx512Bf16(const PackedMatrix& w, const QuantizedActivations& x,
+                          int64_t group_begin, int64_t group_end, float* out, int64_t ld_out);
+
 const KernelTable& ScalarKernels();
 const KernelTable& Avx2Kernels();
 const KernelTable& Avx512Kernels();

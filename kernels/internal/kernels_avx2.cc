@@ -96,7 +96,9 @@ void MatmulFormat(const PackedMatrix& w, const QuantizedActivations& x, int64_t 
 
 void MatmulAvx2(const PackedMatrix& w, const QuantizedActivations& x, int64_t group_begin,
                 int64_t group_end, float* out, int64_t ld_out) {
-  if (w.format() == PackedFormat::kNibble) {
+  if (w.format() == PackedFormat::kBf16) {
+    MatmulBf16Avx2(w, x, group_begin, group_end, out, ld_out);
+  } else if (w.format() == PackedFormat::kNibble) {
     MatmulFormat<true>(w, x, group_begin, group_end, out, ld_out);
   } else {
     MatmulFormat<false>(w, x, group_begin, group_end, out, ld_out);
@@ -375,7 +377,59 @@ void SiluMulPlain(const float* gate, const float* up, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+// bf16 tiles widened to fp32 in registers (a bf16 is the top half of an fp32): the low
+// element of each pair by a shift, the high one by a mask; then FMAs, high element first.
+// kTokens tokens share each widened weight vector.
+template <int kTokens>
+void Bf16Tokens(const PackedMatrix& w, const QuantizedActivations& x, int64_t g, int64_t t0,
+                float* out, int64_t ld_out) {
+  const __m256i high_half = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  __m256 acc[kTokens][2];
+  for (int t = 0; t < kTokens; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  const uint16_t* a[kTokens];
+  for (int t = 0; t < kTokens; ++t) a[t] = x.bf16_row(t0 + t);
+  for (int64_t b = 0; b < w.blocks_per_row(); ++b) {
+    const uint8_t* tile = w.tile(g, b);
+    for (int p = 0; p < kQuantBlock / 2; ++p) {
+      __m256 lo[2], hi[2];
+      for (int h = 0; h < 2; ++h) {
+        const __m256i v =
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(tile + p * 64 + h * 32));
+        lo[h] = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+        hi[h] = _mm256_castsi256_ps(_mm256_and_si256(v, high_half));
+      }
+      for (int t = 0; t < kTokens; ++t) {
+        const __m256 a0 = _mm256_set1_ps(Bf16ToFp32(a[t][b * kQuantBlock + 2 * p]));
+        const __m256 a1 = _mm256_set1_ps(Bf16ToFp32(a[t][b * kQuantBlock + 2 * p + 1]));
+        for (int h = 0; h < 2; ++h) {
+          acc[t][h] = _mm256_fmadd_ps(hi[h], a1, acc[t][h]);
+          acc[t][h] = _mm256_fmadd_ps(lo[h], a0, acc[t][h]);
+        }
+      }
+    }
+  }
+  const int64_t lanes = std::min<int64_t>(kRowGroup, w.rows() - g * kRowGroup);
+  for (int t = 0; t < kTokens; ++t) {
+    alignas(32) float rows[kRowGroup];
+    _mm256_store_ps(rows, acc[t][0]);
+    _mm256_store_ps(rows + 8, acc[t][1]);
+    std::memcpy(out + (t0 + t) * ld_out + g * kRowGroup, rows, sizeof(float) * lanes);
+  }
+}
+
 }  // namespace
+
+void MatmulBf16Avx2(const PackedMatrix& w, const QuantizedActivations& x, int64_t group_begin,
+                    int64_t group_end, float* out, int64_t ld_out) {
+  constexpr int kTokenTile = 4;
+  for (int64_t g = group_begin; g < group_end; ++g) {
+    int64_t t = 0;
+    for (; t + kTokenTile <= x.tokens(); t += kTokenTile) {
+      Bf16Tokens<kTokenTile>(w, x, g, t, out, ld_out);
+    }
+    for (; t < x.tokens(); ++t) Bf16Tokens<1>(w, x, g, t, out, ld_out);
+  }
+}
 
 const KernelTable& Avx2Kernels() {
   static const KernelTable table = {MatmulAvx2, QuantizeRowAvx2, DotF32F16Avx2, AxpyF16Avx2,

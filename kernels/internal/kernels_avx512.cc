@@ -131,7 +131,14 @@ void MatmulFormat(const PackedMatrix& w, const QuantizedActivations& x, int64_t 
 
 void MatmulAvx512(const PackedMatrix& w, const QuantizedActivations& x, int64_t group_begin,
                   int64_t group_end, float* out, int64_t ld_out) {
-  if (w.format() == PackedFormat::kNibble) {
+  if (w.format() == PackedFormat::kBf16) {
+    static const bool dot_bf16 = GetCpuFeatures().avx512_bf16;
+    if (dot_bf16) {
+      MatmulBf16Avx512Bf16(w, x, group_begin, group_end, out, ld_out);
+    } else {
+      MatmulBf16Avx2(w, x, group_begin, group_end, out, ld_out);
+    }
+  } else if (w.format() == PackedFormat::kNibble) {
     MatmulFormat<true>(w, x, group_begin, group_end, out, ld_out);
   } else {
     MatmulFormat<false>(w, x, group_begin, group_end, out, ld_out);

@@ -90,13 +90,15 @@ TEST_CASE("PackedMatrix: bad sources are rejected with the reason", "[kernels][m
   std::vector<uint8_t> data(20 * 2);
   WeightSource ok{TensorType::kQ4_1, data, 2};
   WeightSource short_source{TensorType::kQ4_1, std::span<const uint8_t>(data).first(20), 2};
-  WeightSource float_source{TensorType::kF32, data, 2};
+  std::vector<uint8_t> floats(32 * 4);
+  WeightSource float_source{TensorType::kF32, floats, 1};
   WeightSource byte_source{TensorType::kQ8_0, data, 1};
   CHECK(PackedMatrix::Pack({&ok, 1}, 33).status().message().find("multiple of 32") !=
         std::string::npos);
   CHECK(PackedMatrix::Pack({&short_source, 1}, 32).status().message().find("holds 20 bytes") !=
         std::string::npos);
-  CHECK(PackedMatrix::Pack({&float_source, 1}, 32).status().message().find("F32") !=
+  WeightSource quantized_and_float[] = {ok, float_source};
+  CHECK(PackedMatrix::Pack(quantized_and_float, 32).status().message().find("type F32") !=
         std::string::npos);
   WeightSource mixed[] = {ok, byte_source};
   CHECK(PackedMatrix::Pack(mixed, 32).status().message().find("source 1") != std::string::npos);
@@ -181,6 +183,99 @@ TEST_CASE("Matmul: every ISA matches the scalar reference and the float product"
         REQUIRE(got == Approx(reference[t * rows + r]).margin(1e-4).epsilon(1e-5));
         // The offset term uses s at fp16 precision (as GGUF's Q8_1 does): bounded error.
         REQUIRE(got == Approx(exact[t * rows + r]).margin(2e-2));
+      }
+      for (int64_t r = rows; r < rows + 3; ++r) REQUIRE(out[t * (rows + 3) + r] == -1.0f);
+    }
+  }
+}
+
+// Random unquantized weights of `type` (F32, F16 or BF16), and the same values as floats.
+std::vector<uint8_t> RandomFloatWeights(TensorType type, int64_t count, std::mt19937& rng,
+                                        std::vector<float>* values) {
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  const int64_t width = GetTensorTypeInfo(type).block_bytes;
+  std::vector<uint8_t> data(count * width);
+  values->resize(count);
+  for (int64_t i = 0; i < count; ++i) {
+    float v = normal(rng);
+    if (type == TensorType::kF32) {
+      std::memcpy(data.data() + 4 * i, &v, 4);
+    } else {
+      const uint16_t h = type == TensorType::kF16 ? Fp32ToFp16(v) : Fp32ToBf16(v);
+      std::memcpy(data.data() + 2 * i, &h, 2);
+      v = type == TensorType::kF16 ? Fp16ToFp32(h) : Bf16ToFp32(h);
+    }
+    (*values)[i] = v;
+  }
+  return data;
+}
+
+TEST_CASE("PackedMatrix: unquantized weights pack as their bf16 rounding", "[kernels][matmul]") {
+  std::mt19937 rng(4);
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16}) {
+    const int64_t rows = 21, cols = 64;
+    std::vector<float> values;
+    std::vector<uint8_t> data = RandomFloatWeights(type, rows * cols, rng, &values);
+    WeightSource source{type, data, rows};
+    PackedMatrix packed = PackedMatrix::Pack({&source, 1}, cols).value();
+    CHECK(packed.format() == PackedFormat::kBf16);
+    std::vector<float> actual(cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      packed.DequantizeRow(r, actual.data());
+      for (int64_t k = 0; k < cols; ++k) {
+        INFO("type " << GetTensorTypeInfo(type).name << " row " << r << " column " << k);
+        REQUIRE(actual[k] == Bf16ToFp32(Fp32ToBf16(values[r * cols + k])));
+      }
+    }
+  }
+}
+
+TEST_CASE("Matmul: bf16 matrices on every ISA match the scalar reference and the exact product",
+          "[kernels][matmul]") {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  auto type = GENERATE(TensorType::kF32, TensorType::kF16, TensorType::kBF16);
+  auto [rows, cols, tokens] = GENERATE(table<int64_t, int64_t, int64_t>(
+      {{16, 32, 1}, {37, 64, 3}, {96, 576, 1}, {50, 192, 9}, {160, 96, 17}}));
+  std::vector<float> values;
+  std::vector<uint8_t> data = RandomFloatWeights(type, rows * cols, rng, &values);
+  WeightSource source{type, data, rows};
+  PackedMatrix w = PackedMatrix::Pack({&source, 1}, cols).value();
+  std::vector<float> x(tokens * cols);
+  for (float& v : x) v = normal(rng);
+  QuantizedActivations qa;
+  qa.set_keep_bf16(true);
+  qa.Quantize(x.data(), tokens, cols, cols, Isa::kScalar);
+
+  // The exact product of the bf16-rounded weights and activations, in double.
+  std::vector<double> exact(tokens * rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t t = 0; t < tokens; ++t) {
+      double sum = 0;
+      for (int64_t k = 0; k < cols; ++k) {
+        sum += double(Bf16ToFp32(Fp32ToBf16(values[r * cols + k]))) *
+               Bf16ToFp32(qa.bf16_row(t)[k]);
+      }
+      exact[t * rows + r] = sum;
+      REQUIRE(Bf16ToFp32(qa.bf16_row(t)[r % cols]) ==
+              Bf16ToFp32(Fp32ToBf16(x[t * cols + r % cols])));
+    }
+  }
+  ThreadPool pool(2);
+  std::vector<float> reference(tokens * rows);
+  Matmul(w, qa, reference.data(), rows, pool, Isa::kScalar);
+  for (Isa isa : SupportedIsas()) {
+    std::vector<float> out(tokens * (rows + 3), -1.0f);  // ld_out > rows: padding untouched.
+    Matmul(w, qa, out.data(), rows + 3, pool, isa);
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t r = 0; r < rows; ++r) {
+        INFO("isa " << IsaName(isa) << " type " << GetTensorTypeInfo(type).name << " rows " << rows
+                    << " cols " << cols << " token " << t << " row " << r);
+        const float got = out[t * (rows + 3) + r];
+        // Products of bf16 values are exact in fp32; only the fp32 sums round, and the paths
+        // add in different orders.
+        REQUIRE(got == Approx(reference[t * rows + r]).margin(1e-5).epsilon(1e-5));
+        REQUIRE(got == Approx(exact[t * rows + r]).margin(1e-5).epsilon(1e-5));
       }
       for (int64_t r = rows; r < rows + 3; ++r) REQUIRE(out[t * (rows + 3) + r] == -1.0f);
     }
