@@ -29,7 +29,9 @@ uint8_t* HugePageArena::MapChunk(size_t bytes) {
   const uintptr_t aligned = RoundUp(start, kHugePage);
   if (aligned > start) munmap(raw, aligned - start);
   const uintptr_t end = start + mapped;
-  if (end > aligned + bytes) munmap(reinterpret_cast<void*>(aligned + bytes), end - aligned - bytes);
+  if (end > aligned + bytes) {
+    munmap(reinterpret_cast<void*>(aligned + bytes), end - aligned - bytes);
+  }
   // Advice only: where THP is off this fails or does nothing, and 4 KiB pages serve.
   madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);
   return reinterpret_cast<uint8_t*>(aligned);

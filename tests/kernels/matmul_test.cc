@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -63,6 +64,39 @@ TEST_CASE("MatmulF32: matches a double-precision reference for any shape and thr
         REQUIRE(out[t * ld + r] == Approx(expected).margin(1e-4 * std::sqrt(double(cols))));
       }
       for (int64_t r = rows; r < ld; ++r) CHECK(out[t * ld + r] == 123.0f);  // Untouched.
+    }
+  }
+}
+
+struct Tolerance {
+  double margin;
+  double epsilon;
+};
+
+// Runs w x qa on every ISA this CPU has, into an output wider than w.rows(), and checks each
+// value against the scalar path's and against `exact` (tokens x rows, in double), and that the
+// extra columns stay untouched.
+void CheckEveryIsa(const PackedMatrix& w, const QuantizedActivations& qa,
+                   const std::vector<double>& exact, Tolerance vs_scalar, Tolerance vs_exact,
+                   absl::string_view type) {
+  const int64_t rows = w.rows(), tokens = qa.tokens();
+  ThreadPool pool(2);
+  std::vector<float> reference(tokens * rows);
+  Matmul(w, qa, reference.data(), rows, pool, Isa::kScalar);
+  for (Isa isa : SupportedIsas()) {
+    std::vector<float> out(tokens * (rows + 3), -1.0f);
+    Matmul(w, qa, out.data(), rows + 3, pool, isa);
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t r = 0; r < rows; ++r) {
+        INFO("isa " << IsaName(isa) << " type " << type << " rows " << rows << " cols "
+                    << w.cols() << " token " << t << " row " << r);
+        const float got = out[t * (rows + 3) + r];
+        REQUIRE(got == Approx(reference[t * rows + r])
+                           .margin(vs_scalar.margin)
+                           .epsilon(vs_scalar.epsilon));
+        REQUIRE(got == Approx(exact[t * rows + r]).margin(vs_exact.margin).epsilon(vs_exact.epsilon));
+      }
+      for (int64_t r = rows; r < rows + 3; ++r) REQUIRE(out[t * (rows + 3) + r] == -1.0f);
     }
   }
 }
@@ -169,24 +203,9 @@ TEST_CASE("Matmul: every ISA matches the scalar reference and the float product"
       exact[t * rows + r] = sum;
     }
   }
-  ThreadPool pool(2);
-  std::vector<float> reference(tokens * rows);
-  Matmul(w, qa, reference.data(), rows, pool, Isa::kScalar);
-  for (Isa isa : SupportedIsas()) {
-    std::vector<float> out(tokens * (rows + 3), -1.0f);  // ld_out > rows: padding untouched.
-    Matmul(w, qa, out.data(), rows + 3, pool, isa);
-    for (int64_t t = 0; t < tokens; ++t) {
-      for (int64_t r = 0; r < rows; ++r) {
-        INFO("isa " << IsaName(isa) << " type " << GetTensorTypeInfo(type).name << " rows " << rows
-                    << " cols " << cols << " token " << t << " row " << r);
-        float got = out[t * (rows + 3) + r];
-        REQUIRE(got == Approx(reference[t * rows + r]).margin(1e-4).epsilon(1e-5));
-        // The offset term uses s at fp16 precision (as GGUF's Q8_1 does): bounded error.
-        REQUIRE(got == Approx(exact[t * rows + r]).margin(2e-2));
-      }
-      for (int64_t r = rows; r < rows + 3; ++r) REQUIRE(out[t * (rows + 3) + r] == -1.0f);
-    }
-  }
+  // The offset term uses s at fp16 precision (as GGUF's Q8_1 does): bounded error.
+  CheckEveryIsa(w, qa, exact, {1e-4, 1e-5}, {2e-2, std::numeric_limits<float>::epsilon() * 100},
+                GetTensorTypeInfo(type).name);
 }
 
 // Random unquantized weights of `type` (F32, F16 or BF16), and the same values as floats.
@@ -261,25 +280,9 @@ TEST_CASE("Matmul: bf16 matrices on every ISA match the scalar reference and the
               Bf16ToFp32(Fp32ToBf16(x[t * cols + r % cols])));
     }
   }
-  ThreadPool pool(2);
-  std::vector<float> reference(tokens * rows);
-  Matmul(w, qa, reference.data(), rows, pool, Isa::kScalar);
-  for (Isa isa : SupportedIsas()) {
-    std::vector<float> out(tokens * (rows + 3), -1.0f);  // ld_out > rows: padding untouched.
-    Matmul(w, qa, out.data(), rows + 3, pool, isa);
-    for (int64_t t = 0; t < tokens; ++t) {
-      for (int64_t r = 0; r < rows; ++r) {
-        INFO("isa " << IsaName(isa) << " type " << GetTensorTypeInfo(type).name << " rows " << rows
-                    << " cols " << cols << " token " << t << " row " << r);
-        const float got = out[t * (rows + 3) + r];
-        // Products of bf16 values are exact in fp32; only the fp32 sums round, and the paths
-        // add in different orders.
-        REQUIRE(got == Approx(reference[t * rows + r]).margin(1e-5).epsilon(1e-5));
-        REQUIRE(got == Approx(exact[t * rows + r]).margin(1e-5).epsilon(1e-5));
-      }
-      for (int64_t r = rows; r < rows + 3; ++r) REQUIRE(out[t * (rows + 3) + r] == -1.0f);
-    }
-  }
+  // Products of bf16 values are exact in fp32; only the fp32 sums round, and the paths add in
+  // different orders.
+  CheckEveryIsa(w, qa, exact, {1e-5, 1e-5}, {1e-5, 1e-5}, GetTensorTypeInfo(type).name);
 }
 
 }  // namespace
