@@ -282,30 +282,35 @@ int ServeCommand::Run() {
       }
     }
   };
+  // Waits (up to a minute) until `count` processes have registered with the router.
+  auto wait_registered = [&](int count) {
+    for (int i = 0; i < 600 && !server::ShutdownRequested(); ++i) {
+      absl::StatusOr<tessera::v1::ListWorkersResponse> list = ListWorkers(grpc_address_);
+      if (list.ok() && list->workers_size() >= count) return true;
+      int status = 0;
+      if (waitpid(router, &status, WNOHANG) == router) {
+        std::fprintf(stderr, "tessera serve: the router exited during start-up\n");
+        router = -1;
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  };
+  // Cache servers first: workers learn of them from heartbeat replies, and one that joined
+  // before them hears of them in its first, so the pool serves from the first request.
   std::vector<pid_t> cache_pids;
   for (int i = 0; i < cache_; ++i) {
     cache_pids.push_back(spawn(
         {"cache", "--router", grpc_address_, "--capacity-bytes", std::to_string(cache_bytes_)}));
   }
-  start_workers("prefill", prefill_);
-  start_workers("decode", decode_);
-  start_workers("both", both_);
-
-  // Ready when every worker has registered.
-  bool ready = false;
-  for (int i = 0; i < 600 && !server::ShutdownRequested(); ++i) {
-    absl::StatusOr<tessera::v1::ListWorkersResponse> list = ListWorkers(grpc_address_);
-    if (list.ok() && list->workers_size() >= workers + cache_) {
-      ready = true;
-      break;
-    }
-    int status = 0;
-    if (waitpid(router, &status, WNOHANG) == router) {
-      std::fprintf(stderr, "tessera serve: the router exited during start-up\n");
-      router = -1;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  bool ready = cache_ == 0 || wait_registered(cache_);
+  if (ready) {
+    start_workers("prefill", prefill_);
+    start_workers("decode", decode_);
+    start_workers("both", both_);
+    // Ready when every worker has registered.
+    ready = wait_registered(workers + cache_);
   }
   if (ready) {
     std::printf(

@@ -80,17 +80,20 @@ void StepThread::RefreshLoad() {
   load.cached_prompt_tokens = loop_->cached_prompt_tokens();
   load.held_hashes = blocks.held_hashes();
   kvcache::BlockManager::Changes changes = loop_->TakeKvChanges();
+  {
+    absl::MutexLock lock(&mu_);
+    load_ = load;
+    for (uint64_t hash : changes.stored) {
+      auto [it, inserted] = kv_changes_.try_emplace(hash, false, true);
+      it->second.second = true;
+    }
+    for (uint64_t hash : changes.removed) {
+      auto [it, inserted] = kv_changes_.try_emplace(hash, true, false);
+      it->second.second = false;
+    }
+  }
+  // After the changes are takeable, so a hook that wakes their publisher finds them.
   if (on_kv_stored_ && !changes.stored.empty()) on_kv_stored_(*loop_, changes.stored);
-  absl::MutexLock lock(&mu_);
-  load_ = load;
-  for (uint64_t hash : changes.stored) {
-    auto [it, inserted] = kv_changes_.try_emplace(hash, false, true);
-    it->second.second = true;
-  }
-  for (uint64_t hash : changes.removed) {
-    auto [it, inserted] = kv_changes_.try_emplace(hash, true, false);
-    it->second.second = false;
-  }
 }
 
 absl::Status StepThread::group_failure() const {

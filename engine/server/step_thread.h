@@ -56,7 +56,8 @@ struct KvBatch {
 class StepThread {
  public:
   // `on_kv_stored` (optional) runs on the step thread after each step with the block contents
-  // that became held since the last one (e.g. to put them in the cache pool).
+  // that became held since the last one (e.g. to put them in the cache pool), once
+  // TakeKvChanges() can return them.
   using KvStoredHook = std::function<void(StepLoop&, const std::vector<uint64_t>& stored)>;
   // `group` (optional, not owned): the expert-parallel group the loop's model belongs to; the
   // loop must have been created with StepLoopOptions::lockstep.

@@ -187,7 +187,17 @@ absl::Status RunWorker(const WorkerOptions& options) {
   // Blocks this worker computes go to the cache pool (when there is one), off the step thread.
   CachePoolClient pool(channels);
   context.pool = &pool;
-  auto put_in_pool = [&pool](StepLoop& loop, const std::vector<uint64_t>& stored) {
+  // Stored blocks also wake the loop below that publishes KV changes to the router: the next
+  // request with the same prefix must find them in the router's index, and a short request
+  // can finish well within the loop's 20 ms period.
+  absl::Mutex kv_wake_mu;
+  bool kv_stored = false;
+  auto put_in_pool = [&pool, &kv_wake_mu, &kv_stored](StepLoop& loop,
+                                                      const std::vector<uint64_t>& stored) {
+    {
+      absl::MutexLock lock(&kv_wake_mu);
+      kv_stored = true;
+    }
     if (!pool.has_servers()) return;
     std::vector<std::pair<uint64_t, std::string>> blocks;
     for (uint64_t hash : stored) {
@@ -325,7 +335,9 @@ absl::Status RunWorker(const WorkerOptions& options) {
       }
     }
     publish_kv();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    absl::MutexLock lock(&kv_wake_mu);
+    kv_wake_mu.AwaitWithTimeout(absl::Condition(&kv_stored), absl::Milliseconds(20));
+    kv_stored = false;
   }
   {
     tessera::internal::v1::DeregisterRequest request;
