@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace tessera::kernels {
 
@@ -15,15 +16,39 @@ void RmsNorm(const float* x, const float* weight, int64_t n, float epsilon, floa
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
 }
 
+namespace {
+
+// base^(-2i / rope_dim) for each of the rope_dim / 2 pairs.
+std::vector<float> DefaultFrequencies(int64_t rope_dim, float base) {
+  std::vector<float> inv_freq(static_cast<size_t>(rope_dim / 2));
+  for (int64_t i = 0; i < rope_dim / 2; ++i) {
+    inv_freq[i] = std::pow(base, -2.0f * static_cast<float>(i) / static_cast<float>(rope_dim));
+  }
+  return inv_freq;
+}
+
+}  // namespace
+
 void ApplyRope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
                float base) {
+  ApplyRope(x, num_heads, head_dim, rope_dim, pos, DefaultFrequencies(rope_dim, base).data(),
+            1.0f);
+}
+
+void ApplyRopeHalves(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim,
+                     int64_t pos, float base) {
+  ApplyRopeHalves(x, num_heads, head_dim, rope_dim, pos,
+                  DefaultFrequencies(rope_dim, base).data(), 1.0f);
+}
+
+void ApplyRope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
+               const float* inv_freq, float magnitude) {
   for (int64_t i = 0; i < rope_dim / 2; ++i) {
-    float theta = static_cast<float>(pos) *
-                  std::pow(base, -2.0f * static_cast<float>(i) / static_cast<float>(rope_dim));
-    float c = std::cos(theta), s = std::sin(theta);
+    const float theta = static_cast<float>(pos) * inv_freq[i];
+    const float c = std::cos(theta) * magnitude, s = std::sin(theta) * magnitude;
     for (int64_t h = 0; h < num_heads; ++h) {
       float* p = x + h * head_dim + 2 * i;
-      float a = p[0], b = p[1];
+      const float a = p[0], b = p[1];
       p[0] = a * c - b * s;
       p[1] = a * s + b * c;
     }
@@ -31,15 +56,14 @@ void ApplyRope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim, 
 }
 
 void ApplyRopeHalves(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim,
-                     int64_t pos, float base) {
+                     int64_t pos, const float* inv_freq, float magnitude) {
   const int64_t half = rope_dim / 2;
   for (int64_t i = 0; i < half; ++i) {
-    float theta = static_cast<float>(pos) *
-                  std::pow(base, -2.0f * static_cast<float>(i) / static_cast<float>(rope_dim));
-    float c = std::cos(theta), s = std::sin(theta);
+    const float theta = static_cast<float>(pos) * inv_freq[i];
+    const float c = std::cos(theta) * magnitude, s = std::sin(theta) * magnitude;
     for (int64_t h = 0; h < num_heads; ++h) {
       float* p = x + h * head_dim;
-      float a = p[i], b = p[i + half];
+      const float a = p[i], b = p[i + half];
       p[i] = a * c - b * s;
       p[i + half] = a * s + b * c;
     }

@@ -24,6 +24,14 @@ void ApplyRope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim, 
 void ApplyRopeHalves(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim,
                      int64_t pos, float base);
 
+// Both forms with the rope_dim / 2 inverse frequencies given (pair i rotates by
+// pos * inv_freq[i]) and cos and sin multiplied by `magnitude`: for scaled variants such as
+// YaRN, whose frequencies are not base^(-2i / rope_dim).
+void ApplyRope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
+               const float* inv_freq, float magnitude);
+void ApplyRopeHalves(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim,
+                     int64_t pos, const float* inv_freq, float magnitude);
+
 // out[i] = silu(gate[i]) * up[i] (vectorized per ISA, like the matmuls).
 void SiluMul(const float* gate, const float* up, int64_t n, float* out, Isa isa = DefaultIsa());
 

@@ -12,6 +12,7 @@
 #include "engine/models/fp32_model_parts.h"
 #include "engine/models/hf_decoder_model.h"
 #include "engine/models/moe_experts.h"
+#include "engine/models/rope_scaling.h"
 #include "engine/safetensors/hf_checkpoint.h"
 #include "kernels/attention.h"
 #include "kernels/fp16.h"
@@ -49,6 +50,9 @@ class DeepseekV3Model final : public HfDecoderModel {
 
   int64_t heads_ = 0, q_lora_ = 0, kv_lora_ = 0, nope_ = 0, rope_ = 0, v_dim_ = 0;
   bool rope_interleave_ = true;
+  std::vector<float> rope_inv_freq_;  // Per rotated pair (YaRN-scaled when the config says so).
+  float rope_magnitude_ = 1.0f;       // On cos and sin.
+  float softmax_scale_ = 1.0f;
   int32_t experts_ = 0, top_k_ = 0, groups_ = 0, top_groups_ = 0;
   bool normalize_ = true;
   float routed_scaling_ = 1.0f;
@@ -95,9 +99,16 @@ absl::Status DeepseekV3Model::Load(const HfCheckpoint& ck) {
     return absl::InvalidArgumentError(
         absl::StrCat(config_path, ": scoring_func \"", scoring, "\" is not supported (sigmoid)"));
   }
-  if (ck.config().contains("rope_scaling") && !ck.config()["rope_scaling"].is_null()) {
-    return absl::UnimplementedError(
-        absl::StrCat(config_path, ": rope_scaling (YaRN) is not supported yet"));
+  TESSERA_ASSIGN_OR_RETURN(RopeScaling rope,
+                           ReadRopeScaling(ck.config(), rope_, rope_theta, config_path));
+  rope_inv_freq_ = std::move(rope.inv_freq);
+  rope_magnitude_ = rope.magnitude;
+  // YaRN also sharpens the softmax, by mscale(factor, mscale_all_dim)^2 (transformers'
+  // yarn_apply_mscale).
+  softmax_scale_ = 1.0f / std::sqrt(static_cast<float>(nope_ + rope_));
+  if (rope.yarn && rope.mscale_all_dim != 0) {
+    const double m = YarnMscale(rope.factor, rope.mscale_all_dim);
+    softmax_scale_ = static_cast<float>(softmax_scale_ * m * m);
   }
   if (experts % groups != 0 || top_groups > groups || top_k > top_groups * (experts / groups)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -229,10 +240,10 @@ void DeepseekV3Model::Attention(int32_t layer, MicroBatch& mb, kvcache::PagedKvC
       for (int64_t h = 0; h < n_heads; ++h) {
         if (rope_interleave_) {
           kernels::ApplyRope(x + h * stride, 1, rope_, rope_, mb.step.position[t],
-                             config_.rope_base);
+                             rope_inv_freq_.data(), rope_magnitude_);
         } else {
           kernels::ApplyRopeHalves(x + h * stride, 1, rope_, rope_, mb.step.position[t],
-                                   config_.rope_base);
+                                   rope_inv_freq_.data(), rope_magnitude_);
         }
       }
     };
@@ -261,7 +272,7 @@ void DeepseekV3Model::Attention(int32_t layer, MicroBatch& mb, kvcache::PagedKvC
   }
   s.attn.resize(static_cast<size_t>(mb.tokens * heads_ * latent));
   const kernels::AttentionShape shape{config_.num_heads, 1, static_cast<int32_t>(latent),
-                                      block_size, 1.0f / std::sqrt(static_cast<float>(qk_dim))};
+                                      block_size, softmax_scale_};
   int64_t row = 0;
   for (const SequenceStep& seq : mb.batch) {
     std::vector<const uint16_t*> keys, values;

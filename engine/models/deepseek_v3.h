@@ -6,7 +6,8 @@
 //   the latents, through the same paged cache, block manager and transfer as any other KV;
 // - the first first_k_dense_replace layers dense, the rest mixture-of-experts with shared
 //   experts and sigmoid, group-limited routing with the score correction bias.
-// Not yet supported: rope_scaling (YaRN) and multi-token-prediction layers.
+// rope_scaling may be YaRN, as in DeepSeek-V3's own config. Not supported: the
+// multi-token-prediction layers.
 // Thread-safety: as Model.
 #ifndef TESSERA_ENGINE_MODELS_DEEPSEEK_V3_H_
 #define TESSERA_ENGINE_MODELS_DEEPSEEK_V3_H_

@@ -12,6 +12,7 @@
 #include "engine/models/fp32_model_parts.h"
 #include "engine/models/hf_decoder_model.h"
 #include "engine/models/moe_experts.h"
+#include "engine/models/rope_scaling.h"
 #include "engine/safetensors/hf_checkpoint.h"
 #include "kernels/attention.h"
 #include "kernels/fp16.h"
@@ -47,6 +48,8 @@ class Qwen3MoeModel final : public HfDecoderModel {
   bool normalize_top_k_ = true;
   int64_t q_dim_ = 0;
   int64_t kv_dim_ = 0;
+  std::vector<float> rope_inv_freq_;  // Per rotated pair (YaRN-scaled when the config says so).
+  float rope_magnitude_ = 1.0f;       // On cos and sin.
   std::vector<Qwen3MoeLayer> layers_;
 
   // Per-step scratch, one set per lane.
@@ -106,6 +109,10 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
   config_.context_length = static_cast<int32_t>(context);
   config_.rope_dim = static_cast<int32_t>(head_dim);
   config_.rope_base = static_cast<float>(rope_theta);
+  TESSERA_ASSIGN_OR_RETURN(RopeScaling rope,
+                           ReadRopeScaling(ck.config(), head_dim, rope_theta, config_path));
+  rope_inv_freq_ = std::move(rope.inv_freq);
+  rope_magnitude_ = rope.magnitude;
   config_.rms_norm_epsilon = static_cast<float>(eps);
   num_experts_ = static_cast<int32_t>(experts);
   top_k_ = static_cast<int32_t>(top_k);
@@ -183,9 +190,9 @@ void Qwen3MoeModel::Attention(int32_t layer, MicroBatch& mb, kvcache::PagedKvCac
                        k + h * head_dim);
     }
     kernels::ApplyRopeHalves(q, config_.num_heads, head_dim, config_.rope_dim, mb.step.position[t],
-                             config_.rope_base);
+                             rope_inv_freq_.data(), rope_magnitude_);
     kernels::ApplyRopeHalves(k, config_.num_kv_heads, head_dim, config_.rope_dim,
-                             mb.step.position[t], config_.rope_base);
+                             mb.step.position[t], rope_inv_freq_.data(), rope_magnitude_);
     const SequenceStep& seq = mb.batch[static_cast<size_t>(mb.step.sequence[t])];
     const int32_t pos = mb.step.position[t];
     const kvcache::BlockId block = seq.block_table[static_cast<size_t>(pos / block_size)];

@@ -17,11 +17,12 @@ engine/safetensors/synthetic_weights.h, whose generator this file reimplements w
 
 Run (needs torch and transformers from PyPI; the tests themselves do not):
   python3 -m venv .deps/reference-venv
-  .deps/reference-venv/bin/pip install torch transformers numpy
+  .deps/reference-venv/bin/pip install torch==2.15.0 transformers==5.23.0 numpy safetensors
   .deps/reference-venv/bin/python scripts/reference/make_moe_references.py
 """
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -135,7 +136,17 @@ DEEPSEEK_V3 = {
     "tie_word_embeddings": False,
 }
 
-MODELS = {"qwen3_moe_tiny": QWEN3_MOE, "deepseek_v3_tiny": DEEPSEEK_V3}
+# DeepSeek-V3 with its own long-context settings: YaRN rope_scaling exactly as in the released
+# config.json, whose max_position_embeddings it also takes. Same tensors (same names and seed)
+# as deepseek_v3_tiny, so only the rotary embedding and the softmax scale differ.
+DEEPSEEK_V3_YARN = dict(DEEPSEEK_V3, max_position_embeddings=163840, rope_scaling={
+    "type": "yarn", "factor": 40, "original_max_position_embeddings": 4096, "beta_fast": 32,
+    "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0})
+
+MODELS = {"qwen3_moe_tiny": QWEN3_MOE, "deepseek_v3_tiny": DEEPSEEK_V3,
+          "deepseek_v3_tiny_yarn": DEEPSEEK_V3_YARN}
+# Prompt lengths per model; YaRN's interpolated frequencies want more positions to show.
+PROMPT_LENGTHS = {"deepseek_v3_tiny_yarn": (40, 9)}
 
 
 def make_reference(name, config, seed, out_dir):
@@ -149,7 +160,9 @@ def make_reference(name, config, seed, out_dir):
     with tempfile.TemporaryDirectory() as checkpoint:
         # The checkpoint's tensor names and shapes as they are on the Hub (one tensor per
         # expert), which is what Tessera loads: transformers writes them on save.
-        hf_config = transformers.AutoConfig.for_model(**config)
+        # A deep copy: transformers fills rope_scaling in place (rope_type, rope_theta), and
+        # the reference keeps the config as written.
+        hf_config = transformers.AutoConfig.for_model(**copy.deepcopy(config))
         transformers.AutoModelForCausalLM.from_config(
             hf_config, dtype=torch.float32).save_pretrained(checkpoint)
         layout = []
@@ -184,7 +197,8 @@ def make_reference(name, config, seed, out_dir):
         model.eval()
 
         rng = np.random.default_rng(seed)
-        prompts = [rng.integers(0, config["vocab_size"], size=n).tolist() for n in (12, 7)]
+        prompts = [rng.integers(0, config["vocab_size"], size=n).tolist()
+                   for n in PROMPT_LENGTHS.get(name, (12, 7))]
         logits = []
         with torch.no_grad():
             for prompt in prompts:

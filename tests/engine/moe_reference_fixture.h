@@ -39,8 +39,11 @@ struct MoeModelKind {
   const char* reference;
   MoeLoader load;
 };
-inline constexpr MoeModelKind kMoeModels[] = {{"qwen3_moe_tiny", &engine::LoadQwen3Moe},
-                                              {"deepseek_v3_tiny", &engine::LoadDeepseekV3}};
+// deepseek_v3_tiny_yarn: the same weights with DeepSeek-V3's released YaRN rope_scaling.
+inline constexpr MoeModelKind kMoeModels[] = {
+    {"qwen3_moe_tiny", &engine::LoadQwen3Moe},
+    {"deepseek_v3_tiny", &engine::LoadDeepseekV3},
+    {"deepseek_v3_tiny_yarn", &engine::LoadDeepseekV3}};
 
 inline bool LoadMoeReference(const std::string& name, MoeReference& ref, std::string& error) {
   std::ifstream in(TestDataPath("moe/" + name + ".json"));
