@@ -16,10 +16,7 @@ void RmsNorm(const float* x, const float* weight, int64_t n, float epsilon, floa
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
 }
 
-namespace {
-
-// base^(-2i / rope_dim) for each of the rope_dim / 2 pairs.
-std::vector<float> DefaultFrequencies(int64_t rope_dim, float base) {
+std::vector<float> RopeFrequencies(int64_t rope_dim, float base) {
   std::vector<float> inv_freq(static_cast<size_t>(rope_dim / 2));
   for (int64_t i = 0; i < rope_dim / 2; ++i) {
     inv_freq[i] = std::pow(base, -2.0f * static_cast<float>(i) / static_cast<float>(rope_dim));
@@ -27,18 +24,16 @@ std::vector<float> DefaultFrequencies(int64_t rope_dim, float base) {
   return inv_freq;
 }
 
-}  // namespace
-
 void ApplyRope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim, int64_t pos,
                float base) {
-  ApplyRope(x, num_heads, head_dim, rope_dim, pos, DefaultFrequencies(rope_dim, base).data(),
+  ApplyRope(x, num_heads, head_dim, rope_dim, pos, RopeFrequencies(rope_dim, base).data(),
             1.0f);
 }
 
 void ApplyRopeHalves(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim,
                      int64_t pos, float base) {
   ApplyRopeHalves(x, num_heads, head_dim, rope_dim, pos,
-                  DefaultFrequencies(rope_dim, base).data(), 1.0f);
+                  RopeFrequencies(rope_dim, base).data(), 1.0f);
 }
 
 void ApplyRope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim, int64_t pos,

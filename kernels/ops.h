@@ -5,6 +5,7 @@
 #define TESSERA_KERNELS_OPS_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cpu_features.h"
 
@@ -23,6 +24,10 @@ void ApplyRope(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim, 
 // each head, element i pairs with element i + rope_dim / 2.
 void ApplyRopeHalves(float* x, int64_t num_heads, int64_t head_dim, int64_t rope_dim,
                      int64_t pos, float base);
+
+// base^(-2i / rope_dim) for each of the rope_dim / 2 pairs: the frequencies the forms above
+// use, for callers that compute them once rather than per call.
+std::vector<float> RopeFrequencies(int64_t rope_dim, float base);
 
 // Both forms with the rope_dim / 2 inverse frequencies given (pair i rotates by
 // pos * inv_freq[i]) and cos and sin multiplied by `magnitude`: for scaled variants such as

@@ -148,6 +148,11 @@ class LlamaModel final : public Model {
   void NormAndQuantize(const std::vector<float>& weight, bool add_residual);
   // Per-token passes in chunks of this many tokens: at least a few chunks per thread even for
   // a decode step's handful of tokens, so no thread waits while another does them all.
+  // Row t of x_ += row t of normed_ (a block's output joining the residual stream).
+  void AddResidualRow(int64_t t) {
+    const int64_t hidden = config_.hidden_size;
+    for (int64_t i = t * hidden; i < (t + 1) * hidden; ++i) x_[i] += normed_[i];
+  }
   int64_t TokenGrain() const {
     return std::clamp<int64_t>(tokens_ / (4 * pool_.num_threads()), 1, 16);
   }
@@ -164,6 +169,7 @@ class LlamaModel final : public Model {
   const GgufTensor* token_embedding_ = nullptr;
   std::vector<LayerWeights> layers_;
   std::vector<float> output_norm_;
+  std::vector<float> rope_inv_freq_;  // Computed once, not per token and layer.
   PackedMatrix lm_head_;
 
   // Per-step scratch, sized for the largest step seen so far.
@@ -219,6 +225,7 @@ absl::Status LlamaModel::Load(const GgufFile& file) {
     TESSERA_ASSIGN_OR_RETURN(double base, file.GetFloat(arch + ".rope.freq_base"));
     config_.rope_base = static_cast<float>(base);
   }
+  rope_inv_freq_ = kernels::RopeFrequencies(config_.rope_dim, config_.rope_base);
   TESSERA_ASSIGN_OR_RETURN(double eps, file.GetFloat(arch + ".attention.layer_norm_rms_epsilon"));
   config_.rms_norm_epsilon = static_cast<float>(eps);
   if (!(config_.rope_base > 0) || !(config_.rms_norm_epsilon > 0)) {
@@ -365,9 +372,7 @@ absl::Status LlamaModel::Forward(std::span<const SequenceStep> batch, kvcache::P
   if (rows.empty()) return absl::OkStatus();
   // The last layer's FFN output joins the residual stream, for these rows only. All of them
   // first: row i of normed_ is overwritten below while later rows' outputs are still needed.
-  for (int64_t row : rows) {
-    for (int64_t i = row * hidden; i < (row + 1) * hidden; ++i) x_[i] += normed_[i];
-  }
+  for (int64_t row : rows) AddResidualRow(row);
   for (size_t i = 0; i < rows.size(); ++i) {
     kernels::RmsNorm(x_.data() + rows[i] * hidden, output_norm_.data(), hidden,
                      config_.rms_norm_epsilon, normed_.data() + i * hidden);
@@ -395,9 +400,9 @@ absl::Status LlamaModel::Layer(int32_t layer, std::span<const SequenceStep> batc
       float* k = q + q_dim_;
       const float* v = k + kv_dim_;
       kernels::ApplyRope(q, config_.num_heads, config_.head_dim, config_.rope_dim, token_pos_[t],
-                         config_.rope_base);
+                         rope_inv_freq_.data(), 1.0f);
       kernels::ApplyRope(k, config_.num_kv_heads, config_.head_dim, config_.rope_dim, token_pos_[t],
-                         config_.rope_base);
+                         rope_inv_freq_.data(), 1.0f);
       const SequenceStep& seq = batch[token_seq_[t]];
       int32_t pos = token_pos_[t];
       kvcache::BlockId block = seq.block_table[pos / block_size];
@@ -494,9 +499,7 @@ void LlamaModel::NormAndQuantize(const std::vector<float>& weight, bool add_resi
   quantized_.Reset(tokens_, hidden);
   pool_.ParallelFor(tokens_, TokenGrain(), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
-      if (add_residual) {
-        for (int64_t i = t * hidden; i < (t + 1) * hidden; ++i) x_[i] += normed_[i];
-      }
+      if (add_residual) AddResidualRow(t);
       kernels::RmsNorm(x_.data() + t * hidden, weight.data(), hidden, config_.rms_norm_epsilon,
                        normed_.data() + t * hidden);
       quantized_.QuantizeRow(t, normed_.data() + t * hidden);

@@ -117,7 +117,6 @@ absl::StatusOr<RopeScaling> ReadRopeScaling(const nlohmann::json& config, int64_
     truncate = it->get<bool>();
   }
   out.factor = *factor;
-  out.mscale = *mscale;
   out.mscale_all_dim = *mscale_all_dim;
   if (*attention_factor >= 0) {
     out.magnitude = static_cast<float>(*attention_factor);

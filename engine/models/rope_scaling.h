@@ -19,8 +19,7 @@ namespace tessera::engine {
 struct RopeScaling {
   bool yarn = false;
   double factor = 1.0;    // YaRN's context extension factor.
-  double mscale = 0.0;    // 0 when the config has none.
-  double mscale_all_dim = 0.0;
+  double mscale_all_dim = 0.0;  // 0 when the config has none.
   std::vector<float> inv_freq;  // rope_dim / 2 frequencies: pair i rotates by pos * inv_freq[i].
   float magnitude = 1.0f;       // On cos and sin (transformers' "attention_factor").
 };
