@@ -12,7 +12,7 @@
 #include "bench/html_report.h"
 #include "bench/prompt_synth.h"
 #include "bench/replay_report.h"
-#include "engine/gguf/gguf_file.h"
+#include "engine/runtime/loaded_model.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace tessera::bench {
@@ -107,21 +107,12 @@ absl::Status WriteReport(const std::string& path, const std::string& title,
 absl::Status RunReplayCommand(ReplayCommandOptions o) {
   absl::StatusOr<Trace> trace = ReadTrace(o.trace_path, o.format);
   if (!trace.ok()) return trace.status();
-  absl::StatusOr<std::unique_ptr<engine::GgufFile>> file =
-      engine::GgufFile::Open(o.tokenizer_model);
-  if (!file.ok()) return file.status();
-  absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
-      engine::Tokenizer::FromGguf(**file);
-  if (!tokenizer.ok()) return tokenizer.status();
-  if (o.replay.context <= 0) {
-    absl::StatusOr<std::string> arch = (*file)->GetString("general.architecture");
-    absl::StatusOr<int64_t> context =
-        arch.ok() ? (*file)->GetInt(*arch + ".context_length") : arch.status();
-    if (!context.ok()) return context.status();
-    o.replay.context = static_cast<int32_t>(*context);
-  }
+  absl::StatusOr<engine::ModelFacts> model = engine::ReadModelFacts(o.tokenizer_model);
+  if (!model.ok()) return model.status();
+  const std::unique_ptr<engine::Tokenizer>& tokenizer = model->tokenizer;
+  if (o.replay.context <= 0) o.replay.context = model->context_length;
   absl::StatusOr<std::unique_ptr<PromptSynthesizer>> prompts =
-      PromptSynthesizer::Create(**tokenizer);
+      PromptSynthesizer::Create(*tokenizer);
   if (!prompts.ok()) return prompts.status();
   std::vector<ReportRun> runs;
   if (o.rates.empty()) {

@@ -19,8 +19,9 @@ BenchCommand::BenchCommand(CLI::App& app) {
       "model",
       "Prefill and batched-decode throughput of the model runtime (compare with llama-bench)");
   model_options_.model_path = DefaultModelPath();
-  model_->add_option("--model", model_options_.model_path, "GGUF model file")
-      ->check(CLI::ExistingFile);
+  model_->add_option("--model", model_options_.model_path,
+                     "GGUF model file or Hugging Face checkpoint directory")
+      ->check(CLI::ExistingPath);
   model_->add_option("--threads", model_options_.threads, "Compute threads")
       ->check(CLI::Range(1, 1024));
   model_->add_option("--prefill", model_options_.prefill_lengths, "Prompt lengths to prefill")
@@ -80,8 +81,9 @@ BenchCommand::BenchCommand(CLI::App& app) {
   replay_options_.tokenizer_model = DefaultModelPath();
   replay_
       ->add_option("--model", replay_options_.tokenizer_model,
-                   "GGUF file whose tokenizer and context the prompts are made for")
-      ->check(CLI::ExistingFile);
+                   "GGUF file or checkpoint directory whose tokenizer and context the prompts "
+                   "are made for")
+      ->check(CLI::ExistingPath);
   replay_->add_option("--served-model", replay_options_.replay.model,
                       "Model name to send with each request");
   replay_->add_option("--slo-ttft", slo_ttft_ms_, "TTFT SLO in ms (0: none)")

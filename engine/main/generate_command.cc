@@ -12,8 +12,10 @@ namespace tessera::engine {
 GenerateCommand::GenerateCommand(CLI::App& app) {
   command_ = app.add_subcommand("generate", "Generate text from a prompt on this machine");
   model_path_ = DefaultModelPath();
-  command_->add_option("--model", model_path_, "GGUF model file (default: the default model)")
-      ->check(CLI::ExistingFile);
+  command_->add_option("--model", model_path_,
+                       "GGUF model file or Hugging Face checkpoint directory (default: the "
+                       "default model)")
+      ->check(CLI::ExistingPath);
   command_->add_option("--prompt", prompt_, "Prompt text")->required();
   command_->add_flag("--chat", chat_, "Wrap the prompt in the model's chat template");
   command_->add_option("--system", system_, "System message (with --chat)");
@@ -61,7 +63,7 @@ int GenerateCommand::Run() {
     std::vector<ChatMessage> messages;
     if (!system_.empty()) messages.push_back({"system", system_});
     messages.push_back({"user", prompt_});
-    absl::StatusOr<std::string> templated = ApplyChatTemplate(*loaded->file, messages, true);
+    absl::StatusOr<std::string> templated = ApplyChatTemplate(*loaded->tokenizer, messages, true);
     if (!templated.ok()) {
       std::fprintf(stderr, "tessera generate: %s\n", templated.status().ToString().c_str());
       return 1;

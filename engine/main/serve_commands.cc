@@ -37,8 +37,9 @@ absl::StatusOr<tessera::v1::ListWorkersResponse> ListWorkers(const std::string& 
 RouterCommand::RouterCommand(CLI::App& app) {
   command_ = app.add_subcommand("router", "Run the router: the gRPC, HTTP and admin front door");
   options_.model_path = DefaultModelPath();
-  command_->add_option("--model", options_.model_path, "GGUF model file (tokenizer and facts)")
-      ->check(CLI::ExistingFile);
+  command_->add_option("--model", options_.model_path,
+                       "GGUF model file or checkpoint directory (tokenizer and facts)")
+      ->check(CLI::ExistingPath);
   command_->add_option("--grpc", options_.grpc_address, "gRPC listen address");
   command_->add_option("--http", options_.http_address, "HTTP listen address (empty: none)");
   command_
@@ -72,7 +73,9 @@ WorkerCommand::WorkerCommand(CLI::App& app) {
   // A colocated worker's decodes wait behind at most 128 prompt tokens per step (measured on
   // the Azure and Mooncake traces: higher goodput than the full 512 at every load tried).
   options_.loop.planner.max_tokens_per_decode_step = 128;
-  command_->add_option("--model", options_.model_path, "GGUF model file")->check(CLI::ExistingFile);
+  command_->add_option("--model", options_.model_path,
+                       "GGUF model file or Hugging Face checkpoint directory")
+      ->check(CLI::ExistingPath);
   command_->add_option("--role", role_, "prefill, decode or both")
       ->check(CLI::IsMember({"prefill", "decode", "both"}));
   command_->add_option("--router", options_.router_address, "Router gRPC address")->required();
@@ -189,7 +192,9 @@ ServeCommand::ServeCommand(CLI::App& app) {
   command_ = app.add_subcommand(
       "serve", "Run a whole deployment on this host: a router and prefill/decode workers");
   model_path_ = DefaultModelPath();
-  command_->add_option("--model", model_path_, "GGUF model file")->check(CLI::ExistingFile);
+  command_->add_option("--model", model_path_,
+                       "GGUF model file or Hugging Face checkpoint directory")
+      ->check(CLI::ExistingPath);
   command_->add_option("--grpc", grpc_address_, "gRPC listen address");
   command_->add_option("--http", http_address_, "HTTP listen address");
   command_->add_option("--prefill", prefill_, "Prefill workers")->check(CLI::Range(0, 64));

@@ -1,7 +1,12 @@
 #include "engine/models/model_registry.h"
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
+#include "common/json_file.h"
 #include "common/status_macros.h"
+#include "engine/models/deepseek_v3.h"
+#include "engine/models/qwen3_moe.h"
 
 namespace tessera::engine {
 namespace {
@@ -13,6 +18,18 @@ struct Entry {
 
 constexpr Entry kArchitectures[] = {
     {"llama", &CreateLlamaModel},
+};
+
+using HfModelLoader = absl::StatusOr<std::unique_ptr<Model>> (*)(const std::string&,
+                                                                 const ModelOptions&);
+struct HfEntry {
+  absl::string_view model_type;
+  HfModelLoader load;
+};
+
+constexpr HfEntry kHfModelTypes[] = {
+    {"qwen3_moe", &LoadQwen3Moe},
+    {"deepseek_v3", &LoadDeepseekV3},
 };
 
 }  // namespace
@@ -31,6 +48,23 @@ absl::StatusOr<std::unique_ptr<Model>> CreateModel(const GgufFile& file,
   TESSERA_ASSIGN_OR_RETURN(std::string architecture, file.GetString("general.architecture"));
   TESSERA_ASSIGN_OR_RETURN(ModelFactory factory, FindModelFactory(architecture));
   return factory(file, options);
+}
+
+absl::StatusOr<std::unique_ptr<Model>> CreateHfModel(const std::string& directory,
+                                                     const ModelOptions& options) {
+  const std::string config_path = (std::filesystem::path(directory) / "config.json").string();
+  TESSERA_ASSIGN_OR_RETURN(nlohmann::json config, ReadJsonFile(config_path));
+  if (!config.is_object() || !config.contains("model_type") || !config["model_type"].is_string()) {
+    return absl::InvalidArgumentError(absl::StrCat(config_path, ": no model_type string"));
+  }
+  const std::string model_type = config["model_type"].get<std::string>();
+  for (const HfEntry& e : kHfModelTypes) {
+    if (e.model_type == model_type) return e.load(directory, options);
+  }
+  std::string known;
+  for (const HfEntry& e : kHfModelTypes) absl::StrAppend(&known, known.empty() ? "" : ", ", e.model_type);
+  return absl::UnimplementedError(absl::StrCat(config_path, ": model_type '", model_type,
+                                               "' is not supported (supported: ", known, ")"));
 }
 
 kvcache::KvCacheShape KvShapeFor(const ModelConfig& config, int32_t block_size,

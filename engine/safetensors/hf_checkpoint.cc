@@ -1,33 +1,19 @@
 #include "engine/safetensors/hf_checkpoint.h"
 
 #include <filesystem>
-#include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/json_file.h"
 
 namespace tessera::engine {
-namespace {
 
 using json = nlohmann::json;
-
-absl::StatusOr<json> ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  try {
-    return json::parse(in);
-  } catch (const json::parse_error& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": malformed JSON at byte offset ", e.byte, ": ", e.what()));
-  }
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(const std::string& directory) {
   auto checkpoint = std::unique_ptr<HfCheckpoint>(new HfCheckpoint());
   checkpoint->directory_ = directory;
   const std::filesystem::path dir(directory);
-  absl::StatusOr<json> config = ReadJson((dir / "config.json").string());
+  absl::StatusOr<json> config = ReadJsonFile((dir / "config.json").string());
   if (!config.ok()) return config.status();
   if (!config->is_object()) {
     return absl::InvalidArgumentError(
@@ -38,7 +24,7 @@ absl::StatusOr<std::unique_ptr<HfCheckpoint>> HfCheckpoint::Open(const std::stri
   std::vector<std::string> shards;
   const std::filesystem::path index = dir / "model.safetensors.index.json";
   if (std::filesystem::exists(index)) {
-    absl::StatusOr<json> map = ReadJson(index.string());
+    absl::StatusOr<json> map = ReadJsonFile(index.string());
     if (!map.ok()) return map.status();
     if (!map->contains("weight_map") || !(*map)["weight_map"].is_object()) {
       return absl::InvalidArgumentError(absl::StrCat(index.string(), ": no weight_map object"));

@@ -12,7 +12,8 @@
 
 namespace tessera::engine::server {
 
-std::string ModelIdFromPath(const std::string& path) {
+std::string ModelIdFromPath(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();  // A directory's "dir/".
   std::string name = path.substr(path.find_last_of('/') + 1);
   if (absl::EndsWith(name, ".gguf")) name.resize(name.size() - 5);
   return name;
@@ -35,17 +36,9 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Create(const std::string& mo
                   "Prompt tokens of finished requests.");
   metrics.Declare("tessera_generation_tokens_total", Metrics::Type::kCounter,
                   "Tokens generated for finished requests.");
-  TESSERA_ASSIGN_OR_RETURN(frontend->file_, GgufFile::Open(model_path));
-  TESSERA_ASSIGN_OR_RETURN(frontend->tokenizer_, Tokenizer::FromGguf(*frontend->file_));
-  TESSERA_ASSIGN_OR_RETURN(std::string architecture,
-                           frontend->file_->GetString("general.architecture"));
-  TESSERA_ASSIGN_OR_RETURN(int64_t context,
-                           frontend->file_->GetInt(architecture + ".context_length"));
-  if (context <= 0 || context > (int64_t{1} << 24)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(model_path, ": ", architecture, ".context_length is ", context));
-  }
-  frontend->context_length_ = static_cast<int32_t>(context);
+  TESSERA_ASSIGN_OR_RETURN(ModelFacts facts, ReadModelFacts(model_path));
+  frontend->tokenizer_ = std::move(facts.tokenizer);
+  frontend->context_length_ = facts.context_length;
   frontend->model_id_ = ModelIdFromPath(model_path);
   frontend->id_prefix_ = absl::StrCat(absl::Hex(std::random_device{}() & 0xffffff));
   return frontend;

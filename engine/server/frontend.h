@@ -12,7 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "engine/gguf/gguf_file.h"
+#include "engine/runtime/loaded_model.h"
 #include "engine/server/dispatcher.h"
 #include "engine/server/metrics.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -37,7 +37,6 @@ class Frontend {
   const std::string& model_id() const { return model_id_; }
   int32_t context_length() const { return context_length_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
-  const GgufFile& gguf() const { return *file_; }
 
   // Validates and tokenizes a request.
   absl::StatusOr<DispatchJob> Prepare(const tessera::v1::GenerateRequest& request) const;
@@ -68,7 +67,6 @@ class Frontend {
   Dispatcher& dispatcher_;
   Metrics& metrics_;
   const FrontendOptions options_;
-  std::unique_ptr<GgufFile> file_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::string model_id_;
   std::string id_prefix_;
@@ -77,8 +75,9 @@ class Frontend {
   mutable std::atomic<int64_t> next_request_{1};
 };
 
-// The model id a GGUF path is served under: its file name without ".gguf".
-std::string ModelIdFromPath(const std::string& path);
+// The model id a path is served under: a GGUF file's name without ".gguf", or a checkpoint
+// directory's name.
+std::string ModelIdFromPath(std::string path);
 
 }  // namespace tessera::engine::server
 

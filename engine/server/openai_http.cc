@@ -258,7 +258,7 @@ std::variant<ParsedRequest, HttpError> ParseChat(const json& body, const Fronten
     }
     chat.push_back(std::move(message));
   }
-  absl::StatusOr<std::string> text = ApplyChatTemplate(frontend.gguf(), chat, true);
+  absl::StatusOr<std::string> text = ApplyChatTemplate(frontend.tokenizer(), chat, true);
   if (!text.ok()) return HttpError{absl::InvalidArgumentError(text.status().message()), "messages"};
   parsed.request.set_text(*text);
   return parsed;

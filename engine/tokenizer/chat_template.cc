@@ -89,15 +89,13 @@ absl::StatusOr<std::string> ApplyChatTemplate(absl::string_view chat_template,
   return out;
 }
 
-absl::StatusOr<std::string> ApplyChatTemplate(const GgufFile& file,
+absl::StatusOr<std::string> ApplyChatTemplate(const Tokenizer& tokenizer,
                                               std::span<const ChatMessage> messages,
                                               bool add_generation_prompt) {
-  constexpr absl::string_view kKey = "tokenizer.chat_template";
-  if (!file.Has(kKey)) {
-    return absl::NotFoundError(absl::StrCat(file.source_name(), " has no ", kKey));
+  if (tokenizer.chat_template().empty()) {
+    return absl::NotFoundError("the model has no chat template");
   }
-  TESSERA_ASSIGN_OR_RETURN(std::string chat_template, file.GetString(kKey));
-  return ApplyChatTemplate(chat_template, messages, add_generation_prompt);
+  return ApplyChatTemplate(tokenizer.chat_template(), messages, add_generation_prompt);
 }
 
 }  // namespace tessera::engine

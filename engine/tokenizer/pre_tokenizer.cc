@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,22 @@ void PreTokenizeSmolLm(absl::string_view text, std::string* normalized,
     splitter.Split(i, run_end);
     i = run_end;
   }
+}
+
+namespace {
+
+class SmolLmPreTokenizer final : public PreTokenizer {
+ public:
+  void Split(absl::string_view text, std::string* normalized,
+             std::vector<WordSpan>* words) const override {
+    PreTokenizeSmolLm(text, normalized, words);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<PreTokenizer> MakeSmolLmPreTokenizer() {
+  return std::make_unique<SmolLmPreTokenizer>();
 }
 
 }  // namespace tessera::engine::tokenizer_internal

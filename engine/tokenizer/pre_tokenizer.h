@@ -10,6 +10,7 @@
 #define TESSERA_ENGINE_TOKENIZER_PRE_TOKENIZER_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,19 @@ struct WordSpan {
 // *normalized. Both outputs are cleared first, so callers can reuse them.
 void PreTokenizeSmolLm(absl::string_view text, std::string* normalized,
                        std::vector<WordSpan>* words);
+
+// How a tokenizer turns text into words: the GGUF "smollm" splitter above, or the normalizer
+// and pre-tokenizer steps of a tokenizer.json (regex_pre_tokenizer.h). Implementations are
+// immutable and thread-safe.
+class PreTokenizer {
+ public:
+  virtual ~PreTokenizer() = default;
+  // As PreTokenizeSmolLm: *normalized is the text the words index into.
+  virtual void Split(absl::string_view text, std::string* normalized,
+                     std::vector<WordSpan>* words) const = 0;
+};
+
+std::unique_ptr<PreTokenizer> MakeSmolLmPreTokenizer();
 
 }  // namespace tessera::engine::tokenizer_internal
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/tokenizer/bpe.h"
+#include "engine/tokenizer/byte_level.h"
 #include "engine/tokenizer/pre_tokenizer.h"
 #include "engine/tokenizer/vocab.h"
 
@@ -22,6 +23,7 @@ using tokenizer_internal::Vocab;
 
 constexpr absl::string_view kModelKey = "tokenizer.ggml.model";
 constexpr absl::string_view kPreKey = "tokenizer.ggml.pre";
+constexpr absl::string_view kChatTemplateKey = "tokenizer.chat_template";
 
 // A piece of the input: raw text (token < 0) or a special token matched in it.
 struct Fragment {
@@ -96,10 +98,20 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& f
                         absl::StrCat("loading the tokenizer of ", file.source_name(), ": ",
                                      vocab.status().message()));
   }
-  return std::unique_ptr<Tokenizer>(new Tokenizer(*std::move(vocab)));
+  std::string chat_template;
+  if (file.Has(kChatTemplateKey)) {
+    TESSERA_ASSIGN_OR_RETURN(chat_template, file.GetString(kChatTemplateKey));
+  }
+  return std::unique_ptr<Tokenizer>(new Tokenizer(
+      *std::move(vocab), tokenizer_internal::MakeSmolLmPreTokenizer(), std::move(chat_template)));
 }
 
-Tokenizer::Tokenizer(std::unique_ptr<const Vocab> vocab) : vocab_(std::move(vocab)) {}
+Tokenizer::Tokenizer(std::unique_ptr<const Vocab> vocab,
+                     std::unique_ptr<const tokenizer_internal::PreTokenizer> pre_tokenizer,
+                     std::string chat_template)
+    : vocab_(std::move(vocab)),
+      pre_tokenizer_(std::move(pre_tokenizer)),
+      chat_template_(std::move(chat_template)) {}
 Tokenizer::~Tokenizer() = default;
 
 std::vector<int32_t> Tokenizer::Encode(absl::string_view text, bool parse_special) const {
@@ -120,11 +132,18 @@ std::vector<int32_t> Tokenizer::Encode(absl::string_view text, bool parse_specia
 void Tokenizer::EncodeText(absl::string_view text, std::vector<int32_t>* out) const {
   std::string normalized;
   std::vector<tokenizer_internal::WordSpan> words;
-  tokenizer_internal::PreTokenizeSmolLm(text, &normalized, &words);
+  pre_tokenizer_->Split(text, &normalized, &words);
   tokenizer_internal::BpeWordEncoder encoder(*vocab_);
   const absl::string_view all(normalized);
   for (const tokenizer_internal::WordSpan& word : words) {
-    encoder.Encode(all.substr(word.offset, word.length), out);
+    const absl::string_view bytes = all.substr(word.offset, word.length);
+    if (vocab_->ignore_merges()) {
+      if (std::optional<int32_t> id = vocab_->Find(tokenizer_internal::EncodeByteLevel(bytes))) {
+        out->push_back(*id);
+        continue;
+      }
+    }
+    encoder.Encode(bytes, out);
   }
 }
 

@@ -1,12 +1,13 @@
 // Text <-> token ids for the models Tessera serves, matching llama.cpp token for token.
 //
-// Tokenizer: byte-level BPE ("gpt2" vocabularies) with the pre-tokenizer the GGUF file names
-// in tokenizer.ggml.pre (currently "smollm"); control tokens can be matched in the text.
+// Tokenizer: byte-level BPE, from a GGUF file ("gpt2" vocabularies with the pre-tokenizer the
+// file names in tokenizer.ggml.pre, currently "smollm") or from a Hugging Face checkpoint's
+// tokenizer.json (see FromHuggingFace); control tokens can be matched in the text.
 // ApplyChatTemplate: renders a conversation with the model's chat template (ChatML family).
 // IncrementalDetokenizer: turns a stream of generated ids into text chunks that are always
 // whole UTF-8.
 //
-// Thread safety: a Tokenizer is immutable after FromGguf() and safe to share between threads.
+// Thread safety: a Tokenizer is immutable once built and safe to share between threads.
 // ApplyChatTemplate is stateless. An IncrementalDetokenizer belongs to one sequence and is not
 // thread-safe; its Tokenizer must outlive it.
 #ifndef TESSERA_ENGINE_TOKENIZER_TOKENIZER_H_
@@ -26,6 +27,7 @@
 namespace tessera::engine {
 
 namespace tokenizer_internal {
+class PreTokenizer;
 class Vocab;
 }  // namespace tokenizer_internal
 
@@ -35,6 +37,20 @@ class Tokenizer {
   // tokenizer.ggml.model is not "gpt2", tokenizer.ggml.pre is not a supported pre-tokenizer,
   // or the vocabulary metadata is missing or malformed.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromGguf(const GgufFile& file);
+
+  // Builds the tokenizer of a Hugging Face checkpoint directory, encoding as the `tokenizers`
+  // library does:
+  //   tokenizer.json         a byte-level BPE model; its added tokens (special ones become
+  //                          control tokens); normalizer none or NFC; pre-tokenizer steps
+  //                          ByteLevel, Split (Isolated) and Digits, alone or in a Sequence;
+  //                          a TemplateProcessing post-processor that prepends a BOS token.
+  //   tokenizer_config.json  (optional) bos_token, eos_token, add_bos_token, chat_template
+  //                          (or chat_template.jinja beside it).
+  //   generation_config.json, config.json  (optional) eos_token_id: more end-of-generation ids.
+  // Added tokens' lstrip, rstrip and single_word options are not applied. Unimplemented
+  // names any other model, normalizer or pre-tokenizer type; InvalidArgument names the file and
+  // field that is malformed.
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromHuggingFace(const std::string& directory);
 
   ~Tokenizer();
   Tokenizer(const Tokenizer&) = delete;
@@ -67,11 +83,18 @@ class Tokenizer {
   // byte-level form, e.g. "Ġthe" for " the"), if any.
   std::optional<int32_t> FindToken(absl::string_view text) const;
 
+  // The model's chat template (Jinja source), empty when it has none.
+  const std::string& chat_template() const { return chat_template_; }
+
  private:
-  explicit Tokenizer(std::unique_ptr<const tokenizer_internal::Vocab> vocab);
+  Tokenizer(std::unique_ptr<const tokenizer_internal::Vocab> vocab,
+            std::unique_ptr<const tokenizer_internal::PreTokenizer> pre_tokenizer,
+            std::string chat_template);
   void EncodeText(absl::string_view text, std::vector<int32_t>* out) const;
 
   std::unique_ptr<const tokenizer_internal::Vocab> vocab_;
+  std::unique_ptr<const tokenizer_internal::PreTokenizer> pre_tokenizer_;
+  std::string chat_template_;
 };
 
 struct ChatMessage {
@@ -90,8 +113,8 @@ struct ChatMessage {
 absl::StatusOr<std::string> ApplyChatTemplate(absl::string_view chat_template,
                                               std::span<const ChatMessage> messages,
                                               bool add_generation_prompt);
-// The same with the file's tokenizer.chat_template; NotFound if it has none.
-absl::StatusOr<std::string> ApplyChatTemplate(const GgufFile& file,
+// The same with the tokenizer's chat template; NotFound if it has none.
+absl::StatusOr<std::string> ApplyChatTemplate(const Tokenizer& tokenizer,
                                               std::span<const ChatMessage> messages,
                                               bool add_generation_prompt);
 

@@ -89,6 +89,47 @@ absl::StatusOr<std::unique_ptr<Vocab>> Vocab::FromGguf(const GgufFile& file) {
   return vocab;
 }
 
+absl::StatusOr<std::unique_ptr<Vocab>> Vocab::FromParts(Parts parts) {
+  const size_t n = parts.texts.size();
+  if (n == 0 || n >= static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
+    return absl::InvalidArgumentError(absl::StrCat("the vocabulary has ", n, " tokens"));
+  }
+  if (parts.types.size() != n) {
+    return absl::InvalidArgumentError(absl::StrCat("the vocabulary has ", n, " tokens but ",
+                                                   parts.types.size(), " token types"));
+  }
+  std::unique_ptr<Vocab> vocab(new Vocab());
+  vocab->texts_ = std::move(parts.texts);
+  vocab->types_ = std::move(parts.types);
+  vocab->IndexTexts();
+  for (size_t i = 0; i < parts.merges.size(); ++i) {
+    vocab->AddMerge(parts.merges[i].first, parts.merges[i].second, static_cast<int32_t>(i));
+  }
+  for (int32_t id : parts.end_of_generation) {
+    if (!vocab->Contains(id)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "end-of-generation token id ", id, " is outside the vocabulary of ", n, " tokens"));
+    }
+    vocab->end_of_generation_.insert(id);
+  }
+  for (int32_t id : {parts.bos_id, parts.eos_id}) {
+    if (id != -1 && !vocab->Contains(id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("special token id ", id, " is outside the vocabulary of ", n, " tokens"));
+    }
+  }
+  if (parts.add_bos && parts.bos_id < 0) {
+    return absl::InvalidArgumentError("the tokenizer adds a BOS token but names none");
+  }
+  vocab->bos_id_ = parts.bos_id;
+  vocab->eos_id_ = parts.eos_id;
+  if (parts.eos_id >= 0) vocab->end_of_generation_.insert(parts.eos_id);
+  vocab->add_bos_ = parts.add_bos;
+  vocab->ignore_merges_ = parts.ignore_merges;
+  vocab->BuildDerivedTables();
+  return vocab;
+}
+
 std::optional<int32_t> Vocab::Find(absl::string_view text) const {
   auto it = ids_by_text_.find(text);
   if (it == ids_by_text_.end()) return std::nullopt;
@@ -118,11 +159,25 @@ absl::Status Vocab::LoadTokens(const GgufFile& file) {
     }
     for (size_t i = 0; i < types.size(); ++i) types_[i] = ToTokenType(types[i]);
   }
+  IndexTexts();
+  return absl::OkStatus();
+}
+
+void Vocab::IndexTexts() {
   ids_by_text_.reserve(texts_.size());
   for (size_t i = 0; i < texts_.size(); ++i) {
     ids_by_text_[absl::string_view(texts_[i])] = static_cast<int32_t>(i);
   }
-  return absl::OkStatus();
+}
+
+void Vocab::AddMerge(absl::string_view left, absl::string_view right, int32_t rank) {
+  const std::optional<int32_t> left_id = Find(left);
+  const std::optional<int32_t> right_id = Find(right);
+  // A merge of something that is not a token can never apply to symbols built from
+  // tokens, which is all BPE here starts from and produces in well-formed vocabularies.
+  if (!left_id.has_value() || !right_id.has_value()) return;
+  const int32_t result = Find(absl::StrCat(left, right)).value_or(-1);
+  merges_.try_emplace(MergeKey(*left_id, *right_id), Merge{rank, result});
 }
 
 absl::Status Vocab::LoadMerges(const GgufFile& file) {
@@ -133,14 +188,7 @@ absl::Status Vocab::LoadMerges(const GgufFile& file) {
     // Split at the first space after the first character, as llama.cpp does.
     const size_t space = merge.find(' ', 1);
     if (space == absl::string_view::npos) continue;
-    const std::optional<int32_t> left = Find(merge.substr(0, space));
-    const std::optional<int32_t> right = Find(merge.substr(space + 1));
-    // A merge of something that is not a token can never apply to symbols built from
-    // tokens, which is all BPE here starts from and produces in well-formed vocabularies.
-    if (!left.has_value() || !right.has_value()) continue;
-    const std::string joined = absl::StrCat(merge.substr(0, space), merge.substr(space + 1));
-    const int32_t result = Find(joined).value_or(-1);
-    merges_.try_emplace(MergeKey(*left, *right), Merge{static_cast<int32_t>(i), result});
+    AddMerge(merge.substr(0, space), merge.substr(space + 1), static_cast<int32_t>(i));
   }
   return absl::OkStatus();
 }

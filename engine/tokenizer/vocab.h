@@ -1,7 +1,8 @@
-// The vocabulary of a byte-level BPE tokenizer as a GGUF file describes it: token texts and
-// types, merge ranks, the special token ids and the end-of-generation set, plus tables derived
-// from them (raw bytes per token, byte tokens, tokens split out of text before BPE).
-// Thread-safe after FromGguf() returns (immutable).
+// The vocabulary of a byte-level BPE tokenizer as a GGUF file (or a tokenizer.json, through
+// Parts) describes it: token texts and types, merge ranks, the special token ids and the
+// end-of-generation set, plus tables derived from them (raw bytes per token, byte tokens,
+// tokens split out of text before BPE).
+// Thread-safe after FromGguf() or FromParts() returns (immutable).
 #ifndef TESSERA_ENGINE_TOKENIZER_VOCAB_H_
 #define TESSERA_ENGINE_TOKENIZER_VOCAB_H_
 
@@ -11,6 +12,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -42,6 +44,21 @@ class Vocab {
   // Reads tokenizer.ggml.{tokens,token_type,merges,bos_token_id,eos_token_id,add_bos_token}
   // and the optional eot/eom/fim ids. InvalidArgument names the key that is missing or wrong.
   static absl::StatusOr<std::unique_ptr<Vocab>> FromGguf(const GgufFile& file);
+
+  // A vocabulary read from another format (hf_tokenizer.cc reads tokenizer.json).
+  struct Parts {
+    std::vector<std::string> texts;  // By id, normal tokens in byte-level form.
+    std::vector<TokenType> types;    // By id.
+    std::vector<std::pair<std::string, std::string>> merges;  // In rank order.
+    int32_t bos_id = -1;  // -1: the vocabulary has none.
+    int32_t eos_id = -1;
+    bool add_bos = false;
+    std::vector<int32_t> end_of_generation;  // Besides eos_id.
+    // A word that is itself a token becomes that token without merging (Llama 3).
+    bool ignore_merges = false;
+  };
+  // InvalidArgument names the first id out of range or the tables that disagree in size.
+  static absl::StatusOr<std::unique_ptr<Vocab>> FromParts(Parts parts);
 
   Vocab(const Vocab&) = delete;
   Vocab& operator=(const Vocab&) = delete;
@@ -78,6 +95,7 @@ class Vocab {
   int32_t bos_id() const { return bos_id_; }
   int32_t eos_id() const { return eos_id_; }
   bool add_bos() const { return add_bos_; }
+  bool ignore_merges() const { return ignore_merges_; }
 
  private:
   Vocab() = default;
@@ -86,6 +104,8 @@ class Vocab {
   absl::Status LoadSpecialIds(const GgufFile& file);
   void FindEndOfGeneration(const GgufFile& file);
   void BuildDerivedTables();
+  void IndexTexts();
+  void AddMerge(absl::string_view left, absl::string_view right, int32_t rank);
 
   std::vector<std::string> texts_;
   std::vector<TokenType> types_;
@@ -99,6 +119,7 @@ class Vocab {
   int32_t bos_id_ = -1;
   int32_t eos_id_ = -1;
   bool add_bos_ = false;
+  bool ignore_merges_ = false;
 };
 
 }  // namespace tessera::engine::tokenizer_internal

@@ -45,6 +45,29 @@ inline constexpr MoeModelKind kMoeModels[] = {
     {"deepseek_v3_tiny", &engine::LoadDeepseekV3},
     {"deepseek_v3_tiny_yarn", &engine::LoadDeepseekV3}};
 
+// Writes the reference's checkpoint into `dir` (created): config.json and the weights as
+// model.safetensors.
+inline bool WriteMoeCheckpoint(const nlohmann::json& doc, const std::string& dir,
+                               std::string& error) {
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/config.json") << doc["config"].dump(1);
+  std::vector<engine::SyntheticTensor> tensors;
+  for (const nlohmann::json& t : doc["tensors"]) {
+    tensors.push_back({.name = t["name"].get<std::string>(),
+                       .shape = t["shape"].get<std::vector<int64_t>>(),
+                       .scale = t["scale"].get<double>(),
+                       .offset = t["offset"].get<double>(),
+                       .row_scales = {}});
+  }
+  absl::Status written = engine::WriteSyntheticSafetensors(dir + "/model.safetensors",
+                                                           doc["seed"].get<uint64_t>(), tensors);
+  if (!written.ok()) {
+    error = std::string(written.message());
+    return false;
+  }
+  return true;
+}
+
 inline bool LoadMoeReference(const std::string& name, MoeReference& ref, std::string& error) {
   std::ifstream in(TestDataPath("moe/" + name + ".json"));
   if (!in) {
@@ -55,22 +78,7 @@ inline bool LoadMoeReference(const std::string& name, MoeReference& ref, std::st
   ref.checkpoint_dir = (std::filesystem::temp_directory_path() /
                         ("tessera-" + name + "-" + std::to_string(::getpid())))
                            .string();
-  std::filesystem::create_directories(ref.checkpoint_dir);
-  std::ofstream(ref.checkpoint_dir + "/config.json") << doc["config"].dump(1);
-  std::vector<engine::SyntheticTensor> tensors;
-  for (const nlohmann::json& t : doc["tensors"]) {
-    tensors.push_back({.name = t["name"].get<std::string>(),
-                       .shape = t["shape"].get<std::vector<int64_t>>(),
-                       .scale = t["scale"].get<double>(),
-                       .offset = t["offset"].get<double>(),
-                       .row_scales = {}});
-  }
-  absl::Status written = engine::WriteSyntheticSafetensors(
-      ref.checkpoint_dir + "/model.safetensors", doc["seed"].get<uint64_t>(), tensors);
-  if (!written.ok()) {
-    error = std::string(written.message());
-    return false;
-  }
+  if (!WriteMoeCheckpoint(doc, ref.checkpoint_dir, error)) return false;
   ref.vocab = doc["config"]["vocab_size"].get<int32_t>();
   ref.prompts = doc["prompts"].get<std::vector<std::vector<int32_t>>>();
   for (const nlohmann::json& per_prompt : doc["logits"]) {

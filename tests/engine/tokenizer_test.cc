@@ -322,9 +322,10 @@ const std::string kSystem =
 
 TEST_CASE("ApplyChatTemplate: SmolLM2 conversations render as its template does",
           "[engine][tokenizer]") {
-  const GgufFile& file = *Model().file;
+  const Tokenizer& tokenizer = *Model().tokenizer;
   auto render = [&](std::vector<ChatMessage> messages, bool add_generation_prompt) {
-    absl::StatusOr<std::string> text = ApplyChatTemplate(file, messages, add_generation_prompt);
+    absl::StatusOr<std::string> text =
+        ApplyChatTemplate(tokenizer, messages, add_generation_prompt);
     REQUIRE(text.ok());
     return *text;
   };
@@ -370,7 +371,7 @@ TEST_CASE("ApplyChatTemplate: the fixture's chat cases match Jinja's rendering a
       messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
     }
     absl::StatusOr<std::string> text =
-        ApplyChatTemplate(*model.file, messages, c.chat["add_generation_prompt"].get<bool>());
+        ApplyChatTemplate(*model.tokenizer, messages, c.chat["add_generation_prompt"].get<bool>());
     REQUIRE(text.ok());
     CHECK(*text == c.text);
     CHECK(model.tokenizer->Encode(*text, true) == c.ids);

@@ -10,13 +10,20 @@ together over Gloo on loopback, each serving its own requests (data-parallel att
 - The admin API shows each group's ranks as one instance.
 - Draining one rank drains its whole group; requests keep being served by another group.
 - `kill -9` of one rank: its partner fails fast with a clear error and leaves; every request
-  in flight completes or ends with UNAVAILABLE within a stated bound, never hangs."""
+  in flight completes or ends with UNAVAILABLE within a stated bound, never hangs.
+- Hugging Face MoE checkpoints (the tiny Qwen3-MoE and DeepSeek-V3 with a tokenizer.json)
+  served by text, 1P1D with both pools EP groups: what `tessera generate` computes from the
+  same directory, over gRPC and the OpenAI-compatible API."""
 
 import concurrent.futures
+import json
 import os
 import signal
+import subprocess
+import tempfile
 import time
 import unittest
+import urllib.request
 
 import grpc
 
@@ -28,6 +35,10 @@ EP = ["--ep", "2", "--worker-threads", "1"]
 # A request in flight when a rank dies ends within this (the partner's collective fails at
 # once when the connection drops; the router then answers or retries elsewhere).
 FAILURE_BOUND_S = 15
+# Writes the tiny MoE checkpoints (tests/engine/write_moe_checkpoint.cc).
+WRITE_CHECKPOINT = os.environ.get(
+    "TESSERA_WRITE_CHECKPOINT",
+    os.path.join(harness.REPO, "build", "tests", "engine", "write_moe_checkpoint"))
 
 
 class ExpertParallelServingTest(unittest.TestCase):
@@ -160,6 +171,41 @@ class ExpertParallelServingTest(unittest.TestCase):
                 time.sleep(0.2)
             self.assertIn("expert-parallel rank 0 of 2", d.logs())
             self.assertRegex(d.logs(), r"peer died|Connection reset|closed")
+
+    def test_hf_checkpoints_served_by_text(self):
+        for name in ("qwen3_moe_tiny", "deepseek_v3_tiny"):
+            with self.subTest(model=name), tempfile.TemporaryDirectory() as tmp:
+                checkpoint = os.path.join(tmp, name)
+                subprocess.run([WRITE_CHECKPOINT, name, checkpoint], check=True,
+                               capture_output=True,
+                               env=dict(os.environ, TESSERA_SOURCE_DIR=harness.REPO))
+                model = ["--model", checkpoint]
+                reference = {p: harness.reference_generate(p, 16, ["--ignore-eos"] + model)
+                             for p in PROMPTS}
+                # Random weights: the text is noise, but it must be the same noise.
+                self.assertEqual(len({tuple(r["token_ids"]) for r in reference.values()}),
+                                 len(PROMPTS))
+                with harness.Deployment(prefill=1, decode=1, extra=EP + model) as d:
+                    self.check_groups(d, ["decode", "prefill"])
+                    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                        results = list(pool.map(
+                            lambda p: d.generate(p, max_tokens=16, ignore_eos=True), PROMPTS))
+                    for prompt, (ids, text, last) in zip(PROMPTS, results):
+                        self.assertEqual(ids, reference[prompt]["token_ids"])
+                        self.assertEqual(text, reference[prompt]["text"])
+                        self.assertEqual(last.usage.prompt_tokens,
+                                         reference[prompt]["prompt_tokens"])
+                    base = "http://%s/v1" % d.http_address
+                    models = json.load(urllib.request.urlopen(base + "/models", timeout=10))
+                    self.assertEqual([m["id"] for m in models["data"]], [name])
+                    body = json.dumps({"model": name, "prompt": PROMPTS[0], "max_tokens": 16,
+                                       "temperature": 0, "ignore_eos": True}).encode()
+                    completion = json.load(urllib.request.urlopen(urllib.request.Request(
+                        base + "/completions", body, {"Content-Type": "application/json"}),
+                        timeout=60))
+                    self.assertEqual(completion["choices"][0]["text"],
+                                     reference[PROMPTS[0]]["text"])
+                    d.wait_all_kv_free()
 
 
 if __name__ == "__main__":
