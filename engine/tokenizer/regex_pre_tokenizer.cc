@@ -153,6 +153,13 @@ size_t NextCodepoint(absl::string_view text, size_t at) {
   return at;
 }
 
+bool IsWhitespaceRun(absl::string_view text, size_t begin, size_t end) {
+  for (size_t at = begin; at < end; at = NextCodepoint(text, at)) {
+    if (!IsOnigWhitespace(CodepointAt(text, at))) return false;
+  }
+  return true;
+}
+
 size_t PreviousCodepoint(absl::string_view text, size_t at) {
   --at;
   while (at > 0 && (static_cast<uint8_t>(text[at]) & 0xC0) == 0x80) --at;
@@ -221,7 +228,10 @@ void RegexPreTokenizer::Split(absl::string_view text, std::string* normalized,
   } else {
     for (uint32_t cpt : cpts) AppendUtf8(cpt, normalized);
   }
-  if (nfc_ && !normalized->empty()) {
+  // ASCII is its own NFC form, and most text is ASCII.
+  const bool ascii = std::all_of(normalized->begin(), normalized->end(),
+                                 [](char c) { return static_cast<uint8_t>(c) < 0x80; });
+  if (nfc_ && !ascii) {
     utf8proc_uint8_t* composed = nullptr;
     const utf8proc_ssize_t length = utf8proc_map(
         reinterpret_cast<const utf8proc_uint8_t*>(normalized->data()),
@@ -240,6 +250,15 @@ void RegexPreTokenizer::Split(absl::string_view text, std::string* normalized,
   }
 }
 
+bool RegexPreTokenizer::MatchedByTail(const Step& step, const re2::StringPiece& subject,
+                                      size_t begin) const {
+  const int groups = step.regex->NumberOfCapturingGroups();
+  std::vector<re2::StringPiece> match(static_cast<size_t>(groups) + 1);
+  return step.regex->Match(subject, begin, subject.size(), RE2::ANCHOR_START, match.data(),
+                           groups + 1) &&
+         match[groups].data() != nullptr;
+}
+
 void RegexPreTokenizer::SplitPiece(const Step& step, absl::string_view normalized,
                                    const WordSpan& piece, std::vector<WordSpan>* out) const {
   // Each piece is matched as a string of its own: nothing outside it is seen.
@@ -247,7 +266,7 @@ void RegexPreTokenizer::SplitPiece(const Step& step, absl::string_view normalize
   const int groups = step.regex->NumberOfCapturingGroups();
   // Debian's RE2 predates its absl::string_view interface.
   const re2::StringPiece subject(text.data(), text.size());
-  std::vector<re2::StringPiece> match(static_cast<size_t>(groups) + 1);
+  re2::StringPiece match;
   auto emit = [&](size_t begin, size_t end) {
     if (end > begin) {
       out->push_back(WordSpan{piece.offset + static_cast<uint32_t>(begin),
@@ -256,20 +275,21 @@ void RegexPreTokenizer::SplitPiece(const Step& step, absl::string_view normalize
   };
   size_t gap = 0;     // Start of the text not yet emitted.
   size_t search = 0;  // Where the next match may start.
+  // Asking only for the whole match lets RE2 use its DFA; the lookahead tail's group is
+  // consulted only for the rare match that could need it.
   while (search < text.size() &&
-         step.regex->Match(subject, search, text.size(), RE2::UNANCHORED, match.data(),
-                           static_cast<int>(match.size()))) {
-    const size_t begin = static_cast<size_t>(match[0].data() - text.data());
-    size_t end = begin + match[0].size();
+         step.regex->Match(subject, search, text.size(), RE2::UNANCHORED, &match, 1)) {
+    const size_t begin = static_cast<size_t>(match.data() - text.data());
+    size_t end = begin + match.size();
     if (end == begin) {  // An empty match splits nothing; look further on.
       search = NextCodepoint(text, begin);
       continue;
     }
-    if (step.whitespace_lookahead && match[groups].data() != nullptr && end < text.size() &&
-        !IsOnigWhitespace(CodepointAt(text, end))) {
+    if (step.whitespace_lookahead && end < text.size() &&
+        !IsOnigWhitespace(CodepointAt(text, end)) && IsWhitespaceRun(text, begin, end) &&
+        PreviousCodepoint(text, end) > begin && MatchedByTail(step, subject, begin)) {
       // \s+(?!\S): a run of two or more that a non-space follows leaves its last codepoint.
-      const size_t last = PreviousCodepoint(text, end);
-      if (last > begin) end = last;
+      end = PreviousCodepoint(text, end);
     }
     emit(gap, begin);
     emit(begin, end);

@@ -24,6 +24,7 @@
 
 namespace re2 {
 class RE2;
+class StringPiece;
 }  // namespace re2
 
 namespace tessera::engine::tokenizer_internal {
@@ -58,6 +59,9 @@ class RegexPreTokenizer final : public PreTokenizer {
   // Appends to *out the pieces of normalized[piece] that `step` cuts it into.
   void SplitPiece(const Step& step, absl::string_view normalized, const WordSpan& piece,
                   std::vector<WordSpan>* out) const;
+
+  // Whether the match at `begin` is the lookahead tail's alternative.
+  bool MatchedByTail(const Step& step, const re2::StringPiece& subject, size_t begin) const;
 
   std::vector<Step> steps_;
   bool nfc_;

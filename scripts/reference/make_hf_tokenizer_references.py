@@ -22,11 +22,16 @@ Released checkpoints (Qwen3-MoE, DeepSeek-V3, Llama 3, SmolLM2) ship a tokenizer
 Run (the venv of make_moe_references.py, plus gguf):
   .deps/reference-venv/bin/pip install gguf==0.19.0
   .deps/reference-venv/bin/python scripts/reference/make_hf_tokenizer_references.py
+
+With --full-dirs DIR it instead writes each style's complete tokenizer.json (vocabulary
+included) to DIR/<style>/ and times the `tokenizers` library encoding the texts, for
+scripts/reference/bench_tokenizers.
 """
 
 import argparse
 import json
 import os
+import time
 
 import gguf
 import tokenizers
@@ -89,18 +94,27 @@ def gguf_vocabulary(path):
     return strings("tokenizer.ggml.tokens"), strings("tokenizer.ggml.merges"), token_types
 
 
-def make_styles(cases):
+STYLES = ("smollm2", "qwen2", "deepseek_v3", "llama3")
+
+
+def style_tokenizers():
+    """Each style's tokenizer over the default model's vocabulary and merges."""
     tokens, merges, types = gguf_vocabulary(MODEL)
     vocab = {t: i for i, t in enumerate(tokens)}
     pairs = [tuple(m.split(" ", 1)) for m in merges]
-    texts = sorted({c["text"] for c in cases if c["text"] is not None})
-    out = {"tokenizers_version": tokenizers.__version__, "texts": texts, "styles": {}}
-    for style in ("smollm2", "qwen2", "deepseek_v3", "llama3"):
+    for style in STYLES:
         tokenizer = Tokenizer(models.BPE(vocab, pairs, ignore_merges=(style == "llama3")))
         configure(tokenizer, style)
         # GGUF control (3) and user-defined (4) tokens are the added tokens.
         tokenizer.add_tokens([AddedToken(t, special=(k == 3), normalized=False)
                               for t, k in zip(tokens, types) if k in (3, 4)])
+        yield style, tokenizer
+
+
+def make_styles(cases):
+    texts = sorted({c["text"] for c in cases if c["text"] is not None})
+    out = {"tokenizers_version": tokenizers.__version__, "texts": texts, "styles": {}}
+    for style, tokenizer in style_tokenizers():
         template = json.loads(tokenizer.to_str())
         template["model"]["vocab"] = {}
         template["model"]["merges"] = []
@@ -133,8 +147,32 @@ def make_tiny(cases):
     print(f"wrote {TINY_OUT}")
 
 
+def bench_styles(out_dir, repeats):
+    """Writes every style's tokenizer.json and prints the library's single-thread encoding
+    rate over the reference texts as JSON lines."""
+    texts = json.load(open(STYLES_OUT))["texts"]
+    total = sum(len(t.encode()) for t in texts)
+    for style, tokenizer in style_tokenizers():
+        os.makedirs(os.path.join(out_dir, style), exist_ok=True)
+        tokenizer.save(os.path.join(out_dir, style, "tokenizer.json"))
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for t in texts:
+                tokenizer.encode(t, add_special_tokens=False)
+            best = min(best, time.perf_counter() - start)
+        print(json.dumps({"style": style, "bytes_per_second": total / best,
+                          "tokenizers_version": tokenizers.__version__}))
+
+
 def main():
-    argparse.ArgumentParser(description=__doc__).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--full-dirs", help="write full tokenizer.json per style here and time")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    if args.full_dirs:
+        bench_styles(args.full_dirs, args.repeats)
+        return
     cases = [json.loads(line) for line in open(CASES)]
     make_styles(cases)
     make_tiny(cases)
