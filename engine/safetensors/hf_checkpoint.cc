@@ -127,7 +127,53 @@ absl::StatusOr<std::vector<float>> HfCheckpoint::Tensor(absl::string_view name,
     return absl::InvalidArgumentError(
         absl::StrCat(directory_, ": the checkpoint has no tensor \"", name, "\""));
   }
-  return it->second->ReadFloats(name, shape);
+  absl::StatusOr<std::vector<float>> values = it->second->ReadFloats(name, shape);
+  if (!values.ok()) return values;
+  const SafetensorsDtype dtype = it->second->FindTensor(name)->dtype;
+  if (dtype == SafetensorsDtype::kF8E4M3 || dtype == SafetensorsDtype::kF8E5M2) {
+    if (absl::Status s = ApplyBlockScales(name, shape, *values); !s.ok()) return s;
+  }
+  return values;
+}
+
+absl::Status HfCheckpoint::ApplyBlockScales(absl::string_view name,
+                                            std::span<const int64_t> shape,
+                                            std::vector<float>& values) const {
+  const std::string scale_name = absl::StrCat(name, "_scale_inv");
+  if (shape.size() != 2 || !HasTensor(scale_name)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        directory_, ": FP8 tensor \"", name, "\" has no block scales (\"", scale_name,
+        "\"); only 2-D weights with block scales, as DeepSeek-V3's release stores them, load"));
+  }
+  // quantization_config.weight_block_size: [rows, columns] of a block.
+  int64_t block[2] = {128, 128};
+  auto config = config_.find("quantization_config");
+  if (config != config_.end() && config->contains("weight_block_size")) {
+    const json& size = (*config)["weight_block_size"];
+    if (!size.is_array() || size.size() != 2 || !size[0].is_number_integer() ||
+        !size[1].is_number_integer() || size[0].get<int64_t>() < 1 ||
+        size[1].get<int64_t>() < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(directory_, "/config.json: quantization_config.weight_block_size is ",
+                       size.dump(), "; expected [rows, columns]"));
+    }
+    block[0] = size[0].get<int64_t>();
+    block[1] = size[1].get<int64_t>();
+  }
+  const int64_t rows = shape[0];
+  const int64_t columns = shape[1];
+  const int64_t block_rows = (rows + block[0] - 1) / block[0];
+  const int64_t block_columns = (columns + block[1] - 1) / block[1];
+  auto it = tensor_file_.find(scale_name);
+  const int64_t scale_shape[2] = {block_rows, block_columns};
+  absl::StatusOr<std::vector<float>> scales = it->second->ReadFloats(scale_name, scale_shape);
+  if (!scales.ok()) return scales.status();
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* scale_row = scales->data() + (r / block[0]) * block_columns;
+    float* row = values.data() + r * columns;
+    for (int64_t c = 0; c < columns; ++c) row[c] *= scale_row[c / block[1]];
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace tessera::engine

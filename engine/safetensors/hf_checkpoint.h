@@ -34,7 +34,9 @@ class HfCheckpoint {
   absl::StatusOr<std::string> String(absl::string_view key, std::string fallback) const;
 
   bool HasTensor(absl::string_view name) const { return tensor_file_.contains(name); }
-  // A tensor as floats, checked against `shape`.
+  // A tensor as floats, checked against `shape`. FP8 weights are multiplied by their block
+  // scales (`<name>_scale_inv`, blocks of quantization_config.weight_block_size, default
+  // 128x128), as DeepSeek-V3's FP8 release stores them.
   absl::StatusOr<std::vector<float>> Tensor(absl::string_view name,
                                             std::span<const int64_t> shape) const;
   absl::StatusOr<std::vector<float>> Tensor(absl::string_view name,
@@ -45,6 +47,8 @@ class HfCheckpoint {
  private:
   HfCheckpoint() = default;
   absl::StatusOr<const nlohmann::json*> Field(absl::string_view key) const;
+  absl::Status ApplyBlockScales(absl::string_view name, std::span<const int64_t> shape,
+                                std::vector<float>& values) const;
 
   std::string directory_;
   nlohmann::json config_;

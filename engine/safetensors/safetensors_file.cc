@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/safetensors/fp8.h"
 #include "kernels/fp16.h"
 
 namespace tessera::engine {
@@ -27,6 +28,7 @@ constexpr DtypeInfo kDtypes[] = {
     {"BOOL", SafetensorsDtype::kBool, 1}, {"U8", SafetensorsDtype::kU8, 1},
     {"I8", SafetensorsDtype::kI8, 1},     {"I16", SafetensorsDtype::kI16, 2},
     {"I32", SafetensorsDtype::kI32, 4},   {"I64", SafetensorsDtype::kI64, 8},
+    {"F8_E4M3", SafetensorsDtype::kF8E4M3, 1}, {"F8_E5M2", SafetensorsDtype::kF8E5M2, 1},
     {"F16", SafetensorsDtype::kF16, 2},   {"BF16", SafetensorsDtype::kBF16, 2},
     {"F32", SafetensorsDtype::kF32, 4},   {"F64", SafetensorsDtype::kF64, 8},
 };
@@ -206,6 +208,12 @@ absl::StatusOr<std::vector<float>> SafetensorsFile::ReadFloats(
         values[i] = tensor->dtype == SafetensorsDtype::kF16 ? kernels::Fp16ToFp32(bits)
                                                             : kernels::Bf16ToFp32(bits);
       }
+      break;
+    case SafetensorsDtype::kF8E4M3:
+      for (size_t i = 0; i < values.size(); ++i) values[i] = Fp8E4M3ToFloat(p[i]);
+      break;
+    case SafetensorsDtype::kF8E5M2:
+      for (size_t i = 0; i < values.size(); ++i) values[i] = Fp8E5M2ToFloat(p[i]);
       break;
     default:
       return absl::InvalidArgumentError(absl::StrCat(source_name_, ": tensor \"", name, "\" is ",

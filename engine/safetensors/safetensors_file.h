@@ -20,7 +20,9 @@
 
 namespace tessera::engine {
 
-enum class SafetensorsDtype { kBool, kU8, kI8, kI16, kI32, kI64, kF16, kBF16, kF32, kF64 };
+enum class SafetensorsDtype {
+  kBool, kU8, kI8, kI16, kI32, kI64, kF8E4M3, kF8E5M2, kF16, kBF16, kF32, kF64
+};
 
 // Bytes per element.
 int SafetensorsDtypeSize(SafetensorsDtype dtype);
@@ -52,7 +54,8 @@ class SafetensorsFile {
   // The header's "__metadata__" (string to string), if any.
   const absl::flat_hash_map<std::string, std::string>& metadata() const { return metadata_; }
 
-  // The tensor's values as floats (from F32, F16 or BF16). NotFound if absent;
+  // The tensor's values as floats (from F32, F16, BF16, F8_E4M3 or F8_E5M2; FP8 values are
+  // returned as stored, before any block scale). NotFound if absent;
   // InvalidArgument, naming the tensor, for another dtype or a shape other than `shape`.
   absl::StatusOr<std::vector<float>> ReadFloats(absl::string_view name,
                                                 std::span<const int64_t> shape) const;

@@ -33,6 +33,10 @@ struct SyntheticTensor {
   // Optional: a further factor on the half-width per row (first dimension), e.g. to make a
   // few experts' router rows stronger so routing is skewed as in real models. Empty: 1.
   std::vector<double> row_scales;
+  // When > 0 (2-D tensors only), the file stores the tensor as DeepSeek-V3's FP8 release does:
+  // F8_E4M3 values in fp8_block x fp8_block blocks, each block divided by its scale (its
+  // largest magnitude / 448, in float), with the scales in the F32 tensor `<name>_scale_inv`.
+  int32_t fp8_block = 0;
 };
 
 uint64_t Fnv1a64(absl::string_view bytes);
@@ -41,7 +45,8 @@ uint64_t Fnv1a64(absl::string_view bytes);
 void SyntheticValues(uint64_t seed, const SyntheticTensor& tensor, int64_t first,
                      std::span<float> out);
 
-// Writes a safetensors file holding every tensor as F32.
+// Writes a safetensors file holding every tensor as F32 (or FP8 with block scales, see
+// SyntheticTensor::fp8_block).
 absl::Status WriteSyntheticSafetensors(const std::string& path, uint64_t seed,
                                        std::span<const SyntheticTensor> tensors);
 

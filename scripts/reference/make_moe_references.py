@@ -26,6 +26,7 @@ import copy
 import json
 import math
 import os
+import re
 
 import numpy as np
 
@@ -143,10 +144,40 @@ DEEPSEEK_V3_YARN = dict(DEEPSEEK_V3, max_position_embeddings=163840, rope_scalin
     "type": "yarn", "factor": 40, "original_max_position_embeddings": 4096, "beta_fast": 32,
     "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0})
 
+# DeepSeek-V3 as released: FP8 (E4M3) linear weights in 128x128 blocks with float scales
+# (`<name>_scale_inv`), the release's quantization_config verbatim. The weights transformers
+# runs are the dequantized ones, which is what the FP8 checkpoint stands for.
+DEEPSEEK_V3_FP8 = dict(DEEPSEEK_V3, quantization_config={
+    "activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+    "weight_block_size": [128, 128]})
+
 MODELS = {"qwen3_moe_tiny": QWEN3_MOE, "deepseek_v3_tiny": DEEPSEEK_V3,
-          "deepseek_v3_tiny_yarn": DEEPSEEK_V3_YARN}
+          "deepseek_v3_tiny_yarn": DEEPSEEK_V3_YARN, "deepseek_v3_tiny_fp8": DEEPSEEK_V3_FP8}
 # Prompt lengths per model; YaRN's interpolated frequencies want more positions to show.
 PROMPT_LENGTHS = {"deepseek_v3_tiny_yarn": (40, 9)}
+
+
+def is_fp8_weight(name, shape):
+    """The tensors DeepSeek-V3's FP8 release stores as FP8: every linear projection's weight
+    (attention and MLP, experts and shared experts), not the router, norms, embedding or head."""
+    return len(shape) == 2 and re.search(r"_proj(_with_mqa)?\.weight$", name) is not None
+
+
+def fp8_dequantized(values, block):
+    """`values` through block FP8 quantization and back, in float32 as the checkpoint stores
+    it: per block, scale = max |v| / 448; code = e4m3(v / scale); value = code * scale."""
+    import torch
+
+    rows, columns = values.shape
+    out = np.empty_like(values)
+    for r in range(0, rows, block[0]):
+        for c in range(0, columns, block[1]):
+            tile = values[r:r + block[0], c:c + block[1]]
+            amax = np.float32(np.abs(tile).max())
+            scale = amax / np.float32(448.0) if amax > 0 else np.float32(1.0)
+            codes = torch.from_numpy(tile / scale).to(torch.float8_e4m3fn)
+            out[r:r + block[0], c:c + block[1]] = codes.to(torch.float32).numpy() * scale
+    return out
 
 
 def make_reference(name, config, seed, out_dir):
@@ -162,7 +193,11 @@ def make_reference(name, config, seed, out_dir):
         # expert), which is what Tessera loads: transformers writes them on save.
         # A deep copy: transformers fills rope_scaling in place (rope_type, rope_theta), and
         # the reference keeps the config as written.
-        hf_config = transformers.AutoConfig.for_model(**copy.deepcopy(config))
+        # The FP8 quantization_config would make transformers quantize on load; the model it
+        # runs gets the dequantized weights instead.
+        quantization = config.get("quantization_config")
+        hf_config = transformers.AutoConfig.for_model(
+            **{k: v for k, v in copy.deepcopy(config).items() if k != "quantization_config"})
         transformers.AutoModelForCausalLM.from_config(
             hf_config, dtype=torch.float32).save_pretrained(checkpoint)
         layout = []
@@ -182,8 +217,13 @@ def make_reference(name, config, seed, out_dir):
             scale, offset = distribution(tensor_name, shape)
             values = synthetic_values(seed, tensor_name, int(np.prod(shape)), scale, offset)
             tensors[tensor_name] = values.reshape(shape)
-            manifest.append({"name": tensor_name, "shape": shape, "scale": scale,
-                             "offset": offset})
+            entry = {"name": tensor_name, "shape": shape, "scale": scale, "offset": offset}
+            if quantization and is_fp8_weight(tensor_name, shape):
+                block = quantization["weight_block_size"]
+                assert block[0] == block[1], block
+                tensors[tensor_name] = fp8_dequantized(tensors[tensor_name], block)
+                entry["fp8_block"] = block[0]
+            manifest.append(entry)
             first_values[tensor_name] = [float(v) for v in values[:3]]
         save_file(tensors, os.path.join(checkpoint, "model.safetensors"),
                   metadata={"format": "pt"})

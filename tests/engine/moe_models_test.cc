@@ -103,5 +103,29 @@ TEST_CASE("MoE models: a broken Qwen3-MoE checkpoint is refused with the field o
         absl::StatusCode::kNotFound);
 }
 
+TEST_CASE("MoE models: an FP8 checkpoint whose block scales do not fit is refused, named",
+          "[engine][moe]") {
+  testing::MoeReference ref;
+  std::string error;
+  REQUIRE(testing::LoadMoeReference("deepseek_v3_tiny_fp8", ref, error));
+  kernels::ThreadPool pool(1);
+  auto load_with_blocks = [&](const nlohmann::json& block_size) {
+    nlohmann::json config =
+        nlohmann::json::parse(std::ifstream(ref.checkpoint_dir + "/config.json"));
+    config["quantization_config"]["weight_block_size"] = block_size;
+    std::ofstream(ref.checkpoint_dir + "/config.json") << config.dump();
+    return LoadDeepseekV3(ref.checkpoint_dir, ModelOptions{.pool = &pool}).status();
+  };
+  // Scales for 128x128 blocks read as 64x64 ones: the scale tensor's shape is wrong.
+  absl::Status wrong = load_with_blocks({64, 64});
+  INFO(wrong.ToString());
+  CHECK(wrong.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(std::string(wrong.message()).find("_scale_inv\" has shape") != std::string::npos);
+  absl::Status malformed = load_with_blocks("128");
+  CHECK(std::string(malformed.message()).find("quantization_config.weight_block_size") !=
+        std::string::npos);
+  CHECK(load_with_blocks({128, 128}).ok());
+}
+
 }  // namespace
 }  // namespace tessera::engine

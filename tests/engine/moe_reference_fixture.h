@@ -40,10 +40,13 @@ struct MoeModelKind {
   MoeLoader load;
 };
 // deepseek_v3_tiny_yarn: the same weights with DeepSeek-V3's released YaRN rope_scaling.
+// deepseek_v3_tiny_fp8: the same weights stored as the FP8 release stores them (E4M3 in
+// 128x128 blocks with scales).
 inline constexpr MoeModelKind kMoeModels[] = {
     {"qwen3_moe_tiny", &engine::LoadQwen3Moe},
     {"deepseek_v3_tiny", &engine::LoadDeepseekV3},
-    {"deepseek_v3_tiny_yarn", &engine::LoadDeepseekV3}};
+    {"deepseek_v3_tiny_yarn", &engine::LoadDeepseekV3},
+    {"deepseek_v3_tiny_fp8", &engine::LoadDeepseekV3}};
 
 // Writes the reference's checkpoint into `dir` (created): config.json and the weights as
 // model.safetensors.
@@ -57,7 +60,8 @@ inline bool WriteMoeCheckpoint(const nlohmann::json& doc, const std::string& dir
                        .shape = t["shape"].get<std::vector<int64_t>>(),
                        .scale = t["scale"].get<double>(),
                        .offset = t["offset"].get<double>(),
-                       .row_scales = {}});
+                       .row_scales = {},
+                       .fp8_block = t.value("fp8_block", 0)});
   }
   absl::Status written = engine::WriteSyntheticSafetensors(dir + "/model.safetensors",
                                                            doc["seed"].get<uint64_t>(), tensors);

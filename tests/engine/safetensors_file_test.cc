@@ -1,11 +1,13 @@
 #include "engine/safetensors/safetensors_file.h"
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "engine/safetensors/fp8.h"
 #include "kernels/fp16.h"
 
 namespace tessera::engine {
@@ -167,6 +169,30 @@ TEST_CASE("SafetensorsFile: Open names a missing file", "[engine][safetensors]")
   absl::Status status = SafetensorsFile::Open("/nonexistent/model.safetensors").status();
   CHECK_FALSE(status.ok());
   CHECK(std::string(status.message()).find("/nonexistent/model.safetensors") != std::string::npos);
+}
+
+TEST_CASE("FP8: E4M3 and E5M2 decode as the OCP formats; encoding rounds to nearest even",
+          "[engine][safetensors]") {
+  CHECK(Fp8E4M3ToFloat(0x38) == 1.0f);
+  CHECK(Fp8E4M3ToFloat(0xB8) == -1.0f);
+  CHECK(Fp8E4M3ToFloat(0x7E) == 448.0f);           // The largest finite value.
+  CHECK(Fp8E4M3ToFloat(0x01) == 1.0f / 512.0f);    // The smallest subnormal, 2^-9.
+  CHECK(Fp8E4M3ToFloat(0x08) == 1.0f / 64.0f);     // The smallest normal, 2^-6.
+  CHECK(std::isnan(Fp8E4M3ToFloat(0x7F)));
+  CHECK(std::isnan(Fp8E4M3ToFloat(0xFF)));
+  CHECK(Fp8E5M2ToFloat(0x3C) == 1.0f);
+  CHECK(Fp8E5M2ToFloat(0x7B) == 57344.0f);
+  // Every finite code encodes back to itself (the two zeros included).
+  for (int code = 0; code < 256; ++code) {
+    if ((code & 0x7F) == 0x7F) continue;
+    INFO("code " << code);
+    CHECK(FloatToFp8E4M3(Fp8E4M3ToFloat(static_cast<uint8_t>(code))) == code);
+  }
+  CHECK(FloatToFp8E4M3(1.0625f) == 0x38);   // Halfway between 1 and 1.125: the even 1.
+  CHECK(FloatToFp8E4M3(1.1875f) == 0x3A);   // Halfway between 1.125 and 1.25: the even 1.25.
+  CHECK(FloatToFp8E4M3(1.07f) == 0x39);     // Nearer to 1.125.
+  CHECK(FloatToFp8E4M3(-3000.0f) == 0xFE);  // Saturates to -448.
+  CHECK(FloatToFp8E4M3(1e-6f) == 0x00);
 }
 
 }  // namespace

@@ -42,7 +42,8 @@ uint32_t Bits(float f) {
 
 TEST_CASE("Synthetic weights: the generator reproduces the reference script's values bit for bit",
           "[engine][synthetic]") {
-  const std::string name = GENERATE("qwen3_moe_tiny", "deepseek_v3_tiny", "deepseek_v3_tiny_yarn");
+  const std::string name = GENERATE("qwen3_moe_tiny", "deepseek_v3_tiny", "deepseek_v3_tiny_yarn",
+                                     "deepseek_v3_tiny_fp8");
   const nlohmann::json reference = LoadReference(name);
   const uint64_t seed = reference["seed"].get<uint64_t>();
   int checked = 0;
