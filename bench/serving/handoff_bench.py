@@ -99,6 +99,8 @@ def measure_router_overhead(args, requests=300):
     extra = ["--worker-threads", str(args.threads)]
     if args.nice:
         extra.append("--worker-flag=--nice=%d" % args.nice)
+    if args.router_realtime:
+        extra.append("--router-flag=--realtime-priority=%d" % args.router_realtime)
     result = {metric: {} for metric in OVERHEAD_METRICS}
     with harness.Deployment(prefill=1, decode=1, extra=extra) as d:
         for i in range(20):  # Warm-up.
@@ -131,6 +133,9 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="compute threads per worker")
     parser.add_argument("--nice", type=int, default=0,
                         help="worker niceness (tessera worker --nice) for the router overhead runs")
+    parser.add_argument("--router-realtime", type=int, default=0,
+                        help="router SCHED_FIFO priority (tessera router --realtime-priority) "
+                             "for the router overhead runs")
     parser.add_argument("--overhead-only", action="store_true",
                         help="only the router overhead measurement")
     parser.add_argument("--json", action="store_true")
@@ -173,8 +178,8 @@ def main():
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print("Router overhead, 1 prefill + 1 decode worker (worker niceness %d), 4-token requests:"
-          % args.nice)
+    print("Router overhead, 1 prefill + 1 decode worker (worker niceness %d, router real-time "
+          "priority %d), 4-token requests:" % (args.nice, args.router_realtime))
     for metric, runs in overhead.items():
         for run, figures in runs.items():
             print("  %-32s %-10s n=%d p50 %5.0f us  p90 %5.0f us  p99 %5.0f us" % (

@@ -47,6 +47,12 @@ RouterCommand::RouterCommand(CLI::App& app) {
                    "Requests in flight before RESOURCE_EXHAUSTED")
       ->check(CLI::Range(1, 1 << 20));
   command_
+      ->add_option("--realtime-priority", options_.realtime_priority,
+                   "Run the router's threads under SCHED_FIFO at this priority (1-99; 0: "
+                   "normal scheduling), so busy workers on the same host never delay it. "
+                   "Needs CAP_SYS_NICE")
+      ->check(CLI::Range(0, 99));
+  command_
       ->add_option("--heartbeat-timeout-ms", heartbeat_timeout_ms_,
                    "Drop a worker after this long without a heartbeat")
       ->check(CLI::Range(100, 600000));

@@ -1,5 +1,9 @@
 #include "engine/server/router_process.h"
 
+#include <sched.h>
+
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <thread>
 
@@ -18,6 +22,17 @@
 namespace tessera::engine::server {
 
 absl::Status RunRouter(const RouterOptions& options) {
+  // Before any thread starts: threads inherit their creator's scheduling policy.
+  if (options.realtime_priority > 0) {
+    sched_param param{};
+    param.sched_priority = options.realtime_priority;
+    if (sched_setscheduler(0, SCHED_FIFO, &param) != 0) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("--realtime-priority ", options.realtime_priority,
+                       ": cannot run under SCHED_FIFO: ", std::strerror(errno),
+                       " (needs CAP_SYS_NICE or root)"));
+    }
+  }
   InstallShutdownSignalHandlers();
   // Debian's abseil checks every lock acquisition for deadlock cycles; that bookkeeping is
   // measurable per request and buys nothing in a release build.

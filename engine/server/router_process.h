@@ -21,9 +21,15 @@ struct RouterOptions {
   FrontendOptions frontend;
   DispatcherOptions dispatcher;
   WorkerRegistryOptions registry;
+  // When > 0, every router thread runs under SCHED_FIFO at this priority (1-99), so that on a
+  // host whose cores the workers keep busy the router is never queued behind their compute.
+  // Needs CAP_SYS_NICE (or root). The router only reacts to events, so it cannot monopolize
+  // a core, and the kernel's RT throttling caps it anyway.
+  int realtime_priority = 0;
 };
 
-// Runs until SIGINT or SIGTERM. Errors: the model file cannot be read, a port cannot be bound.
+// Runs until SIGINT or SIGTERM. Errors: the model file cannot be read, a port cannot be bound,
+// the real-time priority cannot be set.
 absl::Status RunRouter(const RouterOptions& options);
 
 }  // namespace tessera::engine::server
