@@ -102,7 +102,9 @@ struct Figures {
   double expert_imbalance = 0;  // The busiest rank's expert rows over the ranks' mean.
 };
 
-enum class Mode { kSequential, kOverlapped, kRebalanced };
+// kOverlapped splits every step into two micro-batches; kAuto only steps of at least
+// ModelOptions::overlap_min_tokens (the default a worker runs with).
+enum class Mode { kSequential, kOverlapped, kAuto, kRebalanced };
 
 const char* ModeName(Mode mode) {
   switch (mode) {
@@ -110,6 +112,8 @@ const char* ModeName(Mode mode) {
       return "sequential";
     case Mode::kOverlapped:
       return "overlapped";
+    case Mode::kAuto:
+      return "auto";
     case Mode::kRebalanced:
       return "rebalanced";
   }
@@ -125,14 +129,15 @@ double ProcessCpuMicros() {
 
 // Runs one rank; rank 0 fills `figures`, every rank its timed steps' expert rows.
 absl::Status RunRank(const std::string& dir, comm::Communicator& lane0, comm::Communicator* lane1,
-                     const MoeLayerBenchOptions& o, int tokens, bool rebalance, Figures* figures,
-                     int64_t* expert_rows) {
+                     const MoeLayerBenchOptions& o, int tokens, bool rebalance,
+                     int32_t overlap_min_tokens, Figures* figures, int64_t* expert_rows) {
   kernels::ThreadPool pool(o.threads);
   engine::MoeLayerTimes times;
   absl::StatusOr<std::unique_ptr<engine::Model>> model =
       engine::LoadQwen3Moe(dir, {.pool = &pool,
                                  .expert_group = &lane0,
                                  .overlap_group = lane1,
+                                 .overlap_min_tokens = overlap_min_tokens,
                                  .redundant_experts = rebalance ? o.redundant : 0,
                                  .rebalance_interval = rebalance ? o.rebalance_interval : 0,
                                  .moe_times = &times});
@@ -189,7 +194,9 @@ absl::StatusOr<Figures> RunGroup(const std::string& dir, const MoeLayerBenchOpti
                                  Mode mode, int run) {
   comm::LocalKeyValueStore store;
   const std::string name = absl::StrCat("moe-layer-", run);
-  const bool overlap = mode == Mode::kOverlapped;
+  const bool overlap = mode == Mode::kOverlapped || mode == Mode::kAuto;
+  const int32_t min_tokens =
+      mode == Mode::kOverlapped ? 0 : engine::ModelOptions{}.overlap_min_tokens;
   std::vector<absl::Status> results(static_cast<size_t>(o.ranks));
   std::vector<int64_t> expert_rows(static_cast<size_t>(o.ranks));
   Figures figures;
@@ -211,7 +218,8 @@ absl::StatusOr<Figures> RunGroup(const std::string& dir, const MoeLayerBenchOpti
       }
       results[rank] =
           RunRank(dir, **lane0, overlap ? lane1->get() : nullptr, o, tokens,
-                  mode == Mode::kRebalanced, rank == 0 ? &figures : nullptr, &expert_rows[rank]);
+                  mode == Mode::kRebalanced, min_tokens, rank == 0 ? &figures : nullptr,
+                  &expert_rows[rank]);
     });
   }
   for (std::thread& t : threads) t.join();
@@ -257,9 +265,9 @@ absl::Status RunMoeLayerBench(const MoeLayerBenchOptions& o) {
   int run = 0;
   for (int tokens : o.tokens) {
     Figures sequential;
-    for (Mode mode : {Mode::kSequential, Mode::kOverlapped, Mode::kRebalanced}) {
+    for (Mode mode : {Mode::kSequential, Mode::kOverlapped, Mode::kAuto, Mode::kRebalanced}) {
       if (mode == Mode::kRebalanced && (o.ranks < 2 || o.rebalance_interval <= 0)) continue;
-      const bool overlap = mode == Mode::kOverlapped;
+      const bool overlap = mode == Mode::kOverlapped || mode == Mode::kAuto;
       absl::StatusOr<Figures> f = RunGroup(dir, o, tokens, mode, run++);
       if (!f.ok()) return f.status();
       if (mode == Mode::kSequential) sequential = *f;
@@ -290,10 +298,13 @@ absl::Status RunMoeLayerBench(const MoeLayerBenchOptions& o) {
   }
   if (!o.json) {
     std::printf(
-        "overlapped phases add up both micro-batches' threads, so they can exceed the"
+        "overlapped: every step as two micro-batches taking turns on the rank's compute; auto:"
+        " only steps of at least %d tokens; their phases add up both micro-batches (dispatch"
+        " and combine include waiting for the other's turn), so they can exceed the"
         " step; hidden = (sequential step - overlapped step) / sequential"
         " (dispatch + combine); cpu: the process's CPU time per step, every rank;"
-        " imbalance: the busiest rank's expert rows over the mean (1 is even)\n");
+        " imbalance: the busiest rank's expert rows over the mean (1 is even)\n",
+        engine::ModelOptions{}.overlap_min_tokens);
   }
   if (o.json) std::printf("%s\n", rows.dump(1).c_str());
   return absl::OkStatus();

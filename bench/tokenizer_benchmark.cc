@@ -34,8 +34,8 @@ void EncodeAll(benchmark::State& state, const Tokenizer* tokenizer,
     }
   }
   state.SetBytesProcessed(bytes);
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(tokens),
-                                                  benchmark::Counter::kIsRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsRate);
 }
 
 int Fail(const std::string& message) {

@@ -164,6 +164,13 @@ WorkerCommand::WorkerCommand(CLI::App& app) {
       ->add_option("--ffn-experts", options_.ffn_experts,
                    "Dense models in a group: run each FFN as this many experts")
       ->check(CLI::Range(1, 4096));
+  command_->add_flag("--ep-overlap", options_.ep_overlap,
+                     "Expert parallelism with a Hugging Face MoE model: run large steps as two "
+                     "micro-batches whose dispatch and combine overlap each other's compute");
+  command_
+      ->add_option("--ep-overlap-min-tokens", options_.ep_overlap_min_tokens,
+                   "With --ep-overlap: split only steps of at least this many tokens")
+      ->check(CLI::Range(0, 1 << 24));
   command_
       ->add_option("--redundant-experts", options_.redundant_experts,
                    "Expert rebalancing: extra expert slots per rank for copies of hot experts")

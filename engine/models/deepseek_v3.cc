@@ -333,7 +333,7 @@ absl::Status DeepseekV3Model::FeedForward(int32_t layer, MicroBatch& mb) {
   routing.reset();
   TESSERA_RETURN_IF_ERROR(w.routed->Forward(mb.normed.data(), mb.tokens, s.route_ids.data(),
                                             s.route_weights.data(), top_k_, mb.x.data(), pool_,
-                                            mb.lane));
+                                            mb.lane, mb.baton));
   if (w.shared != nullptr) w.shared->ForwardDense(mb.normed.data(), mb.tokens, mb.x.data(), pool_);
   return absl::OkStatus();
 }

@@ -125,7 +125,7 @@ ExpertTokenCounts CollectExpertTokenCounts(
 
 absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_t* ids,
                                     const float* weights, int32_t top_k, float* out,
-                                    kernels::ThreadPool& pool, int lane) {
+                                    kernels::ThreadPool& pool, int lane, ComputeBaton* baton) {
   for (int64_t i = 0; i < tokens * top_k; ++i) {
     token_counts_[ids[i]].fetch_add(1, std::memory_order_relaxed);
   }
@@ -183,9 +183,13 @@ absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_
   std::vector<int64_t> rows_to(ranks, 0), rows_from(ranks, 0);
   for (const Routed& r : routed) ++rows_to[r.slot / slots_per_rank];
   const std::vector<int64_t> eight(ranks, sizeof(int64_t));
-  TESSERA_RETURN_IF_ERROR(group.AllToAllV(Bytes(rows_to.data(), ranks * sizeof(int64_t)), eight,
-                                          MutableBytes(rows_from.data(), ranks * sizeof(int64_t)),
-                                          eight));
+  {
+    BatonYielded waiting(baton);
+    TESSERA_RETURN_IF_ERROR(group.AllToAllV(Bytes(rows_to.data(), ranks * sizeof(int64_t)),
+                                            eight,
+                                            MutableBytes(rows_from.data(), ranks * sizeof(int64_t)),
+                                            eight));
+  }
 
   // 2. Dispatch: each row is its slot on the receiver and the token's activations.
   const size_t row_bytes = sizeof(int32_t) + sizeof(float) * hidden_;
@@ -204,7 +208,10 @@ absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_
     send_bytes[r] = rows_to[r] * static_cast<int64_t>(row_bytes);
     recv_bytes[r] = rows_from[r] * static_cast<int64_t>(row_bytes);
   }
-  TESSERA_RETURN_IF_ERROR(group.AllToAllV(send, send_bytes, received, recv_bytes));
+  {
+    BatonYielded waiting(baton);
+    TESSERA_RETURN_IF_ERROR(group.AllToAllV(send, send_bytes, received, recv_bytes));
+  }
 
   // 3. This rank's experts on what it received, each row on its own.
   timer.emplace(times_, &MoeLayerTimes::experts_ns);
@@ -233,9 +240,13 @@ absl::Status RoutedExperts::Forward(const float* x, int64_t tokens, const int32_
     send_bytes[r] = rows_from[r] * hidden_ * static_cast<int64_t>(sizeof(float));
     recv_bytes[r] = rows_to[r] * hidden_ * static_cast<int64_t>(sizeof(float));
   }
-  TESSERA_RETURN_IF_ERROR(
-      group.AllToAllV(Bytes(results.data(), results.size() * sizeof(float)), send_bytes,
-                      MutableBytes(returned.data(), returned.size() * sizeof(float)), recv_bytes));
+  {
+    BatonYielded waiting(baton);
+    TESSERA_RETURN_IF_ERROR(
+        group.AllToAllV(Bytes(results.data(), results.size() * sizeof(float)), send_bytes,
+                        MutableBytes(returned.data(), returned.size() * sizeof(float)),
+                        recv_bytes));
+  }
   for (size_t i : add_order) {
     float* dst = out + routed[i].token * hidden_;
     const float* src = returned.data() + i * hidden_;

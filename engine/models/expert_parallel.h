@@ -27,6 +27,7 @@
 
 #include "absl/status/status.h"
 #include "comm/communicator.h"
+#include "engine/models/compute_baton.h"
 #include "engine/models/expert_placement.h"
 #include "engine/models/model.h"
 #include "engine/models/moe_experts.h"
@@ -109,9 +110,11 @@ class RoutedExperts {
   const ExpertPlacement& placement() const { return placement_; }
 
   // As ExpertBlock::Forward, with global expert ids; across the group if there is one, on
-  // lane `lane`'s communicator.
+  // lane `lane`'s communicator. With a `baton` (held by the caller), the other lane computes
+  // while this one waits in the dispatch and the combine.
   absl::Status Forward(const float* x, int64_t tokens, const int32_t* ids, const float* weights,
-                       int32_t top_k, float* out, kernels::ThreadPool& pool, int lane = 0);
+                       int32_t top_k, float* out, kernels::ThreadPool& pool, int lane = 0,
+                       ComputeBaton* baton = nullptr);
 
  private:
   RoutedExperts(ExpertFactory factory, std::vector<comm::Communicator*> lanes, int32_t num_experts,

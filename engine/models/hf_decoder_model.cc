@@ -85,11 +85,15 @@ class HfDecoderModel::LayerProgress {
 HfDecoderModel::HfDecoderModel(const ModelOptions& options)
     : pool_(*options.pool),
       moe_times_(options.moe_times),
-      balancing_{options.redundant_experts, options.rebalance_interval} {
+      balancing_{options.redundant_experts, options.rebalance_interval},
+      overlap_min_tokens_(options.overlap_min_tokens) {
   if (options.expert_group != nullptr) expert_lanes_.push_back(options.expert_group);
   if (options.overlap_group != nullptr) expert_lanes_.push_back(options.overlap_group);
   lanes_.resize(expert_lanes_.size() == 2 ? 2 : 1);
-  for (size_t i = 0; i < lanes_.size(); ++i) lanes_[i].lane = static_cast<int>(i);
+  for (size_t i = 0; i < lanes_.size(); ++i) {
+    lanes_[i].lane = static_cast<int>(i);
+    if (lanes_.size() == 2) lanes_[i].baton = &baton_;
+  }
   if (lanes_.size() == 2) lane_thread_ = std::make_unique<LaneThread>();
 }
 
@@ -99,8 +103,8 @@ absl::Status HfDecoderModel::Forward(std::span<const SequenceStep> batch,
                                      kvcache::PagedKvCache& cache, std::span<float> logits,
                                      const ForwardOptions& options) {
   TESSERA_RETURN_IF_ERROR(ValidateStep(config_, batch, cache, logits));
-  LayerProgress progress(options.on_layer_done, num_lanes());
   if (num_lanes() == 1) {
+    LayerProgress progress(options.on_layer_done, 1);
     lanes_[0].batch = batch;
     return RunMicroBatch(lanes_[0], cache, logits, progress);
   }
@@ -109,6 +113,17 @@ absl::Status HfDecoderModel::Forward(std::span<const SequenceStep> batch,
   // in every collective.
   int64_t total = 0;
   for (const SequenceStep& s : batch) total += static_cast<int64_t>(s.tokens.size());
+  // Splitting pays only for large steps, and the ranks must agree (lane 1's collectives need
+  // every rank): the step splits everywhere if it is large on any rank, else runs as one
+  // micro-batch everywhere.
+  int64_t large = total >= overlap_min_tokens_ ? 1 : 0;
+  TESSERA_RETURN_IF_ERROR(expert_lanes_[0]->AllReduceSum(std::span<int64_t>(&large, 1)));
+  if (large == 0) {
+    LayerProgress progress(options.on_layer_done, 1);
+    lanes_[0].batch = batch;
+    return RunMicroBatch(lanes_[0], cache, logits, progress);
+  }
+  LayerProgress progress(options.on_layer_done, 2);
   size_t split = 0;
   int64_t first_tokens = 0;
   size_t first_logits = 0;
@@ -133,6 +148,7 @@ absl::Status HfDecoderModel::Forward(std::span<const SequenceStep> batch,
 
 absl::Status HfDecoderModel::RunMicroBatch(MicroBatch& mb, kvcache::PagedKvCache& cache,
                                            std::span<float> logits, LayerProgress& progress) {
+  BatonHeld computing(mb.baton);
   const int64_t hidden = config_.hidden_size;
   mb.step.Gather(mb.batch);
   mb.tokens = mb.step.count;

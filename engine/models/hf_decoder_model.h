@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "comm/communicator.h"
+#include "engine/models/compute_baton.h"
 #include "engine/models/expert_parallel.h"
 #include "engine/models/fp32_model_parts.h"
 #include "engine/models/model.h"
@@ -43,9 +44,12 @@ class HfDecoderModel : public Model {
  protected:
   // Some of a step's sequences and their activations. A step is one micro-batch, or, when the
   // model overlaps expert-parallel communication with compute, two that go through the layers
-  // on two threads: while one waits for its dispatch or combine, the other computes.
+  // on two threads taking turns (ComputeBaton): while one waits for its dispatch or combine,
+  // the other computes.
   struct MicroBatch {
     int lane = 0;  // Which micro-batch: 0 or 1 (its scratch and its communicator).
+    // With two lanes: held while this lane computes, handed over in collectives.
+    ComputeBaton* baton = nullptr;
     std::span<const SequenceStep> batch;
     StepTokens step;
     int64_t tokens = 0;
@@ -95,6 +99,8 @@ class HfDecoderModel : public Model {
   std::unique_ptr<HfCheckpoint> checkpoint_;
   std::vector<MicroBatch> lanes_;
   std::unique_ptr<LaneThread> lane_thread_;  // Runs lane 1.
+  ComputeBaton baton_;                        // Two lanes take turns computing.
+  const int32_t overlap_min_tokens_;
   std::vector<float> logits_scratch_[2];
 };
 

@@ -62,7 +62,9 @@ absl::StatusOr<std::unique_ptr<Model>> CreateHfModel(const std::string& director
     if (e.model_type == model_type) return e.load(directory, options);
   }
   std::string known;
-  for (const HfEntry& e : kHfModelTypes) absl::StrAppend(&known, known.empty() ? "" : ", ", e.model_type);
+  for (const HfEntry& e : kHfModelTypes) {
+    absl::StrAppend(&known, known.empty() ? "" : ", ", e.model_type);
+  }
   return absl::UnimplementedError(absl::StrCat(config_path, ": model_type '", model_type,
                                                "' is not supported (supported: ", known, ")"));
 }

@@ -255,7 +255,7 @@ absl::Status Qwen3MoeModel::FeedForward(int32_t layer, MicroBatch& mb) {
   routing.reset();
   // The experts add their weighted outputs straight into the residual stream.
   return w.routed->Forward(mb.normed.data(), mb.tokens, s.route_ids.data(), s.route_weights.data(),
-                           k, mb.x.data(), pool_, mb.lane);
+                           k, mb.x.data(), pool_, mb.lane, mb.baton);
 }
 
 }  // namespace

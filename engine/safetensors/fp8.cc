@@ -29,9 +29,7 @@ float Fp8E4M3ToFloat(uint8_t bits) {
   return sign * std::ldexp(1.0f + static_cast<float>(mantissa) / 8.0f, exponent - 7);
 }
 
-float Fp8E5M2ToFloat(uint8_t bits) {
-  return kernels::Fp16ToFp32(static_cast<uint16_t>(bits) << 8);
-}
+float Fp8E5M2ToFloat(uint8_t bits) { return kernels::Fp16ToFp32(static_cast<uint16_t>(bits) << 8); }
 
 uint8_t FloatToFp8E4M3(float value) {
   if (std::isnan(value)) return 0x7F;

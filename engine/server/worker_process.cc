@@ -115,6 +115,7 @@ absl::Status RunWorker(const WorkerOptions& options) {
   // An expert-parallel rank first meets the rest of its group: the model loads only this
   // rank's experts.
   std::unique_ptr<comm::GlooCommunicator> group;
+  std::unique_ptr<comm::GlooCommunicator> overlap_group;
   ModelOptions model_options;
   if (options.ep_size > 1) {
     if (options.ep_rank < 0 || options.ep_rank >= options.ep_size || options.ep_group.empty()) {
@@ -136,6 +137,21 @@ absl::Status RunWorker(const WorkerOptions& options) {
     }
     group = *std::move(joined);
     model_options.expert_group = group.get();
+    if (options.ep_overlap) {
+      // The second micro-batch's collectives get a communicator of their own, so the two
+      // lanes' exchanges pair up across ranks whatever order they reach them in.
+      joined = comm::GlooCommunicator::Connect(
+          store, absl::StrCat("ep/", options.ep_group, "/lane1"), options.ep_rank,
+          options.ep_size, gloo);
+      if (!joined.ok()) {
+        return absl::Status(joined.status().code(),
+                            absl::StrCat("expert-parallel group '", options.ep_group,
+                                         "', second lane: ", joined.status().message()));
+      }
+      overlap_group = *std::move(joined);
+      model_options.overlap_group = overlap_group.get();
+      model_options.overlap_min_tokens = options.ep_overlap_min_tokens;
+    }
     model_options.ffn_experts = options.ffn_experts;
     model_options.redundant_experts = options.redundant_experts;
     model_options.rebalance_interval = options.rebalance_interval;
@@ -256,8 +272,17 @@ absl::Status RunWorker(const WorkerOptions& options) {
     server->Shutdown();
     return worker_id.status();
   }
+  std::string expert_parallel;
+  if (group != nullptr) {
+    expert_parallel = absl::StrCat(", expert-parallel rank ", options.ep_rank, " of ",
+                                   options.ep_size);
+    if (overlap_group != nullptr) {
+      absl::StrAppend(&expert_parallel, ", micro-batch overlap from ",
+                      options.ep_overlap_min_tokens, " tokens");
+    }
+  }
   std::cerr << "tessera worker " << *worker_id << ": " << WorkerRoleName(options.role) << " on "
-            << address << " (pid " << getpid() << ")" << std::endl;
+            << address << " (pid " << getpid() << expert_parallel << ")" << std::endl;
 
   // KV holdings go to the router as numbered change batches (a snapshot first, and whenever
   // the router lost track), so its routing index is exact without polling.

@@ -47,6 +47,11 @@ struct WorkerOptions {
   // (0: never).
   int redundant_experts = 0;
   int rebalance_interval = 0;
+  // Micro-batch overlap (Hugging Face MoE models): steps of at least `ep_overlap_min_tokens`
+  // tokens run as two micro-batches taking turns, each with a communicator of its own, so one's
+  // dispatch and combine overlap the other's compute. Every rank of a group must agree.
+  bool ep_overlap = false;
+  int ep_overlap_min_tokens = 256;
   absl::Duration ep_timeout = absl::Seconds(30);  // Forming the group; every collective.
 };
 

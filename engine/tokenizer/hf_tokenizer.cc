@@ -41,8 +41,8 @@ class FileErrors {
     return absl::InvalidArgumentError(absl::StrCat(path_, ": ", field, " ", what));
   }
   absl::Status Unsupported(absl::string_view field, absl::string_view what) const {
-    return absl::UnimplementedError(absl::StrCat(path_, ": ", field, " ", what,
-                                                 " is not supported (byte-level BPE only)"));
+    return absl::UnimplementedError(
+        absl::StrCat(path_, ": ", field, " ", what, " is not supported (byte-level BPE only)"));
   }
   const std::string& path() const { return path_; }
 
@@ -77,9 +77,8 @@ absl::Status AddPreTokenizer(const json& node, const std::string& field, const F
       return errors.Invalid(field, "has no \"pretokenizers\" array");
     }
     for (size_t i = 0; i < node["pretokenizers"].size(); ++i) {
-      TESSERA_RETURN_IF_ERROR(AddPreTokenizer(node["pretokenizers"][i],
-                                              absl::StrCat(field, ".pretokenizers[", i, "]"),
-                                              errors, plan));
+      TESSERA_RETURN_IF_ERROR(AddPreTokenizer(
+          node["pretokenizers"][i], absl::StrCat(field, ".pretokenizers[", i, "]"), errors, plan));
     }
     return absl::OkStatus();
   }
@@ -104,9 +103,9 @@ absl::Status AddPreTokenizer(const json& node, const std::string& field, const F
     } else {
       return errors.Invalid(field, "has no pattern.Regex or pattern.String");
     }
-    const std::string behavior =
-        node.contains("behavior") && node["behavior"].is_string() ? node["behavior"].get<std::string>()
-                                                                  : "";
+    const std::string behavior = node.contains("behavior") && node["behavior"].is_string()
+                                     ? node["behavior"].get<std::string>()
+                                     : "";
     if (behavior != "Isolated") {
       return errors.Unsupported(absl::StrCat(field, ".behavior"), absl::StrCat("'", behavior, "'"));
     }
@@ -125,9 +124,9 @@ absl::StatusOr<bool> ReadNormalizer(const json& node, const std::string& field,
   if (type == "Sequence" && node.contains("normalizers") && node["normalizers"].is_array()) {
     bool nfc = false;
     for (size_t i = 0; i < node["normalizers"].size(); ++i) {
-      TESSERA_ASSIGN_OR_RETURN(bool one, ReadNormalizer(node["normalizers"][i],
-                                                        absl::StrCat(field, ".normalizers[", i, "]"),
-                                                        errors));
+      TESSERA_ASSIGN_OR_RETURN(
+          bool one, ReadNormalizer(node["normalizers"][i],
+                                   absl::StrCat(field, ".normalizers[", i, "]"), errors));
       nfc = nfc || one;
     }
     return nfc;
@@ -141,8 +140,8 @@ absl::Status CheckDecoder(const json& node, const std::string& field, const File
   if (type == "ByteLevel") return absl::OkStatus();
   if (type == "Sequence" && node.contains("decoders") && node["decoders"].is_array()) {
     for (size_t i = 0; i < node["decoders"].size(); ++i) {
-      TESSERA_RETURN_IF_ERROR(CheckDecoder(node["decoders"][i],
-                                           absl::StrCat(field, ".decoders[", i, "]"), errors));
+      TESSERA_RETURN_IF_ERROR(
+          CheckDecoder(node["decoders"][i], absl::StrCat(field, ".decoders[", i, "]"), errors));
     }
     return absl::OkStatus();
   }
@@ -168,7 +167,8 @@ absl::Status ReadModel(const json& model, const FileErrors& errors, Vocab::Parts
     return errors.Unsupported("model.byte_fallback", "true (SentencePiece-style BPE)");
   }
   for (const char* affix : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-    if (model.contains(affix) && model[affix].is_string() && !model[affix].get<std::string>().empty()) {
+    if (model.contains(affix) && model[affix].is_string() &&
+        !model[affix].get<std::string>().empty()) {
       return errors.Unsupported(absl::StrCat("model.", affix), model[affix].dump());
     }
   }
@@ -177,8 +177,9 @@ absl::Status ReadModel(const json& model, const FileErrors& errors, Vocab::Parts
   }
   for (const auto& [text, id] : model["vocab"].items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxTokenId) {
-      return errors.Invalid(absl::StrCat("model.vocab[\"", text, "\"]"),
-                            absl::StrCat("is ", id.dump(), ", not an id in [0, ", kMaxTokenId, ")"));
+      return errors.Invalid(
+          absl::StrCat("model.vocab[\"", text, "\"]"),
+          absl::StrCat("is ", id.dump(), ", not an id in [0, ", kMaxTokenId, ")"));
     }
     Place(id.get<int32_t>(), text, TokenType::kNormal, parts);
   }
@@ -280,8 +281,8 @@ absl::Status AddEosIds(const std::filesystem::path& path, std::vector<int32_t>* 
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadChatTemplate(const std::filesystem::path& dir,
-                                             const json& config, const FileErrors& errors) {
+absl::StatusOr<std::string> ReadChatTemplate(const std::filesystem::path& dir, const json& config,
+                                             const FileErrors& errors) {
   auto it = config.find("chat_template");
   if (it != config.end() && it->is_string()) return it->get<std::string>();
   if (it != config.end() && it->is_array()) {  // [{"name": ..., "template": ...}]
@@ -319,7 +320,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
   TESSERA_RETURN_IF_ERROR(ReadAddedTokens(section("added_tokens"), errors, &parts));
   TESSERA_ASSIGN_OR_RETURN(bool nfc, ReadNormalizer(section("normalizer"), "normalizer", errors));
   PreTokenizerPlan plan;
-  TESSERA_RETURN_IF_ERROR(AddPreTokenizer(section("pre_tokenizer"), "pre_tokenizer", errors, &plan));
+  TESSERA_RETURN_IF_ERROR(
+      AddPreTokenizer(section("pre_tokenizer"), "pre_tokenizer", errors, &plan));
   if (!plan.byte_level) {
     return errors.Unsupported("pre_tokenizer", "without a ByteLevel step");
   }
@@ -371,9 +373,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
   absl::StatusOr<std::unique_ptr<tokenizer_internal::RegexPreTokenizer>> pre_tokenizer =
       tokenizer_internal::RegexPreTokenizer::Create(plan.patterns, nfc);
   if (!pre_tokenizer.ok()) {
-    return absl::Status(pre_tokenizer.status().code(),
-                        absl::StrCat(tokenizer_path, ": pre_tokenizer: ",
-                                     pre_tokenizer.status().message()));
+    return absl::Status(
+        pre_tokenizer.status().code(),
+        absl::StrCat(tokenizer_path, ": pre_tokenizer: ", pre_tokenizer.status().message()));
   }
   return std::unique_ptr<Tokenizer>(
       new Tokenizer(*std::move(vocab), *std::move(pre_tokenizer), std::move(chat_template)));

@@ -83,12 +83,18 @@ class Translator {
       return absl::OkStatus();
     };
     switch (e) {
-      case 's': return unicode_class(kSpaceBody, false);
-      case 'S': return unicode_class(kSpaceBody, true);
-      case 'd': return unicode_class(kDigitBody, false);
-      case 'D': return unicode_class(kDigitBody, true);
-      case 'w': return unicode_class(kWordBody, false);
-      case 'W': return unicode_class(kWordBody, true);
+      case 's':
+        return unicode_class(kSpaceBody, false);
+      case 'S':
+        return unicode_class(kSpaceBody, true);
+      case 'd':
+        return unicode_class(kDigitBody, false);
+      case 'D':
+        return unicode_class(kDigitBody, true);
+      case 'w':
+        return unicode_class(kWordBody, false);
+      case 'W':
+        return unicode_class(kWordBody, true);
       case 'u': {  // \uHHHH
         const absl::string_view hex = pattern_.substr(*i + 1, 4);
         if (hex.size() != 4 || !std::all_of(hex.begin(), hex.end(), absl::ascii_isxdigit)) {
@@ -98,8 +104,17 @@ class Translator {
         *i += 4;
         return absl::OkStatus();
       }
-      case 'n': case 'r': case 't': case 'f': case 'v': case 'a': case 'x': case 'p': case 'P':
-      case 'A': case 'z':
+      case 'n':
+      case 'r':
+      case 't':
+      case 'f':
+      case 'v':
+      case 'a':
+      case 'x':
+      case 'p':
+      case 'P':
+      case 'A':
+      case 'z':
         out_.push_back('\\');
         out_.push_back(e);
         return absl::OkStatus();
@@ -233,10 +248,10 @@ void RegexPreTokenizer::Split(absl::string_view text, std::string* normalized,
                                  [](char c) { return static_cast<uint8_t>(c) < 0x80; });
   if (nfc_ && !ascii) {
     utf8proc_uint8_t* composed = nullptr;
-    const utf8proc_ssize_t length = utf8proc_map(
-        reinterpret_cast<const utf8proc_uint8_t*>(normalized->data()),
-        static_cast<utf8proc_ssize_t>(normalized->size()), &composed,
-        static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+    const utf8proc_ssize_t length =
+        utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(normalized->data()),
+                     static_cast<utf8proc_ssize_t>(normalized->size()), &composed,
+                     static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
     if (length >= 0) normalized->assign(reinterpret_cast<const char*>(composed), length);
     std::free(composed);
   }
@@ -263,7 +278,6 @@ void RegexPreTokenizer::SplitPiece(const Step& step, absl::string_view normalize
                                    const WordSpan& piece, std::vector<WordSpan>* out) const {
   // Each piece is matched as a string of its own: nothing outside it is seen.
   const absl::string_view text = normalized.substr(piece.offset, piece.length);
-  const int groups = step.regex->NumberOfCapturingGroups();
   // Debian's RE2 predates its absl::string_view interface.
   const re2::StringPiece subject(text.data(), text.size());
   re2::StringPiece match;

@@ -73,9 +73,12 @@ std::vector<SequenceRun> RunsFor(const std::vector<std::vector<int32_t>>& prompt
 
 // Runs an EP group of `ranks` threads, rank r serving prompts served[r], and checks each
 // sequence's logits against `expected` (the single-process run of every prompt).
-void CheckGroup(const testing::MoeReference& ref, testing::MoeLoader load, int ranks, bool overlap,
-                const std::vector<std::vector<size_t>>& served,
+// `overlap_min_tokens` < 0: no micro-batch overlap; else overlap for steps of at least that
+// many tokens (on any rank).
+void CheckGroup(const testing::MoeReference& ref, testing::MoeLoader load, int ranks,
+                int32_t overlap_min_tokens, const std::vector<std::vector<size_t>>& served,
                 const std::vector<SequenceRun>& expected, int steps) {
+  const bool overlap = overlap_min_tokens >= 0;
   static int groups_formed = 0;
   comm::LocalKeyValueStore store;
   const std::string group_name = absl::StrCat(ref.checkpoint_dir, "-", groups_formed++);
@@ -100,9 +103,11 @@ void CheckGroup(const testing::MoeReference& ref, testing::MoeLoader load, int r
       }
       kernels::ThreadPool rank_pool(1);
       absl::StatusOr<std::unique_ptr<Model>> model = load(
-          ref.checkpoint_dir, ModelOptions{.pool = &rank_pool,
-                                           .expert_group = group->get(),
-                                           .overlap_group = overlap ? second->get() : nullptr});
+          ref.checkpoint_dir,
+          ModelOptions{.pool = &rank_pool,
+                       .expert_group = group->get(),
+                       .overlap_group = overlap ? second->get() : nullptr,
+                       .overlap_min_tokens = std::max(overlap_min_tokens, 0)});
       if (!model.ok()) {
         results[rank] = model.status();
         return;
@@ -167,7 +172,7 @@ TEST_CASE("Expert parallelism: EP = 1, 2 and 4 give the single-process logits an
   // ranks finish at different steps).
   std::vector<std::vector<size_t>> served(ranks);
   for (int rank = 0; rank < ranks; ++rank) served[rank] = {rank % ref.prompts.size()};
-  CheckGroup(ref, load, ranks, /*overlap=*/false, served, expected, kSteps);
+  CheckGroup(ref, load, ranks, /*overlap_min_tokens=*/-1, served, expected, kSteps);
 }
 
 TEST_CASE("Expert parallelism with micro-batch overlap gives the single-process logits",
@@ -197,7 +202,11 @@ TEST_CASE("Expert parallelism with micro-batch overlap gives the single-process 
   std::vector<std::vector<size_t>> served(ranks);
   for (size_t p = 0; p < ref.prompts.size(); ++p) served[0].push_back(p);
   for (int rank = 1; rank < ranks; ++rank) served[rank] = {1};
-  CheckGroup(ref, kind.load, ranks, /*overlap=*/true, served, expected, kSteps);
+  // Every step split (1); only the prompt steps, which rank 0 alone finds large, so the
+  // other rank splits because it does (10); no step split, one micro-batch everywhere (1000).
+  const int32_t min_tokens = GENERATE(1, 10, 1000);
+  INFO("overlap from " << min_tokens << " tokens");
+  CheckGroup(ref, kind.load, ranks, min_tokens, served, expected, kSteps);
 }
 
 TEST_CASE("Micro-batch overlap reports each layer once, in order, after both micro-batches",
@@ -211,9 +220,13 @@ TEST_CASE("Micro-batch overlap reports each layer once, in order, after both mic
   REQUIRE(first.ok());
   REQUIRE(second.ok());
   kernels::ThreadPool pool(2);
+  // Split (1) and unsplit (1000) steps both report every layer.
+  const int32_t min_tokens = GENERATE(1, 1000);
   auto model = testing::kMoeModels[0].load(
-      ref.checkpoint_dir,
-      ModelOptions{.pool = &pool, .expert_group = first->get(), .overlap_group = second->get()});
+      ref.checkpoint_dir, ModelOptions{.pool = &pool,
+                                       .expert_group = first->get(),
+                                       .overlap_group = second->get(),
+                                       .overlap_min_tokens = min_tokens});
   REQUIRE(model.ok());
   auto cache = kvcache::PagedKvCache::Create(KvShapeFor((*model)->config(), kBlockSize, 16));
   REQUIRE(cache.ok());

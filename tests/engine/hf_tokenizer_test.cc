@@ -51,7 +51,9 @@ class TempDir {
 // so the two split such text differently. One fixture text has one.
 bool HasCodepointNewerThanRe2(const std::string& text) {
   for (size_t i = 0; i + 3 < text.size(); ++i) {
-    const auto b = [&](size_t k) { return static_cast<uint32_t>(static_cast<uint8_t>(text[i + k])); };
+    const auto b = [&](size_t k) {
+      return static_cast<uint32_t>(static_cast<uint8_t>(text[i + k]));
+    };
     if (b(0) != 0xF0) continue;
     const uint32_t cpt = ((b(1) & 0x3F) << 12) | ((b(2) & 0x3F) << 6) | (b(3) & 0x3F);
     if (cpt >= 0x2EBF0 && cpt <= 0x2EE5D) return true;
@@ -171,9 +173,10 @@ TEST_CASE("tokenizer.json: NFC normalization composes what the other styles leav
   CHECK(*plain->Decode(plain->Encode(decomposed, true)) == decomposed);
 }
 
-TEST_CASE("tokenizer.json: special ids, end of generation and the chat template come from the "
-          "companion files",
-          "[engine][tokenizer][hf]") {
+TEST_CASE(
+    "tokenizer.json: special ids, end of generation and the chat template come from the "
+    "companion files",
+    "[engine][tokenizer][hf]") {
   TempDir dir("companions");
   json doc = StyleTokenizerJson("qwen2");
   // A TemplateProcessing post-processor that prepends <|endoftext|>, as Llama 3's does.
@@ -182,8 +185,9 @@ TEST_CASE("tokenizer.json: special ids, end of generation and the chat template 
                  {"Sequence": {"id": "A", "type_id": 0}}],
       "pair": [], "special_tokens": {}})");
   dir.Write("tokenizer.json", doc.dump());
-  dir.Write("tokenizer_config.json",
-            R"({"eos_token": {"content": "<|im_end|>"}, "chat_template": "<|im_start|>x<|im_end|>"})");
+  dir.Write(
+      "tokenizer_config.json",
+      R"({"eos_token": {"content": "<|im_end|>"}, "chat_template": "<|im_start|>x<|im_end|>"})");
   dir.Write("generation_config.json", R"({"eos_token_id": [2, 4]})");
   absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::FromHuggingFace(dir.path());
   REQUIRE(tokenizer.ok());
@@ -260,11 +264,18 @@ TEST_CASE("tokenizer.json: unsupported or malformed files get errors naming file
          absl::StatusCode::kInvalidArgument, "model.merges[7]");
   expect(LoadEdited(dir, [](json& d) { d["added_tokens"][0]["id"] = "x"; }),
          absl::StatusCode::kInvalidArgument, "added_tokens[0]");
-  expect(LoadEdited(dir, [](json& d) { d["normalizer"] = {{"type", "Lowercase"}}; }),
+  expect(LoadEdited(dir,
+                    [](json& d) {
+                      d["normalizer"] = {{"type", "Lowercase"}};
+                    }),
          absl::StatusCode::kUnimplemented, "normalizer type 'Lowercase'");
-  expect(LoadEdited(dir, [](json& d) { d["pre_tokenizer"]["pretokenizers"][1] = {{"type", "Metaspace"}}; }),
+  expect(LoadEdited(dir,
+                    [](json& d) {
+                      d["pre_tokenizer"]["pretokenizers"][1] = {{"type", "Metaspace"}};
+                    }),
          absl::StatusCode::kUnimplemented, "pre_tokenizer.pretokenizers[1]");
-  expect(LoadEdited(dir, [](json& d) { d["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "Removed"; }),
+  expect(LoadEdited(
+             dir, [](json& d) { d["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "Removed"; }),
          absl::StatusCode::kUnimplemented, "pre_tokenizer.pretokenizers[0].behavior");
   expect(LoadEdited(dir,
                     [](json& d) {
@@ -308,7 +319,10 @@ TEST_CASE("TranslateOnigPattern: Unicode classes spelled out, the whitespace loo
     return out;
   };
   CHECK(words("a   b") == std::vector<std::string>{"a", "  ", " b"});
-  CHECK(words("a \xC2\xA0" "b") == std::vector<std::string>{"a", " ", "\xC2\xA0" "b"});
+  CHECK(words("a \xC2\xA0"
+              "b") == std::vector<std::string>{"a", " ",
+                                               "\xC2\xA0"
+                                               "b"});
   CHECK(words("a  ") == std::vector<std::string>{"a", "  "});
   CHECK(words("a 1") == std::vector<std::string>{"a", " ", "1"});
 }

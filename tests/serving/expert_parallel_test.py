@@ -12,9 +12,9 @@ together over Gloo on loopback, each serving its own requests (data-parallel att
 - `kill -9` of one rank: its partner fails fast with a clear error and leaves; every request
   in flight completes or ends with UNAVAILABLE within a stated bound, never hangs.
 - Hugging Face MoE checkpoints (the tiny Qwen3-MoE, and DeepSeek-V3 in its release's FP8
-  format, each with a tokenizer.json) served by text, 1P1D with both pools EP groups: what
-  `tessera generate` computes from the same directory, over gRPC and the OpenAI-compatible
-  API."""
+  format, each with a tokenizer.json) served by text, 1P1D with both pools EP groups that
+  overlap micro-batches: what `tessera generate` computes from the same directory, over gRPC
+  and the OpenAI-compatible API."""
 
 import concurrent.futures
 import json
@@ -186,7 +186,10 @@ class ExpertParallelServingTest(unittest.TestCase):
                 # Random weights: the text is noise, but it must be the same noise.
                 self.assertEqual(len({tuple(r["token_ids"]) for r in reference.values()}),
                                  len(PROMPTS))
-                with harness.Deployment(prefill=1, decode=1, extra=EP + model) as d:
+                # With micro-batch overlap on every step (the prompts are short), each rank
+                # also forms a second communicator for its second micro-batch.
+                overlap = ["--worker-flag=--ep-overlap", "--worker-flag=--ep-overlap-min-tokens=1"]
+                with harness.Deployment(prefill=1, decode=1, extra=EP + model + overlap) as d:
                     self.check_groups(d, ["decode", "prefill"])
                     with concurrent.futures.ThreadPoolExecutor(4) as pool:
                         results = list(pool.map(
@@ -207,6 +210,7 @@ class ExpertParallelServingTest(unittest.TestCase):
                     self.assertEqual(completion["choices"][0]["text"],
                                      reference[PROMPTS[0]]["text"])
                     d.wait_all_kv_free()
+                    self.assertEqual(d.logs().count("micro-batch overlap from 1 tokens"), 4)
 
 
 if __name__ == "__main__":
