@@ -127,28 +127,25 @@ absl::Status RunWorker(const WorkerOptions& options) {
     comm::GlooOptions gloo;
     gloo.hostname = AdvertisedHost(options.listen_address, options.advertise_host);
     gloo.timeout = options.ep_timeout;
-    absl::StatusOr<std::unique_ptr<comm::GlooCommunicator>> joined =
-        comm::GlooCommunicator::Connect(store, absl::StrCat("ep/", options.ep_group),
-                                        options.ep_rank, options.ep_size, gloo);
-    if (!joined.ok()) {
-      return absl::Status(joined.status().code(),
-                          absl::StrCat("expert-parallel group '", options.ep_group,
-                                       "': ", joined.status().message()));
-    }
-    group = *std::move(joined);
+    // Joins the group's communicator named `suffix` (each forms its own connections).
+    auto join = [&](absl::string_view suffix, absl::string_view what)
+        -> absl::StatusOr<std::unique_ptr<comm::GlooCommunicator>> {
+      absl::StatusOr<std::unique_ptr<comm::GlooCommunicator>> joined =
+          comm::GlooCommunicator::Connect(store, absl::StrCat("ep/", options.ep_group, suffix),
+                                          options.ep_rank, options.ep_size, gloo);
+      if (!joined.ok()) {
+        return absl::Status(joined.status().code(),
+                            absl::StrCat("expert-parallel group '", options.ep_group, "'", what,
+                                         ": ", joined.status().message()));
+      }
+      return joined;
+    };
+    TESSERA_ASSIGN_OR_RETURN(group, join("", ""));
     model_options.expert_group = group.get();
     if (options.ep_overlap) {
       // The second micro-batch's collectives get a communicator of their own, so the two
       // lanes' exchanges pair up across ranks whatever order they reach them in.
-      joined = comm::GlooCommunicator::Connect(
-          store, absl::StrCat("ep/", options.ep_group, "/lane1"), options.ep_rank,
-          options.ep_size, gloo);
-      if (!joined.ok()) {
-        return absl::Status(joined.status().code(),
-                            absl::StrCat("expert-parallel group '", options.ep_group,
-                                         "', second lane: ", joined.status().message()));
-      }
-      overlap_group = *std::move(joined);
+      TESSERA_ASSIGN_OR_RETURN(overlap_group, join("/lane1", ", second lane"));
       model_options.overlap_group = overlap_group.get();
       model_options.overlap_min_tokens = options.ep_overlap_min_tokens;
     }
