@@ -43,6 +43,7 @@ struct MoeLayerTimes {
   std::atomic<int64_t> experts_ns{0};   // This rank's expert matmuls.
   std::atomic<int64_t> combine_ns{0};   // Outputs back to their tokens' ranks, and their sum.
   std::atomic<int64_t> expert_rows{0};  // Rows this rank's experts computed.
+  std::atomic<int64_t> split_steps{0};  // Steps run as two micro-batches (overlap).
 };
 
 // Adds the wall time from construction to destruction to a phase of `times` (nothing when

@@ -124,6 +124,7 @@ absl::Status HfDecoderModel::Forward(std::span<const SequenceStep> batch,
     return RunMicroBatch(lanes_[0], cache, logits, progress);
   }
   LayerProgress progress(options.on_layer_done, 2);
+  if (moe_times_ != nullptr) moe_times_->split_steps.fetch_add(1, std::memory_order_relaxed);
   size_t split = 0;
   int64_t first_tokens = 0;
   size_t first_logits = 0;
@@ -136,6 +137,11 @@ absl::Status HfDecoderModel::Forward(std::span<const SequenceStep> batch,
   lanes_[1].batch = batch.subspan(split);
   const size_t vocab = static_cast<size_t>(config_.vocab_size);
   absl::Status second;
+  // Lane 1 works on this frame's locals: wait for it however the frame is left.
+  struct JoinLane {
+    LaneThread& lane;
+    ~JoinLane() { lane.Wait(); }
+  } join{*lane_thread_};
   lane_thread_->Start([&] {
     second = RunMicroBatch(lanes_[1], cache, logits.subspan(first_logits * vocab), progress);
   });

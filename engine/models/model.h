@@ -97,10 +97,12 @@ struct ModelOptions {
   // second's dispatch and combine on this communicator, so that one micro-batch's
   // communication overlaps the other's compute. Every rank of the group must set it alike.
   comm::Communicator* overlap_group = nullptr;
-  // With overlap_group: steps with fewer tokens than this run as one micro-batch (the second
-  // lane empty, taking part in the collectives only). Splitting a small step streams every
-  // expert's weights twice for little communication to hide; see docs/PERFORMANCE.md for
-  // where the two cross on this host (between 128 and 256 tokens per rank).
+  // With overlap_group: a step splits into two micro-batches only when it has at least this
+  // many tokens on some rank of the group (the ranks agree on it with one all-reduce; a rank
+  // whose own step is small then splits it too, its second micro-batch perhaps empty). Other
+  // steps run as one micro-batch everywhere: splitting a small step streams every expert's
+  // weights twice for little communication to hide. See docs/PERFORMANCE.md for where the two
+  // cross on this host (between 128 and 256 tokens per rank).
   int32_t overlap_min_tokens = 256;
   // Dense GGUF models: run each feed-forward block as this many experts, slices of its
   // intermediate size, every one selected with weight 1 (0: the dense block). The result is

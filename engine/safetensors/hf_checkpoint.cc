@@ -150,20 +150,22 @@ absl::Status HfCheckpoint::ApplyBlockScales(absl::string_view name,
   auto config = config_.find("quantization_config");
   if (config != config_.end() && config->contains("weight_block_size")) {
     const json& size = (*config)["weight_block_size"];
+    constexpr int64_t kMaxBlock = int64_t{1} << 20;
     if (!size.is_array() || size.size() != 2 || !size[0].is_number_integer() ||
         !size[1].is_number_integer() || size[0].get<int64_t>() < 1 ||
-        size[1].get<int64_t>() < 1) {
+        size[1].get<int64_t>() < 1 || size[0].get<int64_t>() > kMaxBlock ||
+        size[1].get<int64_t>() > kMaxBlock) {
       return absl::InvalidArgumentError(
           absl::StrCat(directory_, "/config.json: quantization_config.weight_block_size is ",
-                       size.dump(), "; expected [rows, columns]"));
+                       size.dump(), "; expected [rows, columns], each in [1, 2^20]"));
     }
     block[0] = size[0].get<int64_t>();
     block[1] = size[1].get<int64_t>();
   }
   const int64_t rows = shape[0];
   const int64_t columns = shape[1];
-  const int64_t block_rows = (rows + block[0] - 1) / block[0];
-  const int64_t block_columns = (columns + block[1] - 1) / block[1];
+  const int64_t block_rows = rows == 0 ? 0 : (rows - 1) / block[0] + 1;
+  const int64_t block_columns = columns == 0 ? 0 : (columns - 1) / block[1] + 1;
   auto it = tensor_file_.find(scale_name);
   const int64_t scale_shape[2] = {block_rows, block_columns};
   absl::StatusOr<std::vector<float>> scales = it->second->ReadFloats(scale_name, scale_shape);

@@ -23,8 +23,9 @@ struct RouterOptions {
   WorkerRegistryOptions registry;
   // When > 0, every router thread runs under SCHED_FIFO at this priority (1-99), so that on a
   // host whose cores the workers keep busy the router is never queued behind their compute.
-  // Needs CAP_SYS_NICE (or root). The router only reacts to events, so it cannot monopolize
-  // a core, and the kernel's RT throttling caps it anyway.
+  // Needs CAP_SYS_NICE (or root). Its per-request work is small but not nothing (validation,
+  // tokenization, chat templates): a burst of long prompts runs ahead of the workers too,
+  // up to the kernel's real-time throttling (95% of each core by default).
   int realtime_priority = 0;
 };
 

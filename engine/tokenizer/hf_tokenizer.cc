@@ -30,7 +30,7 @@ using tokenizer_internal::Vocab;
 // What ByteLevel(use_regex = true) splits with: GPT-2's pattern.
 constexpr absl::string_view kGpt2Pattern =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-// Ids past this are not a real vocabulary (and would make the tables huge).
+// eos_token_id values past this are not ids of any real vocabulary.
 constexpr int64_t kMaxTokenId = int64_t{1} << 24;
 
 // Errors that name the file and the field.
@@ -58,6 +58,13 @@ absl::StatusOr<std::string> TypeOf(const json& node, absl::string_view field,
   return node["type"].get<std::string>();
 }
 
+// node[key] if node is an object holding a string there, else "".
+std::string StringOr(const json& node, const char* key) {
+  if (!node.is_object()) return "";
+  auto it = node.find(key);
+  return it != node.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 bool BoolOr(const json& node, const char* key, bool fallback) {
   auto it = node.find(key);
   return it != node.end() && it->is_boolean() ? it->get<bool>() : fallback;
@@ -72,6 +79,10 @@ absl::Status AddPreTokenizer(const json& node, const std::string& field, const F
                              PreTokenizerPlan* plan) {
   if (node.is_null()) return absl::OkStatus();
   TESSERA_ASSIGN_OR_RETURN(std::string type, TypeOf(node, field, errors));
+  if (plan->byte_level && type != "Sequence") {
+    // Later steps would see the byte-level alphabet ("Ġ" for a space), not the text.
+    return errors.Unsupported(field, absl::StrCat("a '", type, "' step after ByteLevel"));
+  }
   if (type == "Sequence") {
     if (!node.contains("pretokenizers") || !node["pretokenizers"].is_array()) {
       return errors.Invalid(field, "has no \"pretokenizers\" array");
@@ -158,7 +169,10 @@ void Place(int32_t id, std::string text, TokenType type, Vocab::Parts* parts) {
   parts->types[id] = type;
 }
 
-absl::Status ReadModel(const json& model, const FileErrors& errors, Vocab::Parts* parts) {
+// Token ids must lie below `id_limit`: the number of vocabulary and added-token entries, so
+// a stray id cannot make the tables huge (real vocabularies number their tokens densely).
+absl::Status ReadModel(const json& model, int64_t id_limit, const FileErrors& errors,
+                       Vocab::Parts* parts) {
   if (!model.is_object()) return errors.Invalid("model", "is not an object");
   if (model.contains("type") && model["type"] != "BPE") {
     return errors.Unsupported("model.type", absl::StrCat("'", model["type"].dump(), "'"));
@@ -176,10 +190,10 @@ absl::Status ReadModel(const json& model, const FileErrors& errors, Vocab::Parts
     return errors.Invalid("model.vocab", "is missing or empty");
   }
   for (const auto& [text, id] : model["vocab"].items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxTokenId) {
-      return errors.Invalid(
-          absl::StrCat("model.vocab[\"", text, "\"]"),
-          absl::StrCat("is ", id.dump(), ", not an id in [0, ", kMaxTokenId, ")"));
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= id_limit) {
+      return errors.Invalid(absl::StrCat("model.vocab[\"", text, "\"]"),
+                            absl::StrCat("is ", id.dump(), ", not an id in [0, ", id_limit,
+                                         ") (the number of vocab and added_tokens entries)"));
     }
     Place(id.get<int32_t>(), text, TokenType::kNormal, parts);
   }
@@ -209,7 +223,8 @@ absl::Status ReadModel(const json& model, const FileErrors& errors, Vocab::Parts
   return absl::OkStatus();
 }
 
-absl::Status ReadAddedTokens(const json& added, const FileErrors& errors, Vocab::Parts* parts) {
+absl::Status ReadAddedTokens(const json& added, int64_t id_limit, const FileErrors& errors,
+                             Vocab::Parts* parts) {
   if (added.is_null()) return absl::OkStatus();
   if (!added.is_array()) return errors.Invalid("added_tokens", "is not an array");
   for (size_t i = 0; i < added.size(); ++i) {
@@ -220,8 +235,10 @@ absl::Status ReadAddedTokens(const json& added, const FileErrors& errors, Vocab:
       return errors.Invalid(field, "needs an integer id and a string content");
     }
     const int64_t id = token["id"].get<int64_t>();
-    if (id < 0 || id >= kMaxTokenId) {
-      return errors.Invalid(absl::StrCat(field, ".id"), absl::StrCat("is ", id));
+    if (id < 0 || id >= id_limit) {
+      return errors.Invalid(absl::StrCat(field, ".id"),
+                            absl::StrCat("is ", id, ", not an id in [0, ", id_limit,
+                                         ") (the number of vocab and added_tokens entries)"));
     }
     Place(static_cast<int32_t>(id), token["content"].get<std::string>(),
           BoolOr(token, "special", false) ? TokenType::kControl : TokenType::kUserDefined, parts);
@@ -244,7 +261,7 @@ std::optional<std::string> SpecialTokenText(const json& config, const char* key)
 // The BOS token the post-processor prepends to a single sequence, if any.
 std::optional<std::string> PostProcessorBos(const json& node) {
   if (!node.is_object()) return std::nullopt;
-  const std::string type = node.value("type", "");
+  const std::string type = StringOr(node, "type");
   if (type == "Sequence" && node.contains("processors") && node["processors"].is_array()) {
     for (const json& p : node["processors"]) {
       if (std::optional<std::string> bos = PostProcessorBos(p)) return bos;
@@ -256,7 +273,8 @@ std::optional<std::string> PostProcessorBos(const json& node) {
     return std::nullopt;
   }
   const json& first = node["single"][0];
-  if (!first.contains("SpecialToken") || !first["SpecialToken"].contains("id") ||
+  if (!first.is_object() || !first.contains("SpecialToken") ||
+      !first["SpecialToken"].is_object() || !first["SpecialToken"].contains("id") ||
       !first["SpecialToken"]["id"].is_string()) {
     return std::nullopt;
   }
@@ -281,25 +299,27 @@ absl::Status AddEosIds(const std::filesystem::path& path, std::vector<int32_t>* 
   return absl::OkStatus();
 }
 
+// chat_template.jinja beside the config takes priority over the config's chat_template, as in
+// transformers.
 absl::StatusOr<std::string> ReadChatTemplate(const std::filesystem::path& dir, const json& config,
                                              const FileErrors& errors) {
-  auto it = config.find("chat_template");
-  if (it != config.end() && it->is_string()) return it->get<std::string>();
-  if (it != config.end() && it->is_array()) {  // [{"name": ..., "template": ...}]
-    for (const json& named : *it) {
-      if (named.value("name", "") == "default" && named.contains("template") &&
-          named["template"].is_string()) {
-        return named["template"].get<std::string>();
-      }
-    }
-    return errors.Invalid("chat_template", "lists no \"default\" template");
-  }
   const std::filesystem::path jinja = dir / "chat_template.jinja";
   if (std::filesystem::exists(jinja)) {
     std::ifstream in(jinja);
     std::stringstream text;
     text << in.rdbuf();
     return text.str();
+  }
+  auto it = config.find("chat_template");
+  if (it != config.end() && it->is_string()) return it->get<std::string>();
+  if (it != config.end() && it->is_array()) {  // [{"name": ..., "template": ...}]
+    for (const json& named : *it) {
+      if (StringOr(named, "name") == "default" && named.contains("template") &&
+          named["template"].is_string()) {
+        return named["template"].get<std::string>();
+      }
+    }
+    return errors.Invalid("chat_template", "lists no \"default\" template");
   }
   return std::string();
 }
@@ -316,8 +336,16 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
   auto section = [&](const char* key) { return tokenizer.contains(key) ? tokenizer[key] : json(); };
 
   Vocab::Parts parts;
-  TESSERA_RETURN_IF_ERROR(ReadModel(section("model"), errors, &parts));
-  TESSERA_RETURN_IF_ERROR(ReadAddedTokens(section("added_tokens"), errors, &parts));
+  const json model = section("model");
+  const json added = section("added_tokens");
+  const int64_t id_limit =
+      static_cast<int64_t>((model.is_object() && model.contains("vocab") &&
+                                    model["vocab"].is_object()
+                                ? model["vocab"].size()
+                                : 0) +
+                           (added.is_array() ? added.size() : 0));
+  TESSERA_RETURN_IF_ERROR(ReadModel(model, id_limit, errors, &parts));
+  TESSERA_RETURN_IF_ERROR(ReadAddedTokens(added, id_limit, errors, &parts));
   TESSERA_ASSIGN_OR_RETURN(bool nfc, ReadNormalizer(section("normalizer"), "normalizer", errors));
   PreTokenizerPlan plan;
   TESSERA_RETURN_IF_ERROR(
@@ -345,13 +373,12 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
     }
     return config_errors.Invalid(key, absl::StrCat("'", text, "' is not in the vocabulary"));
   };
+  // Whether a BOS token is prepended is the post-processor's call alone: transformers (5)
+  // ignores tokenizer_config.json's add_bos_token when there is a tokenizer.json.
   std::optional<std::string> bos = SpecialTokenText(config, "bos_token");
   const std::optional<std::string> processor_bos = PostProcessorBos(section("post_processor"));
   parts.add_bos = processor_bos.has_value();
-  if (config.contains("add_bos_token") && config["add_bos_token"].is_boolean()) {
-    parts.add_bos = config["add_bos_token"].get<bool>();
-  }
-  if (!bos.has_value()) bos = processor_bos;
+  if (processor_bos.has_value()) bos = processor_bos;
   if (bos.has_value()) {
     TESSERA_ASSIGN_OR_RETURN(parts.bos_id, id_of(*bos, "bos_token"));
   }

@@ -48,6 +48,11 @@ class Translator {
         out_.push_back(c);
         continue;
       }
+      if (c == '^' || c == '$') {
+        // Oniguruma's (Ruby's) ^ and $ always match at line boundaries.
+        absl::StrAppend(&out_, "(?m:", std::string(1, c), ")");
+        continue;
+      }
       if (c == '[') {
         in_class_ = true;
         class_start_ = true;
@@ -59,6 +64,11 @@ class Translator {
           }
         }
         ++depth_;
+        if (absl::StartsWith(rest, "(?")) {
+          absl::Status s = Group(&i);
+          if (!s.ok()) return s;
+          continue;
+        }
       } else if (c == ')') {
         if (--depth_ < 0) return Invalid("has an unmatched ')'");
       }
@@ -72,6 +82,33 @@ class Translator {
   std::string& out() { return out_; }
 
  private:
+  // A group opening "(?..." at pattern_[*i]: non-capturing, named, or with flags. Oniguruma's
+  // (Ruby's) m flag is RE2's s (dot matches newline); i is the same in both.
+  absl::Status Group(size_t* i) {
+    size_t k = *i + 2;
+    if (k < pattern_.size() && pattern_[k] == '<') {  // (?<name>...): RE2 spells it (?P<name>.
+      out_.append("(?P<");
+      *i = k;
+      return absl::OkStatus();
+    }
+    std::string flags;
+    for (; k < pattern_.size() && pattern_[k] != ':' && pattern_[k] != ')'; ++k) {
+      const char f = pattern_[k];
+      if (f == 'i' || f == '-') {
+        flags.push_back(f);
+      } else if (f == 'm') {
+        flags.push_back('s');
+      } else {
+        return Unsupported(absl::StrCat("the group flag '", std::string(1, f), "'"));
+      }
+    }
+    if (k == pattern_.size()) return Invalid("has an unterminated group");
+    if (pattern_[k] == ')') --depth_;  // "(?i)": flags for the rest, not a group.
+    absl::StrAppend(&out_, "(?", flags, std::string(1, pattern_[k]));
+    *i = k;
+    return absl::OkStatus();
+  }
+
   absl::Status Escape(char e, size_t* i) {
     auto unicode_class = [&](absl::string_view body, bool negated) -> absl::Status {
       if (in_class_) {
@@ -238,7 +275,16 @@ void RegexPreTokenizer::Split(absl::string_view text, std::string* normalized,
   words->clear();
   // Invalid bytes become U+FFFD first, as the GGUF path does: the regexes and NFC need UTF-8.
   std::vector<uint32_t> cpts;
-  if (DecodeUtf8Lenient(text, &cpts)) {
+  bool intact = DecodeUtf8Lenient(text, &cpts);
+  for (uint32_t& cpt : cpts) {
+    // Encoded surrogates get through the lenient decoder; they are not text (a Rust string,
+    // all `tokenizers` sees, cannot hold them) and would make NFC refuse the whole input.
+    if ((cpt >= 0xD800 && cpt <= 0xDFFF) || cpt > 0x10FFFF) {
+      cpt = kReplacementCharacter;
+      intact = false;
+    }
+  }
+  if (intact) {
     normalized->assign(text.data(), text.size());
   } else {
     for (uint32_t cpt : cpts) AppendUtf8(cpt, normalized);

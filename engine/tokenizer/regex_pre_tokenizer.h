@@ -7,8 +7,9 @@
 // leftmost-first semantics but no lookaround and ASCII-only \s, \d and \w. TranslateOnigPattern
 // bridges the two: the Unicode classes are spelled out, and the one lookahead these
 // tokenizers use, a final `\s+(?!\S)|\s+`, is matched as `\s+` and then given back its last
-// codepoint when a non-space follows (what the lookahead does). Any other lookaround is
-// refused rather than approximated.
+// codepoint when a non-space follows (what the lookahead does). ^ and $ match at line
+// boundaries, as in Oniguruma, and its m flag becomes RE2's s. Any other lookaround, flag or
+// Oniguruma-only escape is refused rather than approximated.
 // Thread-safety: immutable after Create(); Split() is safe to call concurrently.
 #ifndef TESSERA_ENGINE_TOKENIZER_REGEX_PRE_TOKENIZER_H_
 #define TESSERA_ENGINE_TOKENIZER_REGEX_PRE_TOKENIZER_H_

@@ -44,8 +44,9 @@ class Tokenizer {
   //                          control tokens); normalizer none or NFC; pre-tokenizer steps
   //                          ByteLevel, Split (Isolated) and Digits, alone or in a Sequence;
   //                          a TemplateProcessing post-processor that prepends a BOS token.
-  //   tokenizer_config.json  (optional) bos_token, eos_token, add_bos_token, chat_template
-  //                          (or chat_template.jinja beside it).
+  //   tokenizer_config.json  (optional) bos_token, eos_token, chat_template (a
+  //                          chat_template.jinja beside it wins, as in transformers; and as
+  //                          in transformers 5, the post-processor alone decides on a BOS).
   //   generation_config.json, config.json  (optional) eos_token_id: more end-of-generation ids.
   // Added tokens' lstrip, rstrip and single_word options are not applied. Unimplemented
   // names any other model, normalizer or pre-tokenizer type; InvalidArgument names the file and

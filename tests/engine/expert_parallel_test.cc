@@ -11,6 +11,7 @@
 #include "comm/gloo_communicator.h"
 #include "comm/local_key_value_store.h"
 #include "engine/models/deepseek_v3.h"
+#include "engine/models/expert_parallel.h"
 #include "engine/models/qwen3_moe.h"
 #include "kvcache/paged_kv_cache.h"
 #include "tests/engine/moe_reference_fixture.h"
@@ -84,6 +85,7 @@ void CheckGroup(const testing::MoeReference& ref, testing::MoeLoader load, int r
   const std::string group_name = absl::StrCat(ref.checkpoint_dir, "-", groups_formed++);
   std::vector<absl::Status> results(ranks);
   std::vector<std::vector<SequenceRun>> per_rank(ranks);
+  std::vector<MoeLayerTimes> times(ranks);
   std::vector<std::thread> threads;
   for (int rank = 0; rank < ranks; ++rank) {
     threads.emplace_back([&, rank] {
@@ -107,7 +109,8 @@ void CheckGroup(const testing::MoeReference& ref, testing::MoeLoader load, int r
           ModelOptions{.pool = &rank_pool,
                        .expert_group = group->get(),
                        .overlap_group = overlap ? second->get() : nullptr,
-                       .overlap_min_tokens = std::max(overlap_min_tokens, 0)});
+                       .overlap_min_tokens = std::max(overlap_min_tokens, 0),
+                       .moe_times = &times[rank]});
       if (!model.ok()) {
         results[rank] = model.status();
         return;
@@ -120,6 +123,17 @@ void CheckGroup(const testing::MoeReference& ref, testing::MoeLoader load, int r
     });
   }
   for (std::thread& t : threads) t.join();
+  // The ranks agree on which steps split. The first step has 4 tokens or more on rank 0,
+  // later ones 2 or fewer on every rank (one per sequence), and the last may have none.
+  const int64_t split = times[0].split_steps.load();
+  for (int rank = 1; rank < ranks; ++rank) CHECK(times[rank].split_steps.load() == split);
+  if (overlap_min_tokens < 0 || overlap_min_tokens >= 1000) {
+    CHECK(split == 0);
+  } else if (overlap_min_tokens == 4) {
+    CHECK(split == 1);
+  } else if (overlap_min_tokens == 1) {
+    CHECK(split >= steps - 1);
+  }
   for (int rank = 0; rank < ranks; ++rank) {
     INFO("rank " << rank << ": " << results[rank].ToString());
     REQUIRE(results[rank].ok());
@@ -202,9 +216,10 @@ TEST_CASE("Expert parallelism with micro-batch overlap gives the single-process 
   std::vector<std::vector<size_t>> served(ranks);
   for (size_t p = 0; p < ref.prompts.size(); ++p) served[0].push_back(p);
   for (int rank = 1; rank < ranks; ++rank) served[rank] = {1};
-  // Every step split (1); only the prompt steps, which rank 0 alone finds large, so the
-  // other rank splits because it does (10); no step split, one micro-batch everywhere (1000).
-  const int32_t min_tokens = GENERATE(1, 10, 1000);
+  // Every step with tokens split (1); only the prompt steps, which rank 0 alone finds large,
+  // so the other rank splits because it does (4); no step split, one micro-batch everywhere
+  // (1000).
+  const int32_t min_tokens = GENERATE(1, 4, 1000);
   INFO("overlap from " << min_tokens << " tokens");
   CheckGroup(ref, kind.load, ranks, min_tokens, served, expected, kSteps);
 }

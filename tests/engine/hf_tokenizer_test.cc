@@ -171,6 +171,9 @@ TEST_CASE("tokenizer.json: NFC normalization composes what the other styles leav
   const std::string decomposed = "Cafe\xCC\x81";  // "Café" as e + U+0301.
   CHECK(*qwen2->Decode(qwen2->Encode(decomposed, true)) == "Caf\xC3\xA9");
   CHECK(*plain->Decode(plain->Encode(decomposed, true)) == decomposed);
+  // An encoded surrogate (not text) becomes U+FFFD and does not stop NFC for the rest.
+  CHECK(*qwen2->Decode(qwen2->Encode("\xED\xA0\x80" + decomposed, true)) ==
+        "\xEF\xBF\xBD" "Caf\xC3\xA9");
 }
 
 TEST_CASE(
@@ -205,13 +208,20 @@ TEST_CASE(
   CHECK(*ApplyChatTemplate(**tokenizer, messages, true) ==
         "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
 
-  SECTION("add_bos_token false in tokenizer_config.json overrides the post-processor") {
-    dir.Write("tokenizer_config.json", R"({"add_bos_token": false})");
-    absl::StatusOr<std::unique_ptr<Tokenizer>> no_bos = Tokenizer::FromHuggingFace(dir.path());
-    REQUIRE(no_bos.ok());
-    CHECK((*no_bos)->Encode("Hi", true).front() != endoftext);
-    CHECK((*no_bos)->chat_template().empty());
-    CHECK(ApplyChatTemplate(**no_bos, messages, true).status().code() ==
+  SECTION("chat_template.jinja wins over the config's; add_bos_token does not override") {
+    dir.Write("tokenizer_config.json", R"({"add_bos_token": false, "chat_template": "ignored"})");
+    dir.Write("chat_template.jinja", "<|im_start|>{{ from the file }}<|im_end|>");
+    absl::StatusOr<std::unique_ptr<Tokenizer>> other = Tokenizer::FromHuggingFace(dir.path());
+    REQUIRE(other.ok());
+    CHECK((*other)->Encode("Hi", true).front() == endoftext);
+    CHECK((*other)->chat_template() == "<|im_start|>{{ from the file }}<|im_end|>");
+  }
+  SECTION("without a template, chat requests are NotFound") {
+    dir.Write("tokenizer_config.json", "{}");
+    absl::StatusOr<std::unique_ptr<Tokenizer>> plain = Tokenizer::FromHuggingFace(dir.path());
+    REQUIRE(plain.ok());
+    CHECK((*plain)->chat_template().empty());
+    CHECK(ApplyChatTemplate(**plain, messages, true).status().code() ==
           absl::StatusCode::kNotFound);
   }
 }
@@ -244,7 +254,7 @@ TEST_CASE("tokenizer.json: unsupported or malformed files get errors naming file
           "[engine][tokenizer][hf]") {
   TempDir dir("errors");
   auto expect = [&](absl::Status status, absl::StatusCode code, const std::string& needle) {
-    INFO(status.ToString());
+    INFO(status.ToString() << " (expected " << needle << ")");
     CHECK(status.code() == code);
     CHECK(std::string(status.message()).find(needle) != std::string::npos);
     CHECK(std::string(status.message()).find("tokenizer.json") != std::string::npos);
@@ -260,6 +270,23 @@ TEST_CASE("tokenizer.json: unsupported or malformed files get errors naming file
          absl::StatusCode::kUnimplemented, "model.byte_fallback");
   expect(LoadEdited(dir, [](json& d) { d["model"]["vocab"]["hello"] = -3; }),
          absl::StatusCode::kInvalidArgument, "model.vocab[\"hello\"]");
+  // A stray huge id would make the tables huge: ids must be below the number of entries.
+  expect(LoadEdited(dir, [](json& d) { d["model"]["vocab"]["hello"] = 16000000; }),
+         absl::StatusCode::kInvalidArgument, "model.vocab[\"hello\"]");
+  expect(LoadEdited(dir, [](json& d) { d["added_tokens"][0]["id"] = 16000000; }),
+         absl::StatusCode::kInvalidArgument, "added_tokens[0].id");
+  // After ByteLevel a step would see the byte-level alphabet, not the text.
+  expect(LoadEdited(dir,
+                    [](json& d) {
+                      d["pre_tokenizer"]["pretokenizers"].push_back(
+                          {{"type", "Digits"}, {"individual_digits", true}});
+                    }),
+         absl::StatusCode::kUnimplemented, "after ByteLevel");
+  // Odd but harmless post-processors and templates are ignored, not fatal.
+  CHECK(LoadEdited(dir, [](json& d) { d["post_processor"] = {{"type", 5}}; }).ok());
+  CHECK(LoadEdited(dir, [](json& d) {
+          d["post_processor"] = {{"type", "TemplateProcessing"}, {"single", {7}}};
+        }).ok());
   expect(LoadEdited(dir, [](json& d) { d["model"]["merges"][7] = 12; }),
          absl::StatusCode::kInvalidArgument, "model.merges[7]");
   expect(LoadEdited(dir, [](json& d) { d["added_tokens"][0]["id"] = "x"; }),
@@ -304,6 +331,11 @@ TEST_CASE("TranslateOnigPattern: Unicode classes spelled out, the whitespace loo
   CHECK(TranslateOnigPattern("\\bword").status().code() == absl::StatusCode::kUnimplemented);
   CHECK(TranslateOnigPattern("(ab").status().code() == absl::StatusCode::kInvalidArgument);
   CHECK(TranslateOnigPattern("\\u00e9+")->re2 == "\\x{00e9}+");
+  // Oniguruma's ^ and $ are line anchors, its m flag is RE2's s; unknown flags are refused.
+  CHECK(TranslateOnigPattern("^a$")->re2 == "(?m:^)a(?m:$)");
+  CHECK(TranslateOnigPattern("(?m:a.)|(?i)b")->re2 == "(?s:a.)|(?i)b");
+  CHECK(TranslateOnigPattern("(?<word>a)")->re2 == "(?P<word>a)");
+  CHECK(TranslateOnigPattern("(?x)a").status().code() == absl::StatusCode::kUnimplemented);
 
   // Splitting: a run of spaces before a word gives its last space to the word; Unicode
   // spaces count as spaces, as in Oniguruma.
