@@ -2,7 +2,8 @@
 // much of its communication micro-batch overlap hides. R ranks (threads of this process, each
 // with its own compute pool, KV cache and Gloo connections over loopback) run decode steps of
 // a Qwen3-MoE model with synthetic weights, each rank with `tokens` sequences, first as one
-// micro-batch per step, then as two whose dispatch and combine overlap each other's compute.
+// micro-batch per step, then as two whose dispatch and combine overlap each other's compute
+// (every step split, then only steps of ModelOptions::overlap_min_tokens tokens or more).
 // For each it reports rank 0's median step time and its MoE phases per step (routing,
 // dispatch, expert matmuls, combine; the rest is attention, norms and logits), and the share
 // of the sequential run's communication the overlap removed from the step:
