@@ -203,7 +203,7 @@ AsyncTask<absl::Status> Dispatcher::RunColocated(Attempt& attempt) {
   absl::StatusOr<WorkerLease> worker = registry_.Acquire(
       WorkerNeed::kColocated, static_cast<int64_t>(attempt.job.prompt.size()));
   if (!worker.ok()) co_return worker.status();
-  auto stub = tessera::internal::v1::Worker::NewStub(channels_.Get(worker->address()));
+  auto stub = tessera::internal::v1::Worker::NewStub(channels_.Get(worker->call_address()));
   DecodeRequest request;
   *request.mutable_work() = attempt.Work(absl::StrCat(attempt.job.request_id, "/", attempt.index));
   DecodeCall call(*stub, attempt.NewContext(attempt.timeout), std::move(request));
@@ -249,7 +249,7 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
   const std::string handoff_id = absl::StrCat(attempt.job.request_id, "/", attempt.index);
   const tessera::internal::v1::WorkRequest work = attempt.Work(handoff_id);
 
-  auto prefill_stub = tessera::internal::v1::Worker::NewStub(channels_.Get(prefill->address()));
+  auto prefill_stub = tessera::internal::v1::Worker::NewStub(channels_.Get(prefill->call_address()));
   std::unique_ptr<grpc::ClientContext> prefill_context =
       attempt.NewContext(std::min(attempt.timeout, options_.handoff_lease));
   // The call's headers go out with the request in one write instead of a round of their own.
@@ -291,7 +291,7 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
     tried_decoders.insert(decode->worker_id());
     // The decode call starts before the first token is read, so the decode worker pulls the
     // KV layer by layer while the prefill is still computing.
-    auto decode_stub = tessera::internal::v1::Worker::NewStub(channels_.Get(decode->address()));
+    auto decode_stub = tessera::internal::v1::Worker::NewStub(channels_.Get(decode->call_address()));
     DecodeRequest request;
     *request.mutable_work() = work;
     request.mutable_kv_source()->set_address(prefill->address());

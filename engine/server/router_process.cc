@@ -18,6 +18,7 @@
 #include "engine/server/rendezvous_service.h"
 #include "engine/server/router_services.h"
 #include "engine/server/shutdown_signal.h"
+#include "engine/server/worker_context.h"
 
 namespace tessera::engine::server {
 
@@ -37,7 +38,9 @@ absl::Status RunRouter(const RouterOptions& options) {
   // Debian's abseil checks every lock acquisition for deadlock cycles; that bookkeeping is
   // measurable per request and buys nothing in a release build.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  WorkerRegistry registry(options.registry);
+  WorkerRegistryOptions registry_options = options.registry;
+  registry_options.host_id = LocalHostId();
+  WorkerRegistry registry(registry_options);
   // The router exchanges only requests and token events with workers.
   ChannelPool channels(ChannelTraffic::kSmallMessages);
   Metrics metrics;

@@ -205,8 +205,11 @@ absl::StatusOr<WorkerLease> WorkerRegistry::Acquire(WorkerNeed need, int64_t pro
   Worker& chosen = *candidates[*pick];
   ++chosen.in_flight;
   chosen.in_flight_prompt_tokens += prompt_tokens;
-  return WorkerLease(this, *ids[*pick], chosen.info.address(), chosen.info.host_id(),
-                     prompt_tokens);
+  const bool local = !options_.host_id.empty() && chosen.info.host_id() == options_.host_id &&
+                     !chosen.info.local_address().empty();
+  return WorkerLease(this, *ids[*pick], chosen.info.address(),
+                     local ? chosen.info.local_address() : chosen.info.address(),
+                     chosen.info.host_id(), prompt_tokens);
 }
 
 void WorkerRegistry::Release(const std::string& worker_id, int64_t prompt_tokens) {

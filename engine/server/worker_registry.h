@@ -34,6 +34,9 @@ struct WorkerRegistryOptions {
   scheduler::SelectorWeights weights;
   // Prefill routing: load against prompt tokens already cached on the worker.
   scheduler::RoutingWeights routing;
+  // The caller's host id (LocalHostId()): workers with the same one are called through their
+  // local (Unix socket) address when they have one. Empty: always their TCP address.
+  std::string host_id;
 };
 
 // What a request needs from a worker.
@@ -54,6 +57,7 @@ class WorkerLease {
       : registry_(std::exchange(other.registry_, nullptr)),
         worker_id_(std::move(other.worker_id_)),
         address_(std::move(other.address_)),
+        call_address_(std::move(other.call_address_)),
         host_id_(std::move(other.host_id_)),
         prompt_tokens_(other.prompt_tokens_),
         reported_(other.reported_) {}
@@ -61,7 +65,10 @@ class WorkerLease {
   ~WorkerLease();
 
   const std::string& worker_id() const { return worker_id_; }
+  // The worker's advertised (TCP) address, which other workers use.
   const std::string& address() const { return address_; }
+  // Where this process calls the worker: its Unix socket when on the same host.
+  const std::string& call_address() const { return call_address_; }
   const std::string& host_id() const { return host_id_; }
   void Succeeded();
   void Failed();
@@ -73,13 +80,15 @@ class WorkerLease {
  private:
   friend class WorkerRegistry;
   WorkerLease(WorkerRegistry* registry, std::string worker_id, std::string address,
-              std::string host_id, int64_t prompt_tokens)
+              std::string call_address, std::string host_id, int64_t prompt_tokens)
       : registry_(registry), worker_id_(std::move(worker_id)), address_(std::move(address)),
-        host_id_(std::move(host_id)), prompt_tokens_(prompt_tokens) {}
+        call_address_(std::move(call_address)), host_id_(std::move(host_id)),
+        prompt_tokens_(prompt_tokens) {}
 
   WorkerRegistry* registry_;  // Null once moved from.
   std::string worker_id_;
   std::string address_;
+  std::string call_address_;
   std::string host_id_;
   int64_t prompt_tokens_;
   bool reported_ = false;

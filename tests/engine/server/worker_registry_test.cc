@@ -54,6 +54,33 @@ TEST_CASE("WorkerRegistry: picks by role and load, counts leases, and drains", "
   CHECK_FALSE(registry.Heartbeat(beat).known());
 }
 
+TEST_CASE("WorkerRegistry: workers on the caller's host are called on their Unix socket",
+          "[server]") {
+  WorkerRegistryOptions options;
+  options.host_id = "here/boot-1";
+  WorkerRegistry registry(options);
+  RegisterRequest local = Worker(tessera::internal::v1::ROLE_PREFILL, "a:1");
+  local.set_host_id("here/boot-1");
+  local.set_local_address("unix-abstract:tessera-worker-1");
+  RegisterRequest remote = Worker(tessera::internal::v1::ROLE_DECODE, "b:1");
+  remote.set_host_id("there/boot-2");
+  remote.set_local_address("unix-abstract:tessera-worker-2");
+  RegisterRequest old = Worker(tessera::internal::v1::ROLE_BOTH, "c:1");  // No local address.
+  old.set_host_id("here/boot-1");
+  registry.Register(local);
+  registry.Register(remote);
+  registry.Register(old);
+  WorkerLease prefill = registry.Acquire(WorkerNeed::kPrefill, 1).value();
+  CHECK(prefill.call_address() == "unix-abstract:tessera-worker-1");
+  CHECK(prefill.address() == "a:1");  // What other workers (KV pulls) use.
+  CHECK(registry.Acquire(WorkerNeed::kDecode, 1)->call_address() == "b:1");
+  CHECK(registry.Acquire(WorkerNeed::kColocated, 1)->call_address() == "c:1");
+  // A registry that does not know its host always uses the TCP address.
+  WorkerRegistry unknown;
+  unknown.Register(local);
+  CHECK(unknown.Acquire(WorkerNeed::kPrefill, 1)->call_address() == "a:1");
+}
+
 TEST_CASE("WorkerRegistry: a lease released early stops counting at once, and only once",
           "[server]") {
   WorkerRegistry registry;
