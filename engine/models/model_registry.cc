@@ -29,6 +29,8 @@ struct HfEntry {
 
 constexpr HfEntry kHfModelTypes[] = {
     {"qwen3_moe", &LoadQwen3Moe},
+    {"qwen3", &LoadQwen3},
+    {"llama", &LoadHfLlama},
     {"deepseek_v3", &LoadDeepseekV3},
 };
 

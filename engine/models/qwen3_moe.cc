@@ -33,9 +33,22 @@ struct Qwen3MoeLayer {
   std::unique_ptr<RoutedExperts> routed;  // Sparse layers: here or across the group.
 };
 
-class Qwen3MoeModel final : public HfDecoderModel {
+// The decoder families this file loads: Qwen3-MoE, and the dense Qwen3 and Llama, which are
+// the same blocks with every feed-forward block dense (Llama also without the per-head norms
+// of queries and keys).
+struct Family {
+  const char* model_type;
+  bool moe;
+  bool qk_norm;
+};
+constexpr Family kQwen3MoeFamily{"qwen3_moe", true, true};
+constexpr Family kQwen3Family{"qwen3", false, true};
+constexpr Family kLlamaFamily{"llama", false, false};
+
+class Qwen3MoeModel : public HfDecoderModel {
  public:
-  explicit Qwen3MoeModel(const ModelOptions& options) : HfDecoderModel(options) {}
+  Qwen3MoeModel(const ModelOptions& options, const Family& family)
+      : HfDecoderModel(options), family_(family) {}
 
   absl::Status Load(const HfCheckpoint& checkpoint);
 
@@ -43,6 +56,7 @@ class Qwen3MoeModel final : public HfDecoderModel {
   void Attention(int32_t layer, MicroBatch& mb, kvcache::PagedKvCache& cache) override;
   absl::Status FeedForward(int32_t layer, MicroBatch& mb) override;
 
+  const Family family_;
   int32_t num_experts_ = 0;
   int32_t top_k_ = 0;
   bool normalize_top_k_ = true;
@@ -61,8 +75,16 @@ class Qwen3MoeModel final : public HfDecoderModel {
 };
 
 absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
-  config_.architecture = "qwen3_moe";
+  config_.architecture = family_.model_type;
   config_.name = ck.directory();
+  const std::string config_path = ck.directory() + "/config.json";
+  for (const char* bias : {"attention_bias", "mlp_bias"}) {
+    TESSERA_ASSIGN_OR_RETURN(bool has_bias, ck.Bool(bias, false));
+    if (has_bias) {
+      return absl::UnimplementedError(
+          absl::StrCat(config_path, ": ", bias, " true is not supported"));
+    }
+  }
   TESSERA_ASSIGN_OR_RETURN(int64_t hidden, ck.Int("hidden_size", 1));
   TESSERA_ASSIGN_OR_RETURN(int64_t layers, ck.Int("num_hidden_layers", 1));
   TESSERA_ASSIGN_OR_RETURN(int64_t heads, ck.Int("num_attention_heads", 1));
@@ -70,16 +92,19 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
   TESSERA_ASSIGN_OR_RETURN(int64_t head_dim, ck.Int("head_dim", 2, hidden / heads));
   TESSERA_ASSIGN_OR_RETURN(int64_t vocab, ck.Int("vocab_size", 1));
   TESSERA_ASSIGN_OR_RETURN(int64_t dense_inter, ck.Int("intermediate_size", 1));
-  TESSERA_ASSIGN_OR_RETURN(int64_t moe_inter, ck.Int("moe_intermediate_size", 1));
-  TESSERA_ASSIGN_OR_RETURN(int64_t experts, ck.Int("num_experts", 1));
-  TESSERA_ASSIGN_OR_RETURN(int64_t top_k, ck.Int("num_experts_per_tok", 1));
-  TESSERA_ASSIGN_OR_RETURN(int64_t sparse_step, ck.Int("decoder_sparse_step", 0, 1));
+  // Dense families: no expert fields, every layer dense.
+  int64_t moe_inter = dense_inter, experts = 1, top_k = 1, sparse_step = 0;
+  if (family_.moe) {
+    TESSERA_ASSIGN_OR_RETURN(moe_inter, ck.Int("moe_intermediate_size", 1));
+    TESSERA_ASSIGN_OR_RETURN(experts, ck.Int("num_experts", 1));
+    TESSERA_ASSIGN_OR_RETURN(top_k, ck.Int("num_experts_per_tok", 1));
+    TESSERA_ASSIGN_OR_RETURN(sparse_step, ck.Int("decoder_sparse_step", 0, 1));
+  }
   TESSERA_ASSIGN_OR_RETURN(int64_t context, ck.Int("max_position_embeddings", 1));
   TESSERA_ASSIGN_OR_RETURN(double eps, ck.Float("rms_norm_eps", 1e-6));
   TESSERA_ASSIGN_OR_RETURN(double rope_theta, ck.Float("rope_theta", 10000.0));
   TESSERA_ASSIGN_OR_RETURN(normalize_top_k_, ck.Bool("norm_topk_prob", false));
   TESSERA_ASSIGN_OR_RETURN(bool tied, ck.Bool("tie_word_embeddings", false));
-  const std::string config_path = ck.directory() + "/config.json";
   if (heads % kv_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat(config_path, ": num_attention_heads ", heads,
                                                    " is not a multiple of num_key_value_heads ",
@@ -136,8 +161,10 @@ absl::Status Qwen3MoeModel::Load(const HfCheckpoint& ck) {
     l.qkv = std::move(q);
     l.qkv.insert(l.qkv.end(), k.begin(), k.end());
     l.qkv.insert(l.qkv.end(), v.begin(), v.end());
-    TESSERA_ASSIGN_OR_RETURN(l.q_norm, ck.Tensor(p + "self_attn.q_norm.weight", {head_dim}));
-    TESSERA_ASSIGN_OR_RETURN(l.k_norm, ck.Tensor(p + "self_attn.k_norm.weight", {head_dim}));
+    if (family_.qk_norm) {
+      TESSERA_ASSIGN_OR_RETURN(l.q_norm, ck.Tensor(p + "self_attn.q_norm.weight", {head_dim}));
+      TESSERA_ASSIGN_OR_RETURN(l.k_norm, ck.Tensor(p + "self_attn.k_norm.weight", {head_dim}));
+    }
     TESSERA_ASSIGN_OR_RETURN(l.output, ck.Tensor(p + "self_attn.o_proj.weight", {hidden, q_dim_}));
 
     l.sparse = std::find(mlp_only.begin(), mlp_only.end(), i) == mlp_only.end() &&
@@ -181,11 +208,11 @@ void Qwen3MoeModel::Attention(int32_t layer, MicroBatch& mb, kvcache::PagedKvCac
     float* q = s.qkv.data() + t * qkv_dim;
     float* k = q + q_dim_;
     const float* v = k + kv_dim_;
-    for (int64_t h = 0; h < config_.num_heads; ++h) {
+    for (int64_t h = 0; family_.qk_norm && h < config_.num_heads; ++h) {
       kernels::RmsNorm(q + h * head_dim, w.q_norm.data(), head_dim, config_.rms_norm_epsilon,
                        q + h * head_dim);
     }
-    for (int64_t h = 0; h < config_.num_kv_heads; ++h) {
+    for (int64_t h = 0; family_.qk_norm && h < config_.num_kv_heads; ++h) {
       kernels::RmsNorm(k + h * head_dim, w.k_norm.data(), head_dim, config_.rms_norm_epsilon,
                        k + h * head_dim);
     }
@@ -258,11 +285,28 @@ absl::Status Qwen3MoeModel::FeedForward(int32_t layer, MicroBatch& mb) {
                            k, mb.x.data(), pool_, mb.lane, mb.baton);
 }
 
+// LoadHfModel constructs its model type from the options alone.
+template <const Family& kFamily>
+class FamilyModel final : public Qwen3MoeModel {
+ public:
+  explicit FamilyModel(const ModelOptions& options) : Qwen3MoeModel(options, kFamily) {}
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Model>> LoadQwen3Moe(const std::string& checkpoint_dir,
                                                     const ModelOptions& options) {
-  return LoadHfModel<Qwen3MoeModel>(checkpoint_dir, options, "qwen3_moe");
+  return LoadHfModel<FamilyModel<kQwen3MoeFamily>>(checkpoint_dir, options, "qwen3_moe");
+}
+
+absl::StatusOr<std::unique_ptr<Model>> LoadQwen3(const std::string& checkpoint_dir,
+                                                 const ModelOptions& options) {
+  return LoadHfModel<FamilyModel<kQwen3Family>>(checkpoint_dir, options, "qwen3");
+}
+
+absl::StatusOr<std::unique_ptr<Model>> LoadHfLlama(const std::string& checkpoint_dir,
+                                                   const ModelOptions& options) {
+  return LoadHfModel<FamilyModel<kLlamaFamily>>(checkpoint_dir, options, "llama");
 }
 
 }  // namespace tessera::engine

@@ -3,6 +3,8 @@
 // RMSNorm of queries and keys, half-split RoPE, grouped-query attention over the paged KV
 // cache, and mixture-of-experts feed-forward blocks with softmax top-k routing (optionally
 // renormalized; dense SwiGLU blocks where mlp_only_layers / decoder_sparse_step say so).
+// The dense families built of the same blocks load here too: Qwen3 (model_type "qwen3") and
+// Llama ("llama": no query/key norms), every feed-forward block dense.
 // Thread-safety: as Model.
 #ifndef TESSERA_ENGINE_MODELS_QWEN3_MOE_H_
 #define TESSERA_ENGINE_MODELS_QWEN3_MOE_H_
@@ -17,6 +19,10 @@ namespace tessera::engine {
 
 absl::StatusOr<std::unique_ptr<Model>> LoadQwen3Moe(const std::string& checkpoint_dir,
                                                     const ModelOptions& options);
+absl::StatusOr<std::unique_ptr<Model>> LoadQwen3(const std::string& checkpoint_dir,
+                                                 const ModelOptions& options);
+absl::StatusOr<std::unique_ptr<Model>> LoadHfLlama(const std::string& checkpoint_dir,
+                                                   const ModelOptions& options);
 
 }  // namespace tessera::engine
 

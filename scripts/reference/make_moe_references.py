@@ -151,8 +151,47 @@ DEEPSEEK_V3_FP8 = dict(DEEPSEEK_V3, quantization_config={
     "activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
     "weight_block_size": [128, 128]})
 
+# The dense families Tessera loads with the same blocks: Qwen3, and Llama (no query/key norms;
+# embeddings tied to the output, as SmolLM2's are).
+QWEN3 = {
+    "architectures": ["Qwen3ForCausalLM"],
+    "model_type": "qwen3",
+    "vocab_size": 512,
+    "hidden_size": 256,
+    "intermediate_size": 512,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 64,
+    "hidden_act": "silu",
+    "max_position_embeddings": 512,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0,
+    "attention_bias": False,
+    "tie_word_embeddings": False,
+}
+
+LLAMA = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "vocab_size": 512,
+    "hidden_size": 256,
+    "intermediate_size": 512,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "hidden_act": "silu",
+    "max_position_embeddings": 512,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 100000.0,
+    "attention_bias": False,
+    "mlp_bias": False,
+    "tie_word_embeddings": True,
+}
+
 MODELS = {"qwen3_moe_tiny": QWEN3_MOE, "deepseek_v3_tiny": DEEPSEEK_V3,
-          "deepseek_v3_tiny_yarn": DEEPSEEK_V3_YARN, "deepseek_v3_tiny_fp8": DEEPSEEK_V3_FP8}
+          "deepseek_v3_tiny_yarn": DEEPSEEK_V3_YARN, "deepseek_v3_tiny_fp8": DEEPSEEK_V3_FP8,
+          "qwen3_tiny": QWEN3, "llama_tiny": LLAMA}
 # Prompt lengths per model; YaRN's interpolated frequencies want more positions to show.
 PROMPT_LENGTHS = {"deepseek_v3_tiny_yarn": (40, 9)}
 

@@ -11,10 +11,26 @@
 namespace tessera::engine {
 namespace {
 
-// Tolerance against transformers' fp32 logits, whose spread (standard deviation) is about 1.
-// Tessera keeps the KV cache in fp16 and sums in another order; the largest differences seen
-// are 1.1e-3 (Qwen3-MoE) and 1.6e-3 (DeepSeek-V3).
+// Tolerance against transformers' fp32 logits, per unit of their spread (standard
+// deviation; about 1 for the untied models, about 10 for llama_tiny, whose output shares the
+// embedding's larger weights). Tessera keeps the KV cache in fp16 and sums in another order;
+// the largest differences seen are 1.1e-3 (Qwen3-MoE), 1.6e-3 (DeepSeek-V3) and 1.7e-3
+// (Qwen3), and 1.25e-2 for llama_tiny (1.3e-3 of its spread).
 constexpr float kLogitTolerance = 5e-3f;
+
+float StandardDeviation(const std::vector<std::vector<float>>& logits) {
+  double sum = 0, squares = 0;
+  size_t n = 0;
+  for (const std::vector<float>& prompt : logits) {
+    for (float v : prompt) {
+      sum += v;
+      squares += static_cast<double>(v) * v;
+      ++n;
+    }
+  }
+  const double mean = sum / static_cast<double>(n);
+  return static_cast<float>(std::sqrt(squares / static_cast<double>(n) - mean * mean));
+}
 
 TEST_CASE("MoE models: logits match transformers' within the tolerance, prefill then decode",
           "[engine][moe]") {
@@ -67,8 +83,9 @@ TEST_CASE("MoE models: logits match transformers' within the tolerance, prefill 
       start += count;
     }
   }
-  INFO("largest logit difference " << worst);
-  CHECK(worst < kLogitTolerance);
+  const float spread = std::max(1.0f, StandardDeviation(ref.logits));
+  INFO("largest logit difference " << worst << ", logits' spread " << spread);
+  CHECK(worst < kLogitTolerance * spread);
   CHECK(argmax_agree == positions);
   CHECK(positions > 10);
 }

@@ -42,11 +42,15 @@ struct MoeModelKind {
 // deepseek_v3_tiny_yarn: the same weights with DeepSeek-V3's released YaRN rope_scaling.
 // deepseek_v3_tiny_fp8: the same weights stored as the FP8 release stores them (E4M3 in
 // 128x128 blocks with scales).
+// qwen3_tiny, llama_tiny: the dense families loaded with the same blocks (no experts; the
+// expert-parallel tests run them too, with nothing to dispatch).
 inline constexpr MoeModelKind kMoeModels[] = {
     {"qwen3_moe_tiny", &engine::LoadQwen3Moe},
     {"deepseek_v3_tiny", &engine::LoadDeepseekV3},
     {"deepseek_v3_tiny_yarn", &engine::LoadDeepseekV3},
-    {"deepseek_v3_tiny_fp8", &engine::LoadDeepseekV3}};
+    {"deepseek_v3_tiny_fp8", &engine::LoadDeepseekV3},
+    {"qwen3_tiny", &engine::LoadQwen3},
+    {"llama_tiny", &engine::LoadHfLlama}};
 
 // Writes the reference's checkpoint into `dir` (created): config.json and the weights as
 // model.safetensors.

@@ -11,8 +11,8 @@ together over Gloo on loopback, each serving its own requests (data-parallel att
 - Draining one rank drains its whole group; requests keep being served by another group.
 - `kill -9` of one rank: its partner fails fast with a clear error and leaves; every request
   in flight completes or ends with UNAVAILABLE within a stated bound, never hangs.
-- Hugging Face MoE checkpoints (the tiny Qwen3-MoE, and DeepSeek-V3 in its release's FP8
-  format, each with a tokenizer.json) served by text, 1P1D with both pools EP groups that
+- Hugging Face checkpoints (the tiny Qwen3-MoE, DeepSeek-V3 in its release's FP8 format, and a
+  dense Llama, each with a tokenizer.json) served by text, 1P1D with both pools EP groups that
   overlap micro-batches: what `tessera generate` computes from the same directory, over gRPC
   and the OpenAI-compatible API."""
 
@@ -174,7 +174,8 @@ class ExpertParallelServingTest(unittest.TestCase):
             self.assertRegex(d.logs(), r"peer died|Connection reset|closed")
 
     def test_hf_checkpoints_served_by_text(self):
-        for name in ("qwen3_moe_tiny", "deepseek_v3_tiny_fp8"):
+        # The dense Llama family loads from a checkpoint directory too (nothing to dispatch).
+        for name in ("qwen3_moe_tiny", "deepseek_v3_tiny_fp8", "llama_tiny"):
             with self.subTest(model=name), tempfile.TemporaryDirectory() as tmp:
                 checkpoint = os.path.join(tmp, name)
                 subprocess.run([WRITE_CHECKPOINT, name, checkpoint], check=True,
