@@ -20,6 +20,7 @@
 #include "engine/gguf/gguf_file.h"
 #include "engine/tokenizer/regex_pre_tokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "tests/engine/hf_checkpoint_from_gguf.h"
 #include "tests/test_paths.h"
 
 namespace tessera::engine {
@@ -71,8 +72,7 @@ const json& Styles() {
 }
 
 struct GgufVocabulary {
-  std::vector<std::string> tokens;
-  std::vector<std::string> merges;
+  std::unique_ptr<GgufFile> file;
   std::unique_ptr<Tokenizer> gguf_tokenizer;
 };
 
@@ -82,13 +82,8 @@ const GgufVocabulary& Vocabulary() {
     absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(testing::DefaultModelPath());
     INFO("run scripts/fetch_model: " << file.status().ToString());
     REQUIRE(file.ok());
-    auto tokens = (*file)->GetStringArray("tokenizer.ggml.tokens");
-    auto merges = (*file)->GetStringArray("tokenizer.ggml.merges");
-    REQUIRE(tokens.ok());
-    REQUIRE(merges.ok());
-    v->tokens.assign(tokens->begin(), tokens->end());
-    v->merges.assign(merges->begin(), merges->end());
-    v->gguf_tokenizer = *Tokenizer::FromGguf(**file);
+    v->file = *std::move(file);
+    v->gguf_tokenizer = *Tokenizer::FromGguf(*v->file);
     return v;
   }();
   return *vocabulary;
@@ -96,13 +91,9 @@ const GgufVocabulary& Vocabulary() {
 
 // The style's tokenizer.json with the GGUF's vocabulary and merges put back.
 json StyleTokenizerJson(const std::string& style) {
-  json doc = Styles()["styles"][style]["template"];
-  const GgufVocabulary& v = Vocabulary();
-  json vocab = json::object();
-  for (size_t i = 0; i < v.tokens.size(); ++i) vocab[v.tokens[i]] = i;
-  doc["model"]["vocab"] = std::move(vocab);
-  doc["model"]["merges"] = v.merges;
-  return doc;
+  absl::StatusOr<json> doc = testing::TokenizerJsonFromGguf(*Vocabulary().file, style);
+  REQUIRE(doc.ok());
+  return *std::move(doc);
 }
 
 std::unique_ptr<Tokenizer> LoadStyle(const TempDir& dir, const std::string& style) {
