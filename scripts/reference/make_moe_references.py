@@ -171,20 +171,11 @@ QWEN3 = {
     "tie_word_embeddings": False,
 }
 
-LLAMA = {
+LLAMA = {k: v for k, v in QWEN3.items() if k != "head_dim"} | {
     "architectures": ["LlamaForCausalLM"],
     "model_type": "llama",
-    "vocab_size": 512,
-    "hidden_size": 256,
-    "intermediate_size": 512,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "hidden_act": "silu",
-    "max_position_embeddings": 512,
     "rms_norm_eps": 1e-5,
     "rope_theta": 100000.0,
-    "attention_bias": False,
     "mlp_bias": False,
     "tie_word_embeddings": True,
 }

@@ -22,6 +22,7 @@
 #include "engine/runtime/loaded_model.h"
 #include "nlohmann/json.hpp"
 #include "tests/engine/hf_checkpoint_from_gguf.h"
+#include "tests/engine/error_stats.h"
 #include "tests/test_paths.h"
 
 namespace tessera::engine {
@@ -100,23 +101,17 @@ TEST_CASE("HF Llama: the default model as a checkpoint directory matches the exa
                   .ok());
     }
   }
-  auto mean = [](const std::vector<float>& v) {
-    return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-  };
-  auto p99 = [](std::vector<float> v) {
-    auto at = v.begin() + static_cast<std::ptrdiff_t>(v.size() * 99 / 100);
-    std::nth_element(v.begin(), at, v.end());
-    return *at;
-  };
+  using testing::Mean;
+  using testing::P99;
   WARN("checkpoint directory vs exact over " << errors.size() << " top-5 logits of " << prompts
-                                             << " prompts: mean " << mean(errors) << " p99 "
-                                             << p99(errors) << "; llama.cpp (Q4_1) mean "
-                                             << mean(llama_errors) << " p99 " << p99(llama_errors)
+                                             << " prompts: mean " << Mean(errors) << " p99 "
+                                             << P99(errors) << "; llama.cpp (Q4_1) mean "
+                                             << Mean(llama_errors) << " p99 " << P99(llama_errors)
                                              << "; greedy compared at " << greedy_compared);
   CHECK(prompts >= 8);
   CHECK(greedy_compared >= 60);
-  CHECK(mean(errors) <= 0.1 * mean(llama_errors));
-  CHECK(p99(errors) <= 0.1 * p99(llama_errors));
+  CHECK(Mean(errors) <= 0.1 * Mean(llama_errors));
+  CHECK(P99(errors) <= 0.1 * P99(llama_errors));
 }
 
 }  // namespace

@@ -31,6 +31,7 @@
 #include "engine/models/model.h"
 #include "nlohmann/json.hpp"
 #include "tests/engine/model_fixture.h"
+#include "tests/engine/error_stats.h"
 #include "tests/test_paths.h"
 
 namespace tessera::engine {
@@ -118,13 +119,8 @@ TEST_CASE("Llama: logits and greedy tokens agree with llama.cpp and the exact fo
   }
   const double mean_vs_exact = sum_vs_exact / entries;
   const double mean_llama_vs_exact = sum_llama_vs_exact / entries;
-  auto p99 = [](std::vector<float> values) {
-    auto at = values.begin() + static_cast<std::ptrdiff_t>(values.size() * 99 / 100);
-    std::nth_element(values.begin(), at, values.end());
-    return *at;
-  };
-  const float p99_vs_exact = p99(errors_vs_exact);
-  const float p99_llama_vs_exact = p99(llama_errors_vs_exact);
+  const float p99_vs_exact = testing::P99(errors_vs_exact);
+  const float p99_llama_vs_exact = testing::P99(llama_errors_vs_exact);
   WARN("top-5 logits over " << entries << " entries: ours vs llama.cpp max " << worst_vs_llama
                             << "; vs exact: ours mean " << mean_vs_exact << " p99 " << p99_vs_exact
                             << " max " << worst_vs_exact << " (" << worst_vs_exact_at

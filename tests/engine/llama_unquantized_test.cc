@@ -28,6 +28,7 @@
 #include "kernels/thread_pool.h"
 #include "nlohmann/json.hpp"
 #include "tests/engine/gguf_rewrite.h"
+#include "tests/engine/error_stats.h"
 #include "tests/test_paths.h"
 
 namespace tessera::engine {
@@ -128,23 +129,17 @@ TEST_CASE("Llama: the model with F32, F16 and BF16 matrices matches the exact fo
                   .ok());
     }
   }
-  auto mean = [](const std::vector<float>& v) {
-    return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-  };
-  auto p99 = [](std::vector<float> v) {
-    auto at = v.begin() + static_cast<std::ptrdiff_t>(v.size() * 99 / 100);
-    std::nth_element(v.begin(), at, v.end());
-    return *at;
-  };
-  WARN("unquantized copy vs exact over " << errors.size() << " top-5 logits: mean " << mean(errors)
-                                         << " p99 " << p99(errors) << " max " << worst
-                                         << "; llama.cpp (Q4_1) mean " << mean(llama_errors)
-                                         << " p99 " << p99(llama_errors) << " max " << llama_worst
+  using testing::Mean;
+  using testing::P99;
+  WARN("unquantized copy vs exact over " << errors.size() << " top-5 logits: mean " << Mean(errors)
+                                         << " p99 " << P99(errors) << " max " << worst
+                                         << "; llama.cpp (Q4_1) mean " << Mean(llama_errors)
+                                         << " p99 " << P99(llama_errors) << " max " << llama_worst
                                          << "; greedy compared at " << greedy_compared
                                          << " steps");
   CHECK(greedy_compared >= 100);
-  CHECK(mean(errors) <= 1.25 * mean(llama_errors));
-  CHECK(p99(errors) <= 1.25 * p99(llama_errors));
+  CHECK(Mean(errors) <= 1.25 * Mean(llama_errors));
+  CHECK(P99(errors) <= 1.25 * P99(llama_errors));
   CHECK(worst <= 2.0 * llama_worst);
 }
 
