@@ -14,7 +14,8 @@ together over Gloo on loopback, each serving its own requests (data-parallel att
 - Hugging Face checkpoints (the tiny Qwen3-MoE, DeepSeek-V3 in its release's FP8 format, and a
   dense Llama, each with a tokenizer.json) served by text, 1P1D with both pools EP groups that
   overlap micro-batches: what `tessera generate` computes from the same directory, over gRPC
-  and the OpenAI-compatible API."""
+  and the OpenAI-compatible API; a repeated prompt reuses its cached KV blocks (for
+  DeepSeek-V3, its compressed latent KV)."""
 
 import concurrent.futures
 import json
@@ -200,6 +201,12 @@ class ExpertParallelServingTest(unittest.TestCase):
                         self.assertEqual(text, reference[prompt]["text"])
                         self.assertEqual(last.usage.prompt_tokens,
                                          reference[prompt]["prompt_tokens"])
+                    # The same prompt again reuses its cached KV blocks (DeepSeek-V3's are its
+                    # compressed latent KV), with the same output.
+                    long_prompt = max(PROMPTS, key=lambda p: reference[p]["prompt_tokens"])
+                    ids, _, last = d.generate(long_prompt, max_tokens=16, ignore_eos=True)
+                    self.assertEqual(ids, reference[long_prompt]["token_ids"])
+                    self.assertGreater(last.usage.cached_tokens, 0)
                     base = "http://%s/v1" % d.http_address
                     models = json.load(urllib.request.urlopen(base + "/models", timeout=10))
                     self.assertEqual([m["id"] for m in models["data"]], [name])
