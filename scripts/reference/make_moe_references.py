@@ -153,22 +153,11 @@ DEEPSEEK_V3_FP8 = dict(DEEPSEEK_V3, quantization_config={
 
 # The dense families Tessera loads with the same blocks: Qwen3, and Llama (no query/key norms;
 # embeddings tied to the output, as SmolLM2's are).
-QWEN3 = {
+QWEN3 = {k: v for k, v in QWEN3_MOE.items()
+         if k not in ("moe_intermediate_size", "num_experts", "num_experts_per_tok",
+                      "norm_topk_prob", "decoder_sparse_step", "mlp_only_layers")} | {
     "architectures": ["Qwen3ForCausalLM"],
     "model_type": "qwen3",
-    "vocab_size": 512,
-    "hidden_size": 256,
-    "intermediate_size": 512,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 64,
-    "hidden_act": "silu",
-    "max_position_embeddings": 512,
-    "rms_norm_eps": 1e-6,
-    "rope_theta": 1000000.0,
-    "attention_bias": False,
-    "tie_word_embeddings": False,
 }
 
 LLAMA = {k: v for k, v in QWEN3.items() if k != "head_dim"} | {

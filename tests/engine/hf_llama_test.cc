@@ -23,6 +23,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/engine/hf_checkpoint_from_gguf.h"
 #include "tests/engine/error_stats.h"
+#include "tests/test_json.h"
 #include "tests/test_paths.h"
 
 namespace tessera::engine {
@@ -32,16 +33,10 @@ constexpr float kNearTie = 0.6f;
 constexpr size_t kSteps = 16;        // Of the goldens' 64 per prompt.
 constexpr size_t kMaxPrompt = 128;   // fp32 prefill of the 1,000-token prompts takes too long.
 
-nlohmann::json Load(const std::string& name) {
-  std::ifstream in(testing::TestDataPath(name));
-  REQUIRE(in.good());
-  return nlohmann::json::parse(in);
-}
-
 TEST_CASE("HF Llama: the default model as a checkpoint directory matches the exact forward pass",
           "[engine][model][golden]") {
-  const nlohmann::json golden = Load("goldens/smollm2_q4_1.json");
-  const nlohmann::json exact = Load("goldens/smollm2_q4_1_exact.json");
+  const nlohmann::json golden = testing::LoadTestJson("goldens/smollm2_q4_1.json");
+  const nlohmann::json exact = testing::LoadTestJson("goldens/smollm2_q4_1_exact.json");
   auto gguf = GgufFile::Open(testing::DefaultModelPath());
   INFO("run scripts/fetch_model: " << gguf.status().ToString());
   REQUIRE(gguf.ok());

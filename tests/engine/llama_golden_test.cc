@@ -32,6 +32,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/engine/model_fixture.h"
 #include "tests/engine/error_stats.h"
+#include "tests/test_json.h"
 #include "tests/test_paths.h"
 
 namespace tessera::engine {
@@ -41,16 +42,10 @@ constexpr float kLogitTolerance = 1.5f;
 constexpr float kNearTie = 0.6f;
 constexpr int kGreedySteps = 32;
 
-nlohmann::json Load(const std::string& name) {
-  std::ifstream in(testing::TestDataPath(name));
-  REQUIRE(in.good());
-  return nlohmann::json::parse(in);
-}
-
 TEST_CASE("Llama: logits and greedy tokens agree with llama.cpp and the exact forward pass",
           "[engine][model][golden]") {
-  const nlohmann::json golden = Load("goldens/smollm2_q4_1.json");
-  const nlohmann::json exact = Load("goldens/smollm2_q4_1_exact.json");
+  const nlohmann::json golden = testing::LoadTestJson("goldens/smollm2_q4_1.json");
+  const nlohmann::json exact = testing::LoadTestJson("goldens/smollm2_q4_1_exact.json");
   REQUIRE(golden["prompts"].size() >= 12);
   REQUIRE(exact["prompts"].size() == golden["prompts"].size());
 

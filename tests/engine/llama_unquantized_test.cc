@@ -29,6 +29,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/engine/gguf_rewrite.h"
 #include "tests/engine/error_stats.h"
+#include "tests/test_json.h"
 #include "tests/test_paths.h"
 
 namespace tessera::engine {
@@ -36,12 +37,6 @@ namespace {
 
 constexpr float kNearTie = 0.6f;
 constexpr size_t kSteps = 16;  // Of the goldens' 64 per prompt, to keep the test short.
-
-nlohmann::json Load(const std::string& name) {
-  std::ifstream in(testing::TestDataPath(name));
-  REQUIRE(in.good());
-  return nlohmann::json::parse(in);
-}
 
 std::optional<testing::ReplacedTensor> Unquantize(const GgufTensor& t) {
   const bool embeddings = t.name == "token_embd.weight";
@@ -75,8 +70,8 @@ std::optional<testing::ReplacedTensor> Unquantize(const GgufTensor& t) {
 
 TEST_CASE("Llama: the model with F32, F16 and BF16 matrices matches the exact forward pass",
           "[engine][model][golden]") {
-  const nlohmann::json golden = Load("goldens/smollm2_q4_1.json");
-  const nlohmann::json exact = Load("goldens/smollm2_q4_1_exact.json");
+  const nlohmann::json golden = testing::LoadTestJson("goldens/smollm2_q4_1.json");
+  const nlohmann::json exact = testing::LoadTestJson("goldens/smollm2_q4_1_exact.json");
   auto quantized = GgufFile::Open(DefaultModelPath());
   REQUIRE(quantized.ok());
   const std::vector<uint8_t> image = testing::RewriteGguf(**quantized, Unquantize);

@@ -14,15 +14,14 @@
 
 #include "engine/safetensors/hf_checkpoint.h"
 #include "engine/safetensors/safetensors_file.h"
+#include "tests/test_json.h"
 #include "tests/test_paths.h"
 
 namespace tessera::engine {
 namespace {
 
 nlohmann::json LoadReference(const std::string& name) {
-  std::ifstream in(testing::TestDataPath("moe/" + name + ".json"));
-  REQUIRE(in.good());
-  return nlohmann::json::parse(in);
+  return testing::LoadTestJson("moe/" + name + ".json");
 }
 
 std::vector<SyntheticTensor> Manifest(const nlohmann::json& reference) {
