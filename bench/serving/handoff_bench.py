@@ -92,7 +92,7 @@ def quantile_of_buckets(buckets, q):
 OVERHEAD_METRICS = ("tessera_router_overhead_seconds", "tessera_router_busy_seconds")
 
 
-def measure_router_overhead(args, requests=300):
+def measure_router_overhead(args):
     """Both router histograms over short requests, one at a time and then 16 at a time, in the
     1P1D layout: {metric: {"sequential"|"concurrent": {"p50_us", "p90_us", "p99_us",
     "requests"}}}."""
@@ -101,6 +101,7 @@ def measure_router_overhead(args, requests=300):
         extra.append("--worker-flag=--nice=%d" % args.nice)
     if args.router_realtime:
         extra.append("--router-flag=--realtime-priority=%d" % args.router_realtime)
+    requests = args.overhead_requests
     result = {metric: {} for metric in OVERHEAD_METRICS}
     with harness.Deployment(prefill=1, decode=1, extra=extra) as d:
         for i in range(20):  # Warm-up.
@@ -136,6 +137,8 @@ def main():
     parser.add_argument("--router-realtime", type=int, default=0,
                         help="router SCHED_FIFO priority (tessera router --realtime-priority) "
                              "for the router overhead runs")
+    parser.add_argument("--overhead-requests", type=int, default=1000,
+                        help="requests for each router overhead run (one at a time, 16 at a time)")
     parser.add_argument("--overhead-only", action="store_true",
                         help="only the router overhead measurement")
     parser.add_argument("--json", action="store_true")

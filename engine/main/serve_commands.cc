@@ -53,6 +53,11 @@ RouterCommand::RouterCommand(CLI::App& app) {
                    "Needs CAP_SYS_NICE")
       ->check(CLI::Range(0, 99));
   command_
+      ->add_option("--io-threads", options_.io_threads,
+                   "Threads serving gRPC requests and worker calls, each draining its own "
+                   "completion queue")
+      ->check(CLI::Range(1, 64));
+  command_
       ->add_option("--heartbeat-timeout-ms", heartbeat_timeout_ms_,
                    "Drop a worker after this long without a heartbeat")
       ->check(CLI::Range(100, 600000));

@@ -43,7 +43,7 @@ bool Retryable(absl::StatusCode code) {
 struct Dispatcher::Attempt {
   const DispatchJob& job;
   OutputSink& sink;
-  grpc::ServerContextBase* parent;
+  ParentCall* parent;
   absl::Duration timeout;
   int32_t index = 0;
   std::vector<int32_t> generated;  // Streamed to the client so far.
@@ -53,11 +53,10 @@ struct Dispatcher::Attempt {
   int32_t prefill_cached_tokens = 0;  // Reported by a prefill worker.
 
   std::unique_ptr<grpc::ClientContext> NewContext(absl::Duration cap) const {
-    std::unique_ptr<grpc::ClientContext> context =
-        parent != nullptr ? grpc::ClientContext::FromServerContext(*parent)
-                          : std::make_unique<grpc::ClientContext>();
+    auto context = std::make_unique<grpc::ClientContext>();
     auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(cap);
-    if (parent == nullptr || parent->deadline() > deadline) context->set_deadline(deadline);
+    if (parent != nullptr) deadline = std::min(deadline, parent->deadline());
+    context->set_deadline(deadline);
     return context;
   }
 
@@ -96,7 +95,7 @@ struct Dispatcher::Attempt {
 
   // Once the last event is delivered the client's call may be over (and `parent` gone).
   bool Cancelled() const {
-    return client_gone || (!finished && parent != nullptr && parent->IsCancelled());
+    return client_gone || (!finished && parent != nullptr && parent->cancelled());
   }
 
   // When the first worker call of the request was on its way, and when the last worker event
@@ -133,9 +132,13 @@ struct Dispatcher::Attempt {
   }
 };
 
-Dispatcher::Dispatcher(WorkerRegistry& registry, ChannelPool& channels, Metrics& metrics,
-                       DispatcherOptions options)
-    : registry_(registry), channels_(channels), metrics_(metrics), options_(options) {
+Dispatcher::Dispatcher(WorkerRegistry& registry, ChannelPool& channels,
+                       CompletionQueueLoop& queues, Metrics& metrics, DispatcherOptions options)
+    : registry_(registry),
+      channels_(channels),
+      queues_(queues),
+      metrics_(metrics),
+      options_(options) {
   metrics_.Declare("tessera_request_retries_total", Metrics::Type::kCounter,
                    "Requests restarted on other workers (from the prompt plus the tokens "
                    "already streamed) after a worker failed, by the error.");
@@ -160,7 +163,7 @@ Dispatcher::Dispatcher(WorkerRegistry& registry, ChannelPool& channels, Metrics&
 }
 
 AsyncTask<absl::Status> Dispatcher::Run(const DispatchJob& job, OutputSink& sink,
-                                        grpc::ServerContextBase* parent) {
+                                        ParentCall* parent) {
   Attempt attempt{.job = job, .sink = sink, .parent = parent, .timeout = options_.request_timeout,
                   .index = 0, .generated = {}, .finished = false, .client_gone = false,
                   .ttft_ms = 0};
@@ -206,7 +209,8 @@ AsyncTask<absl::Status> Dispatcher::RunColocated(Attempt& attempt) {
   auto stub = tessera::internal::v1::Worker::NewStub(channels_.Get(worker->call_address()));
   DecodeRequest request;
   *request.mutable_work() = attempt.Work(absl::StrCat(attempt.job.request_id, "/", attempt.index));
-  DecodeCall call(*stub, attempt.NewContext(attempt.timeout), std::move(request));
+  DecodeCall call(*stub, queues_.ForNewCall(), attempt.NewContext(attempt.timeout),
+                  attempt.parent, request);
   attempt.Dispatched();
   DecodeEvent event;
   while (co_await attempt.Wait(call.Read(&event))) {
@@ -250,13 +254,11 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
   const tessera::internal::v1::WorkRequest work = attempt.Work(handoff_id);
 
   auto prefill_stub = tessera::internal::v1::Worker::NewStub(channels_.Get(prefill->call_address()));
-  std::unique_ptr<grpc::ClientContext> prefill_context =
-      attempt.NewContext(std::min(attempt.timeout, options_.handoff_lease));
-  // The call's headers go out with the request in one write instead of a round of their own.
-  prefill_context->set_initial_metadata_corked(true);
   PrefillClientMessage opening;
   *opening.mutable_request() = work;
-  PrefillCall prefill_call(*prefill_stub, std::move(prefill_context), std::move(opening));
+  PrefillCall prefill_call(*prefill_stub, queues_.ForNewCall(),
+                           attempt.NewContext(std::min(attempt.timeout, options_.handoff_lease)),
+                           attempt.parent, std::move(opening));
   attempt.Dispatched();
   auto cancelled = [&attempt] { return attempt.Cancelled(); };
 
@@ -297,7 +299,8 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
     request.mutable_kv_source()->set_address(prefill->address());
     request.mutable_kv_source()->set_handoff_id(handoff_id);
     request.mutable_kv_source()->set_host_id(prefill->host_id());
-    DecodeCall decode_call(*decode_stub, attempt.NewContext(attempt.timeout), std::move(request));
+    DecodeCall decode_call(*decode_stub, queues_.ForNewCall(), attempt.NewContext(attempt.timeout),
+                           attempt.parent, request);
 
     if (!have_first) {
       PrefillServerMessage first;

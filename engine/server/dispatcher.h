@@ -9,7 +9,7 @@
 // outcome feeds the registry's circuit breakers. A client cancel (the parent RPC, or the sink
 // refusing an event) cancels every call the request has open, which frees its KV everywhere.
 // Thread-safety: thread-safe; Run() is called concurrently, one request per task. The sink's
-// Send() is called on gRPC's threads and must not block.
+// Send() is called on the completion queues' threads and must not block.
 #ifndef TESSERA_ENGINE_SERVER_DISPATCHER_H_
 #define TESSERA_ENGINE_SERVER_DISPATCHER_H_
 
@@ -26,7 +26,9 @@
 #include "engine/sampling/sampling_params.h"
 #include "engine/server/async_task.h"
 #include "engine/server/channel_pool.h"
+#include "engine/server/completion_queue_loop.h"
 #include "engine/server/metrics.h"
+#include "engine/server/parent_call.h"
 #include "engine/server/worker_registry.h"
 
 namespace tessera::engine::server {
@@ -62,15 +64,15 @@ struct DispatcherOptions {
 class Dispatcher {
  public:
   // Declares its metric families (retries) in `metrics`.
-  Dispatcher(WorkerRegistry& registry, ChannelPool& channels, Metrics& metrics,
-             DispatcherOptions options = {});
+  // Worker calls complete on `queues`' threads.
+  Dispatcher(WorkerRegistry& registry, ChannelPool& channels, CompletionQueueLoop& queues,
+             Metrics& metrics, DispatcherOptions options = {});
 
   // On OK the sink received the last event (with finish_reason). `parent` (may be null) is
   // the client's RPC: its deadline and cancellation reach every worker call. Never blocks:
-  // it waits on workers by suspending, and resumes on the gRPC thread that completed the
+  // it waits on workers by suspending, and resumes on the queue thread that completed the
   // wait. `job`, `sink` and `parent` must outlive the task.
-  AsyncTask<absl::Status> Run(const DispatchJob& job, OutputSink& sink,
-                              grpc::ServerContextBase* parent);
+  AsyncTask<absl::Status> Run(const DispatchJob& job, OutputSink& sink, ParentCall* parent);
 
  private:
   struct Attempt;
@@ -79,6 +81,7 @@ class Dispatcher {
 
   WorkerRegistry& registry_;
   ChannelPool& channels_;
+  CompletionQueueLoop& queues_;
   Metrics& metrics_;
   const DispatcherOptions options_;
 };

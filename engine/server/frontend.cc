@@ -107,7 +107,7 @@ class RecordingSink final : public OutputSink {
 }  // namespace
 
 AsyncTask<absl::Status> Frontend::RunAsync(const DispatchJob& job, OutputSink& sink,
-                                           grpc::ServerContextBase* parent,
+                                           ParentCall* parent,
                                            absl::string_view api) {
   absl::Status status;
   RecordingSink recording(sink);

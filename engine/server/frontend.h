@@ -46,7 +46,7 @@ class Frontend {
   // Admits, runs and releases one request (ResourceExhausted when full), and records it in
   // the metrics under `api` ("grpc" or "http"). Never blocks; see Dispatcher::Run.
   AsyncTask<absl::Status> RunAsync(const DispatchJob& job, OutputSink& sink,
-                                   grpc::ServerContextBase* parent, absl::string_view api);
+                                   ParentCall* parent, absl::string_view api);
   // The same for a caller with a thread of its own to block (the HTTP server's): `sink` gets
   // the events on this thread, and may block.
   absl::Status Run(const DispatchJob& job, OutputSink& sink, absl::string_view api);

@@ -44,7 +44,9 @@ absl::Status RunRouter(const RouterOptions& options) {
   // The router exchanges only requests and token events with workers.
   ChannelPool channels(ChannelTraffic::kSmallMessages);
   Metrics metrics;
-  Dispatcher dispatcher(registry, channels, metrics, options.dispatcher);
+  grpc::ServerBuilder builder;
+  CompletionQueueLoop queues(builder, options.io_threads);
+  Dispatcher dispatcher(registry, channels, queues, metrics, options.dispatcher);
   TESSERA_ASSIGN_OR_RETURN(
       std::unique_ptr<Frontend> frontend,
       Frontend::Create(options.model_path, dispatcher, metrics, options.frontend));
@@ -55,7 +57,6 @@ absl::Status RunRouter(const RouterOptions& options) {
   RendezvousService rendezvous;
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.grpc_address, grpc::InsecureServerCredentials(), &port);
   // Oversized requests reach the handler, which refuses them with InvalidArgument naming the
@@ -74,6 +75,8 @@ absl::Status RunRouter(const RouterOptions& options) {
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.grpc_address));
   }
+  queues.Start();
+  inference.ServeGenerate(queues);
   std::cerr << "tessera router: gRPC on " << options.grpc_address << " serving "
             << frontend->model_id() << std::endl;
   OpenAiHttpServer http(*frontend, registry, metrics);
@@ -94,6 +97,8 @@ absl::Status RunRouter(const RouterOptions& options) {
   std::cerr << "tessera router: shutting down" << std::endl;
   http.Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  inference.WaitForTasks(absl::Seconds(10));
+  queues.Shutdown();  // Last: every call's last completion is drained.
   return absl::OkStatus();
 }
 

@@ -27,6 +27,9 @@ struct RouterOptions {
   // tokenization, chat templates): a burst of long prompts runs ahead of the workers too,
   // up to the kernel's real-time throttling (95% of each core by default).
   int realtime_priority = 0;
+  // Completion queues, each drained by one thread that does all the work of the requests on
+  // it (see CompletionQueueLoop).
+  int io_threads = 1;
 };
 
 // Runs until SIGINT or SIGTERM. Errors: the model file cannot be read, a port cannot be bound,

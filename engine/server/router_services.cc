@@ -12,24 +12,19 @@
 namespace tessera::engine::server {
 namespace {
 
-// One Generate call: runs the request as a task and streams its events to the client through
-// a queue (one write in flight at a time, as gRPC requires). The last message leaves together
-// with the OK status, one write, as soon as it arrives.
-class GenerateReactor final : public grpc::ServerWriteReactor<tessera::v1::GenerateResponse>,
-                              public OutputSink {
+// One Generate call on the asynchronous API: runs the request as a task and streams its
+// events to the client through a queue (one write in flight at a time, as gRPC requires). The
+// last message leaves together with the OK status, one write, as soon as it arrives.
+// Everything but the task's first steps runs on the call's completion queue thread.
+class GenerateCall final : public OutputSink {
  public:
-  GenerateReactor(Frontend& frontend, grpc::CallbackServerContext* context,
-                  const tessera::v1::GenerateRequest& request) {
-    absl::StatusOr<DispatchJob> job = frontend.Prepare(request);
-    if (!job.ok()) {
-      frontend.CountRejected("grpc", job.status());
-      holders_.store(1);  // No task.
-      Finish(ToGrpcStatus(job.status()));
-      return;
-    }
-    job_ = *std::move(job);
-    StartDetached<absl::Status>(frontend.RunAsync(job_, *this, context, "grpc"),
-                                [this](absl::Status status) { Complete(ToGrpcStatus(status)); });
+  // Waits for the next Generate call on `queue`; the call then serves itself.
+  static void Await(InferenceService& service, Frontend& frontend,
+                    grpc::ServerCompletionQueue* queue) {
+    auto* call = new GenerateCall(service, frontend, queue);
+    call->context_.AsyncNotifyWhenDone(&call->done_);
+    service.RequestGenerate(&call->context_, &call->request_, &call->writer_, queue, queue,
+                            &call->arrived_);
   }
 
   bool Send(const OutputEvent& event) override {
@@ -52,7 +47,33 @@ class GenerateReactor final : public grpc::ServerWriteReactor<tessera::v1::Gener
     return true;
   }
 
-  void OnWriteDone(bool ok) override {
+ private:
+  GenerateCall(InferenceService& service, Frontend& frontend, grpc::ServerCompletionQueue* queue)
+      : service_(service), frontend_(frontend), queue_(queue) {}
+
+  void OnArrived(bool ok) {
+    if (!ok) {  // The server is shutting down; the call never started.
+      delete this;
+      return;
+    }
+    Await(service_, frontend_, queue_);
+    parent_.emplace(context_.deadline());
+    absl::StatusOr<DispatchJob> job = frontend_.Prepare(request_);
+    if (!job.ok()) {
+      frontend_.CountRejected("grpc", job.status());
+      Complete(ToGrpcStatus(job.status()));
+      return;
+    }
+    job_ = *std::move(job);
+    service_.TaskStarted();
+    StartDetached<absl::Status>(frontend_.RunAsync(job_, *this, &*parent_, "grpc"),
+                                [this, &service = service_](absl::Status status) {
+                                  Complete(ToGrpcStatus(status));  // May delete this.
+                                  service.TaskEnded();
+                                });
+  }
+
+  void OnWriteDone(bool ok) {
     Step step;
     {
       absl::MutexLock lock(&mu_);
@@ -66,19 +87,25 @@ class GenerateReactor final : public grpc::ServerWriteReactor<tessera::v1::Gener
     }
     Perform(step);
   }
-  void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    client_gone_ = true;
-  }
-  void OnDone() override { Release(); }
 
- private:
+  // The call is over: sent, failed or cancelled. A cancel reaches every worker call.
+  void OnDone(bool) {
+    if (context_.IsCancelled()) {
+      {
+        absl::MutexLock lock(&mu_);
+        client_gone_ = true;
+      }
+      parent_->Cancel();
+    }
+    Release();
+  }
+  void OnEnded(bool) { Release(); }
+
   struct Outgoing {
     tessera::v1::GenerateResponse response;
     bool last = false;
   };
-  // What to start next. Decided under the lock, started after it is released: finishing may
-  // run OnDone (which deletes this) at once, on this thread or another.
+  // What to start next. Decided under the lock, started after it is released.
   struct Step {
     enum class Kind { kNone, kWrite, kWriteAndFinish, kFinish } kind = Kind::kNone;
     const tessera::v1::GenerateResponse* response = nullptr;
@@ -98,8 +125,8 @@ class GenerateReactor final : public grpc::ServerWriteReactor<tessera::v1::Gener
     Release();
   }
 
-  // The reactor lives until both gRPC (OnDone) and the task (Complete) are done with it: the
-  // call may end as soon as the last message is out, while the task still winds down.
+  // The call lives until the request's task is done, the call's last operation has completed
+  // and gRPC has said the call is over (three holds).
   void Release() {
     if (holders_.fetch_sub(1) == 1) delete this;
   }
@@ -132,25 +159,35 @@ class GenerateReactor final : public grpc::ServerWriteReactor<tessera::v1::Gener
     return step;
   }
 
-  // The last use of `this` by the calling thread.
   void Perform(const Step& step) {
     switch (step.kind) {
       case Step::Kind::kNone:
         return;
       case Step::Kind::kWrite:
-        StartWrite(step.response);
+        writer_.Write(*step.response, &written_);
         return;
       case Step::Kind::kWriteAndFinish:
-        StartWriteAndFinish(step.response, grpc::WriteOptions(), step.status);
+        writer_.WriteAndFinish(*step.response, grpc::WriteOptions(), step.status, &ended_);
         return;
       case Step::Kind::kFinish:
-        Finish(step.status);
+        writer_.Finish(step.status, &ended_);
         return;
     }
   }
 
+  InferenceService& service_;
+  Frontend& frontend_;
+  grpc::ServerCompletionQueue* const queue_;
+  grpc::ServerContext context_;
+  tessera::v1::GenerateRequest request_;
+  grpc::ServerAsyncWriter<tessera::v1::GenerateResponse> writer_{&context_};
+  MemberTag<GenerateCall> arrived_{this, &GenerateCall::OnArrived};
+  MemberTag<GenerateCall> written_{this, &GenerateCall::OnWriteDone};
+  MemberTag<GenerateCall> ended_{this, &GenerateCall::OnEnded};
+  MemberTag<GenerateCall> done_{this, &GenerateCall::OnDone};
+  std::optional<ParentCall> parent_;  // From the call's arrival.
   DispatchJob job_;
-  std::atomic<int> holders_{2};
+  std::atomic<int> holders_{3};
   absl::Mutex mu_;
   std::deque<Outgoing> outgoing_ ABSL_GUARDED_BY(mu_);  // The front is in flight if writing_.
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -161,35 +198,36 @@ class GenerateReactor final : public grpc::ServerWriteReactor<tessera::v1::Gener
 
 }  // namespace
 
-grpc::ServerWriteReactor<tessera::v1::GenerateResponse>* InferenceService::Generate(
-    grpc::CallbackServerContext* context, const tessera::v1::GenerateRequest* request) {
-  return new GenerateReactor(frontend_, context, *request);
+void InferenceService::ServeGenerate(CompletionQueueLoop& queues) {
+  for (int i = 0; i < queues.size(); ++i) GenerateCall::Await(*this, frontend_, queues.queue(i));
 }
 
-grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* context,
-                                                     const tessera::v1::TokenizeRequest* request,
-                                                     tessera::v1::TokenizeResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (absl::Status s = frontend_.CheckModel(request->model()); !s.ok()) {
-    reactor->Finish(ToGrpcStatus(s));
-    return reactor;
+void InferenceService::WaitForTasks(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (running_tasks_.load() > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  if (running_tasks_.load() > 0) {
+    std::cerr << "tessera router: " << running_tasks_.load()
+              << " requests still running at shutdown" << std::endl;
   }
+}
+
+grpc::Status InferenceService::Tokenize(grpc::ServerContext*,
+                                        const tessera::v1::TokenizeRequest* request,
+                                        tessera::v1::TokenizeResponse* response) {
+  if (absl::Status s = frontend_.CheckModel(request->model()); !s.ok()) return ToGrpcStatus(s);
   for (int32_t id : frontend_.tokenizer().Encode(request->text(), /*parse_special=*/true)) {
     response->add_token_ids(id);
   }
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return grpc::Status::OK;
 }
 
-grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerContext* context,
-                                                       const tessera::v1::ListModelsRequest*,
-                                                       tessera::v1::ListModelsResponse* response) {
+grpc::Status InferenceService::ListModels(grpc::ServerContext*,
+                                          const tessera::v1::ListModelsRequest*,
+                                          tessera::v1::ListModelsResponse* response) {
   tessera::v1::ModelInfo* model = response->add_models();
   model->set_id(frontend_.model_id());
   model->set_context_length(frontend_.context_length());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return grpc::Status::OK;
 }
 
 grpc::Status AdminService::ListWorkers(grpc::ServerContext*, const tessera::v1::ListWorkersRequest*,

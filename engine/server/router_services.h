@@ -4,6 +4,10 @@
 #ifndef TESSERA_ENGINE_SERVER_ROUTER_SERVICES_H_
 #define TESSERA_ENGINE_SERVER_ROUTER_SERVICES_H_
 
+#include <atomic>
+
+#include "absl/time/time.h"
+#include "engine/server/completion_queue_loop.h"
 #include "engine/server/frontend.h"
 #include "engine/server/worker_registry.h"
 #include "tessera/internal/v1/worker.grpc.pb.h"
@@ -12,23 +16,32 @@
 
 namespace tessera::engine::server {
 
-// On gRPC's callback API: a request occupies no thread while it waits on workers, and its
-// messages to the client are queued, never waited for.
-class InferenceService final : public tessera::v1::Inference::CallbackService {
+// Generate runs on the asynchronous API, on the completion queues of a CompletionQueueLoop:
+// a request occupies no thread while it waits on workers, its messages to the client are
+// queued, never waited for, and each queue's one thread does all of a request's work. The
+// small unary methods run on gRPC's synchronous thread pool.
+class InferenceService final
+    : public tessera::v1::Inference::WithAsyncMethod_Generate<tessera::v1::Inference::Service> {
  public:
   explicit InferenceService(Frontend& frontend) : frontend_(frontend) {}
 
-  grpc::ServerWriteReactor<tessera::v1::GenerateResponse>* Generate(
-      grpc::CallbackServerContext* context, const tessera::v1::GenerateRequest* request) override;
-  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
-                                     const tessera::v1::TokenizeRequest* request,
-                                     tessera::v1::TokenizeResponse* response) override;
-  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
-                                       const tessera::v1::ListModelsRequest* request,
-                                       tessera::v1::ListModelsResponse* response) override;
+  // Starts taking Generate calls on every queue of `queues`; call once the server is built.
+  void ServeGenerate(CompletionQueueLoop& queues);
+  // After the server's Shutdown() (which cancels what is left): waits until no request's task
+  // is running, so none starts an operation on the queues once they shut down.
+  void WaitForTasks(absl::Duration timeout);
+  void TaskStarted() { running_tasks_.fetch_add(1); }
+  void TaskEnded() { running_tasks_.fetch_sub(1); }
+
+  grpc::Status Tokenize(grpc::ServerContext* context, const tessera::v1::TokenizeRequest* request,
+                        tessera::v1::TokenizeResponse* response) override;
+  grpc::Status ListModels(grpc::ServerContext* context,
+                          const tessera::v1::ListModelsRequest* request,
+                          tessera::v1::ListModelsResponse* response) override;
 
  private:
   Frontend& frontend_;
+  std::atomic<int> running_tasks_{0};
 };
 
 class AdminService final : public tessera::v1::Admin::Service {

@@ -7,40 +7,71 @@ namespace tessera::engine::server {
 using tessera::internal::v1::DecodeRequest;
 using tessera::internal::v1::PrefillClientMessage;
 
-void FinalStatus::Set(const grpc::Status& status) {
+WorkerCall::WorkerCall(std::unique_ptr<grpc::ClientContext> context, ParentCall* parent)
+    : context_(std::move(context)), parent_(parent) {
+  if (parent_ != nullptr) parent_->Track(context_.get());
+}
+
+void WorkerCall::OperationStarted() {
+  absl::MutexLock lock(&mu_);
+  ++in_flight_;
+}
+
+void WorkerCall::OperationCompleted() {
   std::coroutine_handle<> waiter;
   {
     absl::MutexLock lock(&mu_);
-    status_ = status;
-    done_ = true;
-    waiter = std::exchange(waiter_, {});
+    --in_flight_;
+    waiter = TakeWaiterIfDone();
   }
-  // The waiter may destroy the call (and this) as soon as it runs.
+  // The waiter may destroy the call as soon as it runs.
   if (waiter) waiter.resume();
 }
 
-bool FinalStatus::Register(std::coroutine_handle<> waiter) {
-  absl::MutexLock lock(&mu_);
-  if (done_) return false;
-  waiter_ = waiter;
-  return true;
+void WorkerCall::OnFinished(bool) {
+  std::coroutine_handle<> waiter;
+  {
+    absl::MutexLock lock(&mu_);
+    finish_completed_ = true;
+    waiter = TakeWaiterIfDone();
+  }
+  if (waiter) waiter.resume();
 }
 
-DecodeCall::DecodeCall(tessera::internal::v1::Worker::Stub& stub,
-                       std::unique_ptr<grpc::ClientContext> context, DecodeRequest request)
-    : context_(std::move(context)), request_(std::move(request)) {
-  stub.async()->Decode(context_.get(), &request_, this);
-  AddHold();
-  StartCall();
+std::coroutine_handle<> WorkerCall::TakeWaiterIfDone() {
+  if (!finish_completed_ || in_flight_ > 0 || !finish_waiter_) return {};
+  if (parent_ != nullptr) parent_->Untrack(context_.get());
+  return std::exchange(finish_waiter_, {});
 }
 
-PrefillCall::PrefillCall(tessera::internal::v1::Worker::Stub& stub,
-                         std::unique_ptr<grpc::ClientContext> context, PrefillClientMessage first)
-    : context_(std::move(context)) {
-  stub.async()->Prefill(context_.get(), this);
-  AddHold();
+void WorkerCall::FinishAwaiter::await_suspend(std::coroutine_handle<> waiter) {
+  {
+    absl::MutexLock lock(&call.mu_);
+    call.finish_waiter_ = waiter;
+  }
+  // May complete, and resume the waiter, on another thread before this returns.
+  call.StartFinish(&call.status_, &call.finished_);
+}
+
+DecodeCall::DecodeCall(tessera::internal::v1::Worker::Stub& stub, grpc::CompletionQueue* queue,
+                       std::unique_ptr<grpc::ClientContext> context, ParentCall* parent,
+                       const DecodeRequest& request)
+    : WorkerCall(std::move(context), parent) {
+  stream_ = stub.PrepareAsyncDecode(context_.get(), request, queue);
+  OperationStarted();
+  stream_->StartCall(&started_);
+}
+
+PrefillCall::PrefillCall(tessera::internal::v1::Worker::Stub& stub, grpc::CompletionQueue* queue,
+                         std::unique_ptr<grpc::ClientContext> context, ParentCall* parent,
+                         PrefillClientMessage first)
+    : WorkerCall(std::move(context), parent) {
+  // The call's headers go out with the first message in one write instead of a round of
+  // their own.
+  context_->set_initial_metadata_corked(true);
+  stream_ = stub.PrepareAsyncPrefill(context_.get(), queue);
+  stream_->StartCall(&started_);  // Corked: no operation, and its tag never completes.
   Write(std::move(first));
-  StartCall();
 }
 
 void PrefillCall::Write(PrefillClientMessage message, bool last) {
@@ -60,29 +91,30 @@ void PrefillCall::WritesDone() {
 }
 
 void PrefillCall::StartFront() {
+  OperationStarted();
   Outgoing& front = outgoing_.front();
   if (!front.message.has_value()) {
-    StartWritesDone();
+    stream_->WritesDone(&write_done_);
   } else if (front.last) {
-    StartWriteLast(&*front.message, grpc::WriteOptions());
+    stream_->WriteLast(*front.message, grpc::WriteOptions(), &write_done_);
   } else {
-    StartWrite(&*front.message);
+    stream_->Write(*front.message, &write_done_);
   }
 }
 
-void PrefillCall::OnWriteDone(bool ok) { WriteFinished(ok); }
-void PrefillCall::OnWritesDoneDone(bool ok) { WriteFinished(ok); }
-
-void PrefillCall::WriteFinished(bool ok) {
-  absl::MutexLock lock(&mu_);
-  outgoing_.pop_front();
-  if (!ok) {
-    // The stream is broken: nothing more will go out; the status tells why.
-    closed_ = true;
-    outgoing_.clear();
-    return;
+void PrefillCall::OnWriteDone(bool ok) {
+  {
+    absl::MutexLock lock(&mu_);
+    outgoing_.pop_front();
+    if (!ok) {
+      // The stream is broken: nothing more will go out; the status tells why.
+      closed_ = true;
+      outgoing_.clear();
+    } else if (!outgoing_.empty()) {
+      StartFront();
+    }
   }
-  if (!outgoing_.empty()) StartFront();
+  OperationCompleted();  // Last: it may let Finish resume and destroy the call.
 }
 
 }  // namespace tessera::engine::server

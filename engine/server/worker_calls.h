@@ -1,9 +1,10 @@
-// The router's calls to a worker (Decode and Prefill), on gRPC's callback API and awaitable
-// from AsyncTask coroutines: `co_await call.Read(&message)`, `co_await call.Finish()`.
-// Writes are queued and never wait. Every call must be finished (read to its end, or
-// cancelled, then Finish awaited) before it is destroyed: Finish returns only once gRPC is done
-// with the call.
-// Thread-safety: one coroutine drives a call; gRPC's threads complete its operations.
+// The router's calls to a worker (Decode and Prefill), on gRPC's asynchronous API and
+// awaitable from AsyncTask coroutines: `co_await call.Read(&message)`, `co_await
+// call.Finish()`. Their completions arrive on a CompletionQueueLoop queue, whose thread
+// resumes the coroutine. Writes are queued and never wait. Every call must be finished (read
+// to its end, or cancelled, then Finish awaited) before it is destroyed: Finish returns only
+// once every operation the call started has completed, so gRPC is done with it.
+// Thread-safety: one coroutine drives a call; the queue's thread completes its operations.
 #ifndef TESSERA_ENGINE_SERVER_WORKER_CALLS_H_
 #define TESSERA_ENGINE_SERVER_WORKER_CALLS_H_
 
@@ -16,12 +17,14 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "engine/server/completion_queue_loop.h"
+#include "engine/server/parent_call.h"
 #include "tessera/internal/v1/worker.grpc.pb.h"
 
 namespace tessera::engine::server {
 
-// One operation at a time of one kind (a read): the callback that completes it resumes the
-// coroutine that waits on it.
+// One operation at a time of one kind (a read): the completion resumes the coroutine that
+// waits on it.
 class PendingOperation {
  public:
   template <typename Start>
@@ -49,78 +52,88 @@ class PendingOperation {
   bool ok_ = false;
 };
 
-// The call's final status, delivered once by OnDone. A call holds itself open (gRPC's
-// AddHold) until its Finish is awaited, since its reads and writes start outside gRPC's
-// reactions: so OnDone cannot come before, and no operation can start after.
-class FinalStatus {
+// What both calls share: the context (tracked by the client's request, so its cancellation
+// reaches the call), the count of operations in flight, and the final status, delivered once
+// the Finish operation and every other operation have completed.
+class WorkerCall {
  public:
-  void Set(const grpc::Status& status);
+  void TryCancel() { context_->TryCancel(); }
 
-  template <typename Release>
-  struct Awaiter {
-    FinalStatus& final;
-    Release release;  // Drops the call's hold: OnDone may follow at once, on another thread.
+  // co_await: the call's status, once gRPC is done with the call. No operation may start
+  // after this.
+  struct FinishAwaiter {
+    WorkerCall& call;
     bool await_ready() const noexcept { return false; }
-    bool await_suspend(std::coroutine_handle<> waiter) {
-      if (!final.Register(waiter)) return false;
-      release();
-      return true;
-    }
-    grpc::Status await_resume() const { return final.status_; }
+    void await_suspend(std::coroutine_handle<> waiter);
+    grpc::Status await_resume() const { return call.status_; }
   };
-  template <typename Release>
-  Awaiter<Release> Wait(Release release) {
-    return Awaiter<Release>{*this, std::move(release)};
-  }
+  FinishAwaiter Finish() { return FinishAwaiter{*this}; }
+
+ protected:
+  WorkerCall(std::unique_ptr<grpc::ClientContext> context, ParentCall* parent);
+  ~WorkerCall() = default;
+
+  // Brackets every operation but Finish.
+  void OperationStarted();
+  void OperationCompleted();
+  // Starts the gRPC Finish operation with `finished_` as its tag.
+  virtual void StartFinish(grpc::Status* status, CompletionTag* tag) = 0;
+
+  std::unique_ptr<grpc::ClientContext> context_;
+  MemberTag<WorkerCall> started_{this, &WorkerCall::OnStarted};
 
  private:
-  // False if the status is already here (then the waiter is not suspended).
-  bool Register(std::coroutine_handle<> waiter);
+  void OnStarted(bool) { OperationCompleted(); }
+  void OnFinished(bool);
+  // The Finish waiter, to resume once the lock is released, if everything has completed.
+  std::coroutine_handle<> TakeWaiterIfDone() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  ParentCall* const parent_;
+  MemberTag<WorkerCall> finished_{this, &WorkerCall::OnFinished};
+  grpc::Status status_;
   absl::Mutex mu_;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
-  std::coroutine_handle<> waiter_ ABSL_GUARDED_BY(mu_);
-  grpc::Status status_;  // Written before done_ is set; read only after.
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  bool finish_completed_ ABSL_GUARDED_BY(mu_) = false;
+  std::coroutine_handle<> finish_waiter_ ABSL_GUARDED_BY(mu_);
 };
 
 // Worker.Decode: one request, a stream of events.
-class DecodeCall final : public grpc::ClientReadReactor<tessera::internal::v1::DecodeEvent> {
+class DecodeCall final : public WorkerCall {
  public:
-  // Starts the call.
-  DecodeCall(tessera::internal::v1::Worker::Stub& stub,
-             std::unique_ptr<grpc::ClientContext> context,
-             tessera::internal::v1::DecodeRequest request);
+  // Starts the call on `queue`. `parent` (may be null) is the client's request.
+  DecodeCall(tessera::internal::v1::Worker::Stub& stub, grpc::CompletionQueue* queue,
+             std::unique_ptr<grpc::ClientContext> context, ParentCall* parent,
+             const tessera::internal::v1::DecodeRequest& request);
 
   // co_await: true with the next event in `*event`, false at the end of the stream.
   auto Read(tessera::internal::v1::DecodeEvent* event) {
-    return read_.Begin([this, event] { StartRead(event); });
+    return read_.Begin([this, event] {
+      OperationStarted();
+      stream_->Read(event, &read_done_);
+    });
   }
-  // co_await: the call's status, once gRPC is done with the call. No operation may start
-  // after this.
-  auto Finish() {
-    return final_.Wait([this] { RemoveHold(); });
-  }
-  void TryCancel() { context_->TryCancel(); }
-
-  void OnReadDone(bool ok) override { read_.Complete(ok); }
-  void OnDone(const grpc::Status& status) override { final_.Set(status); }
 
  private:
-  std::unique_ptr<grpc::ClientContext> context_;
-  tessera::internal::v1::DecodeRequest request_;
+  void StartFinish(grpc::Status* status, CompletionTag* tag) override {
+    stream_->Finish(status, tag);
+  }
+  void OnReadDone(bool ok) {
+    OperationCompleted();
+    read_.Complete(ok);
+  }
+
+  std::unique_ptr<grpc::ClientAsyncReader<tessera::internal::v1::DecodeEvent>> stream_;
   PendingOperation read_;
-  FinalStatus final_;
+  MemberTag<DecodeCall> read_done_{this, &DecodeCall::OnReadDone};
 };
 
 // Worker.Prefill: the request goes out first, the first token comes back, then a release (or
 // the stream's end) lets the worker free the KV.
-class PrefillCall final
-    : public grpc::ClientBidiReactor<tessera::internal::v1::PrefillClientMessage,
-                                     tessera::internal::v1::PrefillServerMessage> {
+class PrefillCall final : public WorkerCall {
  public:
   // Starts the call; `first` goes out with the call's headers in one write.
-  PrefillCall(tessera::internal::v1::Worker::Stub& stub,
-              std::unique_ptr<grpc::ClientContext> context,
+  PrefillCall(tessera::internal::v1::Worker::Stub& stub, grpc::CompletionQueue* queue,
+              std::unique_ptr<grpc::ClientContext> context, ParentCall* parent,
               tessera::internal::v1::PrefillClientMessage first);
 
   // Queues a message; `last` half-closes the stream with it.
@@ -129,30 +142,34 @@ class PrefillCall final
   void WritesDone();
 
   auto Read(tessera::internal::v1::PrefillServerMessage* message) {
-    return read_.Begin([this, message] { StartRead(message); });
+    return read_.Begin([this, message] {
+      OperationStarted();
+      stream_->Read(message, &read_done_);
+    });
   }
-  auto Finish() {
-    return final_.Wait([this] { RemoveHold(); });
-  }
-  void TryCancel() { context_->TryCancel(); }
-
-  void OnReadDone(bool ok) override { read_.Complete(ok); }
-  void OnWriteDone(bool ok) override;
-  void OnWritesDoneDone(bool ok) override;
-  void OnDone(const grpc::Status& status) override { final_.Set(status); }
 
  private:
   struct Outgoing {
     std::optional<tessera::internal::v1::PrefillClientMessage> message;  // None: WritesDone.
     bool last = false;
   };
+  void StartFinish(grpc::Status* status, CompletionTag* tag) override {
+    stream_->Finish(status, tag);
+  }
+  void OnReadDone(bool ok) {
+    OperationCompleted();
+    read_.Complete(ok);
+  }
+  void OnWriteDone(bool ok);
   // Starts the front of the queue. Requires that no write is in flight.
   void StartFront() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void WriteFinished(bool ok);
 
-  std::unique_ptr<grpc::ClientContext> context_;
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<tessera::internal::v1::PrefillClientMessage,
+                                                tessera::internal::v1::PrefillServerMessage>>
+      stream_;
   PendingOperation read_;
-  FinalStatus final_;
+  MemberTag<PrefillCall> read_done_{this, &PrefillCall::OnReadDone};
+  MemberTag<PrefillCall> write_done_{this, &PrefillCall::OnWriteDone};
   absl::Mutex mu_;
   std::deque<Outgoing> outgoing_ ABSL_GUARDED_BY(mu_);  // The front is in flight.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;            // Half-closed, or writes failed.

@@ -47,6 +47,8 @@ class LoadTest(unittest.TestCase):
     def test_cancelling_mid_stream_frees_kv_everywhere(self):
         d = self.deployment
         rng = random.Random(5)
+        retries_before = d.metric("tessera_request_retries_total")
+        handoff_retries_before = d.metric("tessera_handoff_retries_total")
         for trial in range(10):
             call = d.inference.Generate(d.request(PROMPTS[trial % len(PROMPTS)], max_tokens=500,
                                                   ignore_eos=True), timeout=120)
@@ -67,6 +69,9 @@ class LoadTest(unittest.TestCase):
                     pass
             self.assertEqual(caught.exception.code(), grpc.StatusCode.CANCELLED)
         d.wait_all_kv_free()
+        # A cancel is the client's doing: no worker is blamed and nothing is retried.
+        self.assertEqual(d.metric("tessera_request_retries_total"), retries_before)
+        self.assertEqual(d.metric("tessera_handoff_retries_total"), handoff_retries_before)
 
     def test_http_client_disconnect_frees_kv(self):
         d = self.deployment

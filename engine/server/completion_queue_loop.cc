@@ -1,0 +1,45 @@
+#include "engine/server/completion_queue_loop.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace tessera::engine::server {
+namespace {
+
+thread_local grpc::CompletionQueue* current_queue = nullptr;
+
+}  // namespace
+
+CompletionQueueLoop::CompletionQueueLoop(grpc::ServerBuilder& builder, int threads) {
+  for (int i = 0; i < std::max(threads, 1); ++i) queues_.push_back(builder.AddCompletionQueue());
+}
+
+void CompletionQueueLoop::Start() {
+  for (auto& queue : queues_) {
+    threads_.emplace_back([this, q = queue.get()] { Drain(q); });
+  }
+}
+
+void CompletionQueueLoop::Shutdown() {
+  if (std::exchange(shut_down_, true)) return;
+  for (auto& queue : queues_) queue->Shutdown();
+  for (std::thread& thread : threads_) thread.join();
+  if (threads_.empty()) {  // Never started: drain here so gRPC frees what the queues hold.
+    for (auto& queue : queues_) Drain(queue.get());
+  }
+}
+
+void CompletionQueueLoop::Drain(grpc::ServerCompletionQueue* queue) {
+  current_queue = queue;
+  void* tag = nullptr;
+  bool ok = false;
+  while (queue->Next(&tag, &ok)) static_cast<CompletionTag*>(tag)->Complete(ok);
+  current_queue = nullptr;
+}
+
+grpc::CompletionQueue* CompletionQueueLoop::ForNewCall() {
+  if (current_queue != nullptr) return current_queue;
+  return queues_[next_.fetch_add(1, std::memory_order_relaxed) % queues_.size()].get();
+}
+
+}  // namespace tessera::engine::server
