@@ -95,7 +95,7 @@ class GenerateCall final : public OutputSink {
         absl::MutexLock lock(&mu_);
         client_gone_ = true;
       }
-      parent_->Cancel();
+      if (parent_.has_value()) parent_->Cancel();
     }
     Release();
   }

@@ -12,6 +12,12 @@ WorkerCall::WorkerCall(std::unique_ptr<grpc::ClientContext> context, ParentCall*
   if (parent_ != nullptr) parent_->Track(context_.get());
 }
 
+WorkerCall::~WorkerCall() {
+  // Finish has untracked it already; this covers a call abandoned by mistake, so the parent
+  // never cancels a context that is gone.
+  if (parent_ != nullptr) parent_->Untrack(context_.get());
+}
+
 void WorkerCall::OperationStarted() {
   absl::MutexLock lock(&mu_);
   ++in_flight_;

@@ -71,7 +71,7 @@ class WorkerCall {
 
  protected:
   WorkerCall(std::unique_ptr<grpc::ClientContext> context, ParentCall* parent);
-  ~WorkerCall() = default;
+  ~WorkerCall();
 
   // Brackets every operation but Finish.
   void OperationStarted();

@@ -1,0 +1,84 @@
+#include "engine/server/completion_queue_loop.h"
+
+#include <grpcpp/alarm.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace tessera::engine::server {
+namespace {
+
+// Records, for each completion, whether it succeeded, the thread that ran it and the queue
+// that thread gives new calls.
+class Recorder {
+ public:
+  void Fired(bool ok) {
+    absl::MutexLock lock(&mu_);
+    ++fired_;
+    ok_ = ok;
+    thread_ = std::this_thread::get_id();
+    queue_for_new_call_ = loop_->ForNewCall();
+  }
+  bool WaitFired(int count) {
+    absl::MutexLock lock(&mu_);
+    auto done = [this, count] { return fired_ >= count; };
+    return mu_.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(10));
+  }
+
+  CompletionQueueLoop* loop_ = nullptr;
+  absl::Mutex mu_;
+  int fired_ = 0;
+  bool ok_ = false;
+  std::thread::id thread_;
+  grpc::CompletionQueue* queue_for_new_call_ = nullptr;
+};
+
+TEST_CASE("each completion runs on its queue's one thread, which keeps new calls on that queue") {
+  grpc::ServerBuilder builder;
+  CompletionQueueLoop loop(builder, 2);
+  REQUIRE(loop.size() == 2);
+  loop.Start();
+
+  // Several completions per queue: a turn-taking choice would hand out the other queue.
+  for (int i : {1, 0, 1, 1, 0}) {
+    Recorder recorder;
+    recorder.loop_ = &loop;
+    MemberTag<Recorder> tag(&recorder, &Recorder::Fired);
+    grpc::Alarm alarm;
+    alarm.Set(loop.queue(i), std::chrono::system_clock::now(), &tag);
+    REQUIRE(recorder.WaitFired(1));
+    absl::MutexLock lock(&recorder.mu_);
+    CHECK(recorder.ok_);
+    CHECK(recorder.thread_ != std::this_thread::get_id());
+    CHECK(recorder.queue_for_new_call_ == loop.queue(i));
+  }
+
+  // Off the loop's threads, new calls take the queues in turn.
+  grpc::CompletionQueue* first = loop.ForNewCall();
+  grpc::CompletionQueue* second = loop.ForNewCall();
+  CHECK(first != second);
+  CHECK(loop.ForNewCall() == first);
+}
+
+TEST_CASE("shutting down delivers pending completions before the threads stop") {
+  grpc::ServerBuilder builder;
+  CompletionQueueLoop loop(builder, 1);
+  loop.Start();
+  Recorder recorder;
+  recorder.loop_ = &loop;
+  MemberTag<Recorder> tag(&recorder, &Recorder::Fired);
+  grpc::Alarm alarm;
+  alarm.Set(loop.queue(0), std::chrono::system_clock::now() + std::chrono::hours(1), &tag);
+  alarm.Cancel();  // Completes at once, not ok.
+  loop.Shutdown();
+  absl::MutexLock lock(&recorder.mu_);
+  CHECK(recorder.fired_ == 1);
+  CHECK_FALSE(recorder.ok_);
+}
+
+}  // namespace
+}  // namespace tessera::engine::server
