@@ -1,7 +1,10 @@
 #include "engine/server/completion_queue_loop.h"
 
 #include <algorithm>
+#include <iostream>
 #include <utility>
+
+#include "absl/time/clock.h"
 
 namespace tessera::engine::server {
 namespace {
@@ -20,8 +23,15 @@ void CompletionQueueLoop::Start() {
   }
 }
 
-void CompletionQueueLoop::Shutdown() {
+void CompletionQueueLoop::Shutdown(absl::Duration timeout) {
   if (std::exchange(shut_down_, true)) return;
+  const absl::Time deadline = absl::Now() + timeout;
+  while (live_.load() > 0 && !threads_.empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  if (live_.load() > 0 && !threads_.empty()) {
+    std::cerr << "tessera: " << live_.load() << " calls still open at shutdown" << std::endl;
+  }
   for (auto& queue : queues_) queue->Shutdown();
   for (std::thread& thread : threads_) thread.join();
   if (threads_.empty()) {  // Never started: drain here so gRPC frees what the queues hold.

@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/time.h"
+
 namespace tessera::engine::server {
 
 class CompletionTag {
@@ -48,9 +50,25 @@ class CompletionQueueLoop {
 
   // Starts a thread per queue; call after the server is built.
   void Start();
-  // Shuts down and drains every queue, then joins the threads. Call after the server's
-  // Shutdown(), once nothing starts new operations.
-  void Shutdown();
+  // Waits (up to `timeout`) until no LiveCall is left, then shuts down and drains every
+  // queue and joins the threads. Call after the server's Shutdown(), which ends every call
+  // and stops new ones: an operation started on a queue after it shut down would abort the
+  // process, and completions still running may start operations.
+  void Shutdown(absl::Duration timeout = absl::Seconds(10));
+
+  // Held by every object that starts operations on the loop's queues (a served call, a call
+  // to a worker), from its creation until it is gone.
+  class LiveCall {
+   public:
+    explicit LiveCall(CompletionQueueLoop& loop) : loop_(loop) { loop_.live_.fetch_add(1); }
+    ~LiveCall() { loop_.live_.fetch_sub(1); }
+    LiveCall(const LiveCall&) = delete;
+    LiveCall& operator=(const LiveCall&) = delete;
+
+   private:
+    CompletionQueueLoop& loop_;
+  };
+  int live_calls() const { return live_.load(); }
   int size() const { return static_cast<int>(queues_.size()); }
   grpc::ServerCompletionQueue* queue(int i) const { return queues_[i].get(); }
 
@@ -65,6 +83,7 @@ class CompletionQueueLoop {
   std::vector<std::thread> threads_;
   bool shut_down_ = false;
   std::atomic<uint32_t> next_{0};
+  std::atomic<int> live_{0};
 };
 
 }  // namespace tessera::engine::server

@@ -209,7 +209,7 @@ AsyncTask<absl::Status> Dispatcher::RunColocated(Attempt& attempt) {
   auto stub = tessera::internal::v1::Worker::NewStub(channels_.Get(worker->call_address()));
   DecodeRequest request;
   *request.mutable_work() = attempt.Work(absl::StrCat(attempt.job.request_id, "/", attempt.index));
-  DecodeCall call(*stub, queues_.ForNewCall(), attempt.NewContext(attempt.timeout),
+  DecodeCall call(*stub, queues_, attempt.NewContext(attempt.timeout),
                   attempt.parent, request);
   attempt.Dispatched();
   DecodeEvent event;
@@ -256,7 +256,7 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
   auto prefill_stub = tessera::internal::v1::Worker::NewStub(channels_.Get(prefill->call_address()));
   PrefillClientMessage opening;
   *opening.mutable_request() = work;
-  PrefillCall prefill_call(*prefill_stub, queues_.ForNewCall(),
+  PrefillCall prefill_call(*prefill_stub, queues_,
                            attempt.NewContext(std::min(attempt.timeout, options_.handoff_lease)),
                            attempt.parent, std::move(opening));
   attempt.Dispatched();
@@ -299,7 +299,7 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
     request.mutable_kv_source()->set_address(prefill->address());
     request.mutable_kv_source()->set_handoff_id(handoff_id);
     request.mutable_kv_source()->set_host_id(prefill->host_id());
-    DecodeCall decode_call(*decode_stub, queues_.ForNewCall(), attempt.NewContext(attempt.timeout),
+    DecodeCall decode_call(*decode_stub, queues_, attempt.NewContext(attempt.timeout),
                            attempt.parent, request);
 
     if (!have_first) {

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "engine/server/channel_pool.h"
+#include "engine/server/health_service.h"
 #include "engine/server/openai_http.h"
 #include "engine/server/rendezvous_service.h"
 #include "engine/server/router_services.h"
@@ -55,7 +56,10 @@ absl::Status RunRouter(const RouterOptions& options) {
   AdminService admin(registry);
   ControlService control(registry);
   RendezvousService rendezvous;
-  grpc::EnableDefaultHealthCheckService(true);
+  // gRPC's default health service runs on the callback API, whose threads would poll the
+  // router's sockets too; this one runs on the router's own queues.
+  grpc::EnableDefaultHealthCheckService(false);
+  HealthService health({"tessera.v1.Inference", "tessera.v1.Admin"});
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   int port = 0;
   builder.AddListeningPort(options.grpc_address, grpc::InsecureServerCredentials(), &port);
@@ -71,12 +75,15 @@ absl::Status RunRouter(const RouterOptions& options) {
   builder.RegisterService(&admin);
   builder.RegisterService(&control);
   builder.RegisterService(&rendezvous);
+  builder.RegisterService(&health);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.grpc_address));
   }
   queues.Start();
   inference.ServeGenerate(queues);
+  rendezvous.Serve(queues);
+  health.Serve(queues);
   std::cerr << "tessera router: gRPC on " << options.grpc_address << " serving "
             << frontend->model_id() << std::endl;
   OpenAiHttpServer http(*frontend, registry, metrics);
@@ -97,8 +104,7 @@ absl::Status RunRouter(const RouterOptions& options) {
   std::cerr << "tessera router: shutting down" << std::endl;
   http.Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  inference.WaitForTasks(absl::Seconds(10));
-  queues.Shutdown();  // Last: every call's last completion is drained.
+  queues.Shutdown();  // Once every call is over; then every last completion is drained.
   return absl::OkStatus();
 }
 

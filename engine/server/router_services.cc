@@ -19,9 +19,9 @@ namespace {
 class GenerateCall final : public OutputSink {
  public:
   // Waits for the next Generate call on `queue`; the call then serves itself.
-  static void Await(InferenceService& service, Frontend& frontend,
+  static void Await(InferenceService& service, Frontend& frontend, CompletionQueueLoop& loop,
                     grpc::ServerCompletionQueue* queue) {
-    auto* call = new GenerateCall(service, frontend, queue);
+    auto* call = new GenerateCall(service, frontend, loop, queue);
     call->context_.AsyncNotifyWhenDone(&call->done_);
     service.RequestGenerate(&call->context_, &call->request_, &call->writer_, queue, queue,
                             &call->arrived_);
@@ -48,15 +48,16 @@ class GenerateCall final : public OutputSink {
   }
 
  private:
-  GenerateCall(InferenceService& service, Frontend& frontend, grpc::ServerCompletionQueue* queue)
-      : service_(service), frontend_(frontend), queue_(queue) {}
+  GenerateCall(InferenceService& service, Frontend& frontend, CompletionQueueLoop& loop,
+               grpc::ServerCompletionQueue* queue)
+      : live_(loop), service_(service), frontend_(frontend), loop_(loop), queue_(queue) {}
 
   void OnArrived(bool ok) {
     if (!ok) {  // The server is shutting down; the call never started.
       delete this;
       return;
     }
-    Await(service_, frontend_, queue_);
+    Await(service_, frontend_, loop_, queue_);
     parent_.emplace(context_.deadline());
     absl::StatusOr<DispatchJob> job = frontend_.Prepare(request_);
     if (!job.ok()) {
@@ -65,12 +66,8 @@ class GenerateCall final : public OutputSink {
       return;
     }
     job_ = *std::move(job);
-    service_.TaskStarted();
     StartDetached<absl::Status>(frontend_.RunAsync(job_, *this, &*parent_, "grpc"),
-                                [this, &service = service_](absl::Status status) {
-                                  Complete(ToGrpcStatus(status));  // May delete this.
-                                  service.TaskEnded();
-                                });
+                                [this](absl::Status status) { Complete(ToGrpcStatus(status)); });
   }
 
   void OnWriteDone(bool ok) {
@@ -175,8 +172,10 @@ class GenerateCall final : public OutputSink {
     }
   }
 
+  CompletionQueueLoop::LiveCall live_;  // Until the task is done and gRPC with the call.
   InferenceService& service_;
   Frontend& frontend_;
+  CompletionQueueLoop& loop_;
   grpc::ServerCompletionQueue* const queue_;
   grpc::ServerContext context_;
   tessera::v1::GenerateRequest request_;
@@ -199,15 +198,8 @@ class GenerateCall final : public OutputSink {
 }  // namespace
 
 void InferenceService::ServeGenerate(CompletionQueueLoop& queues) {
-  for (int i = 0; i < queues.size(); ++i) GenerateCall::Await(*this, frontend_, queues.queue(i));
-}
-
-void InferenceService::WaitForTasks(absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (running_tasks_.load() > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
-  if (running_tasks_.load() > 0) {
-    std::cerr << "tessera router: " << running_tasks_.load()
-              << " requests still running at shutdown" << std::endl;
+  for (int i = 0; i < queues.size(); ++i) {
+    GenerateCall::Await(*this, frontend_, queues, queues.queue(i));
   }
 }
 

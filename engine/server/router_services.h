@@ -4,9 +4,6 @@
 #ifndef TESSERA_ENGINE_SERVER_ROUTER_SERVICES_H_
 #define TESSERA_ENGINE_SERVER_ROUTER_SERVICES_H_
 
-#include <atomic>
-
-#include "absl/time/time.h"
 #include "engine/server/completion_queue_loop.h"
 #include "engine/server/frontend.h"
 #include "engine/server/worker_registry.h"
@@ -27,11 +24,6 @@ class InferenceService final
 
   // Starts taking Generate calls on every queue of `queues`; call once the server is built.
   void ServeGenerate(CompletionQueueLoop& queues);
-  // After the server's Shutdown() (which cancels what is left): waits until no request's task
-  // is running, so none starts an operation on the queues once they shut down.
-  void WaitForTasks(absl::Duration timeout);
-  void TaskStarted() { running_tasks_.fetch_add(1); }
-  void TaskEnded() { running_tasks_.fetch_sub(1); }
 
   grpc::Status Tokenize(grpc::ServerContext* context, const tessera::v1::TokenizeRequest* request,
                         tessera::v1::TokenizeResponse* response) override;
@@ -41,7 +33,6 @@ class InferenceService final
 
  private:
   Frontend& frontend_;
-  std::atomic<int> running_tasks_{0};
 };
 
 class AdminService final : public tessera::v1::Admin::Service {

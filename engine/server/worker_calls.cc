@@ -7,8 +7,9 @@ namespace tessera::engine::server {
 using tessera::internal::v1::DecodeRequest;
 using tessera::internal::v1::PrefillClientMessage;
 
-WorkerCall::WorkerCall(std::unique_ptr<grpc::ClientContext> context, ParentCall* parent)
-    : context_(std::move(context)), parent_(parent) {
+WorkerCall::WorkerCall(CompletionQueueLoop& loop, std::unique_ptr<grpc::ClientContext> context,
+                       ParentCall* parent)
+    : live_(loop), queue_(loop.ForNewCall()), context_(std::move(context)), parent_(parent) {
   if (parent_ != nullptr) parent_->Track(context_.get());
 }
 
@@ -59,23 +60,23 @@ void WorkerCall::FinishAwaiter::await_suspend(std::coroutine_handle<> waiter) {
   call.StartFinish(&call.status_, &call.finished_);
 }
 
-DecodeCall::DecodeCall(tessera::internal::v1::Worker::Stub& stub, grpc::CompletionQueue* queue,
+DecodeCall::DecodeCall(tessera::internal::v1::Worker::Stub& stub, CompletionQueueLoop& loop,
                        std::unique_ptr<grpc::ClientContext> context, ParentCall* parent,
                        const DecodeRequest& request)
-    : WorkerCall(std::move(context), parent) {
-  stream_ = stub.PrepareAsyncDecode(context_.get(), request, queue);
+    : WorkerCall(loop, std::move(context), parent) {
+  stream_ = stub.PrepareAsyncDecode(context_.get(), request, queue_);
   OperationStarted();
   stream_->StartCall(&started_);
 }
 
-PrefillCall::PrefillCall(tessera::internal::v1::Worker::Stub& stub, grpc::CompletionQueue* queue,
+PrefillCall::PrefillCall(tessera::internal::v1::Worker::Stub& stub, CompletionQueueLoop& loop,
                          std::unique_ptr<grpc::ClientContext> context, ParentCall* parent,
                          PrefillClientMessage first)
-    : WorkerCall(std::move(context), parent) {
+    : WorkerCall(loop, std::move(context), parent) {
   // The call's headers go out with the first message in one write instead of a round of
   // their own.
   context_->set_initial_metadata_corked(true);
-  stream_ = stub.PrepareAsyncPrefill(context_.get(), queue);
+  stream_ = stub.PrepareAsyncPrefill(context_.get(), queue_);
   stream_->StartCall(&started_);  // Corked: no operation, and its tag never completes.
   Write(std::move(first));
 }

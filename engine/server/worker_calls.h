@@ -70,7 +70,8 @@ class WorkerCall {
   FinishAwaiter Finish() { return FinishAwaiter{*this}; }
 
  protected:
-  WorkerCall(std::unique_ptr<grpc::ClientContext> context, ParentCall* parent);
+  WorkerCall(CompletionQueueLoop& loop, std::unique_ptr<grpc::ClientContext> context,
+             ParentCall* parent);
   ~WorkerCall();
 
   // Brackets every operation but Finish.
@@ -79,6 +80,9 @@ class WorkerCall {
   // Starts the gRPC Finish operation with `finished_` as its tag.
   virtual void StartFinish(grpc::Status* status, CompletionTag* tag) = 0;
 
+  CompletionQueueLoop::LiveCall live_;
+  // The calling thread's queue when it is one of the loop's, so completions stay on it.
+  grpc::CompletionQueue* const queue_;
   std::unique_ptr<grpc::ClientContext> context_;
   MemberTag<WorkerCall> started_{this, &WorkerCall::OnStarted};
 
@@ -100,8 +104,8 @@ class WorkerCall {
 // Worker.Decode: one request, a stream of events.
 class DecodeCall final : public WorkerCall {
  public:
-  // Starts the call on `queue`. `parent` (may be null) is the client's request.
-  DecodeCall(tessera::internal::v1::Worker::Stub& stub, grpc::CompletionQueue* queue,
+  // Starts the call on one of `loop`'s queues. `parent` (may be null) is the client's request.
+  DecodeCall(tessera::internal::v1::Worker::Stub& stub, CompletionQueueLoop& loop,
              std::unique_ptr<grpc::ClientContext> context, ParentCall* parent,
              const tessera::internal::v1::DecodeRequest& request);
 
@@ -132,7 +136,7 @@ class DecodeCall final : public WorkerCall {
 class PrefillCall final : public WorkerCall {
  public:
   // Starts the call; `first` goes out with the call's headers in one write.
-  PrefillCall(tessera::internal::v1::Worker::Stub& stub, grpc::CompletionQueue* queue,
+  PrefillCall(tessera::internal::v1::Worker::Stub& stub, CompletionQueueLoop& loop,
               std::unique_ptr<grpc::ClientContext> context, ParentCall* parent,
               tessera::internal::v1::PrefillClientMessage first);
 

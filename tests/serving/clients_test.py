@@ -44,6 +44,18 @@ class ClientsTest(unittest.TestCase):
         stub = health_pb2_grpc.HealthStub(self.d.channel)
         response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
         self.assertEqual(response.status, health_pb2.HealthCheckResponse.SERVING)
+        response = stub.Check(health_pb2.HealthCheckRequest(service="tessera.v1.Inference"),
+                              timeout=5)
+        self.assertEqual(response.status, health_pb2.HealthCheckResponse.SERVING)
+        with self.assertRaises(grpc.RpcError) as caught:
+            stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.NOT_FOUND)
+        watch = stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        self.assertEqual(next(watch).status, health_pb2.HealthCheckResponse.SERVING)
+        watch.cancel()
+        unknown = stub.Watch(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
+        self.assertEqual(next(unknown).status, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+        unknown.cancel()
 
     def test_reflection_alone_is_enough_to_call_generate(self):
         from google.protobuf import descriptor_pool, message_factory

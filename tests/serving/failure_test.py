@@ -197,6 +197,23 @@ class FailureTest(unittest.TestCase):
                 urllib.request.urlopen(request, timeout=10)
             self.assertEqual(http_error.exception.code, 503)
 
+    def test_router_stopped_under_load_ends_every_request_and_exits_cleanly(self):
+        # SIGTERM with requests streaming: the router cancels what is left, waits for every
+        # call to be over, then shuts its queues down. Starting an operation on a queue that
+        # is shut down would abort it instead.
+        with harness.Cluster() as c:
+            c.add_worker("prefill")
+            c.add_worker("decode")
+            pool, futures = run_concurrently(c, 8, max_tokens=LONG_TOKENS)
+            time.sleep(1.0)  # Requests are prefilling and decoding.
+            c.process.send_signal(signal.SIGTERM)
+            self.assertEqual(c.process.wait(timeout=30), 0, c.logs()[-4000:])
+            codes = {f.result(timeout=60)[1] for f in futures}
+            pool.shutdown()
+            self.assertLessEqual(codes, {"OK", "UNAVAILABLE", "CANCELLED"}, codes)
+            self.assertNotIn("assertion failed", c.logs())
+            self.assertNotIn("still open at shutdown", c.logs())
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

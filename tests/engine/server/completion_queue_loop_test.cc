@@ -2,8 +2,10 @@
 
 #include <grpcpp/alarm.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <memory>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -78,6 +80,46 @@ TEST_CASE("shutting down delivers pending completions before the threads stop") 
   absl::MutexLock lock(&recorder.mu_);
   CHECK(recorder.fired_ == 1);
   CHECK_FALSE(recorder.ok_);
+}
+
+// Two operations one after the other, the second started by the first's completion, as a
+// served call's completion starts its next write: the object holds a LiveCall until the end.
+class TwoStepCall {
+ public:
+  TwoStepCall(CompletionQueueLoop& loop, grpc::CompletionQueue* queue)
+      : live_(std::make_unique<CompletionQueueLoop::LiveCall>(loop)), queue_(queue) {
+    first_alarm_.Set(queue_, std::chrono::system_clock::now() + std::chrono::milliseconds(100),
+                     &first_);
+  }
+  bool finished() const { return finished_.load(); }
+
+ private:
+  void OnFirst(bool) { second_alarm_.Set(queue_, std::chrono::system_clock::now(), &second_); }
+  void OnSecond(bool) {
+    finished_.store(true);
+    live_.reset();
+  }
+
+  std::unique_ptr<CompletionQueueLoop::LiveCall> live_;
+  grpc::CompletionQueue* const queue_;
+  grpc::Alarm first_alarm_;
+  grpc::Alarm second_alarm_;
+  MemberTag<TwoStepCall> first_{this, &TwoStepCall::OnFirst};
+  MemberTag<TwoStepCall> second_{this, &TwoStepCall::OnSecond};
+  std::atomic<bool> finished_{false};
+};
+
+TEST_CASE("shutting down waits for live calls, whose completions may still start operations") {
+  grpc::ServerBuilder builder;
+  CompletionQueueLoop loop(builder, 1);
+  loop.Start();
+  TwoStepCall call(loop, loop.queue(0));
+  CHECK(loop.live_calls() == 1);
+  // Without the wait, the queue would be shut down before the first completion, which would
+  // then start the second operation on it and abort the process.
+  loop.Shutdown();
+  CHECK(call.finished());
+  CHECK(loop.live_calls() == 0);
 }
 
 }  // namespace

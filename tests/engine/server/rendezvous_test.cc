@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "comm/gloo_communicator.h"
+#include "engine/server/completion_queue_loop.h"
 #include "engine/server/rendezvous_service.h"
 #include "engine/server/router_key_value_store.h"
 
@@ -20,9 +21,15 @@ class RendezvousServer {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(&service_);
+    queues_ = std::make_unique<CompletionQueueLoop>(builder, 1);
     server_ = builder.BuildAndStart();
+    queues_->Start();
+    service_.Serve(*queues_);
   }
-  ~RendezvousServer() { server_->Shutdown(std::chrono::system_clock::now()); }
+  ~RendezvousServer() {
+    server_->Shutdown(std::chrono::system_clock::now());
+    queues_->Shutdown();
+  }
   std::shared_ptr<grpc::Channel> Channel() const {
     return grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
                                grpc::InsecureChannelCredentials());
@@ -31,6 +38,7 @@ class RendezvousServer {
  private:
   RendezvousService service_;
   int port_ = 0;
+  std::unique_ptr<CompletionQueueLoop> queues_;
   std::unique_ptr<grpc::Server> server_;
 };
 
