@@ -22,6 +22,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 
@@ -92,10 +93,20 @@ def quantile_of_buckets(buckets, q):
 OVERHEAD_METRICS = ("tessera_router_overhead_seconds", "tessera_router_busy_seconds")
 
 
+def router_cpu_seconds(deployment):
+    """CPU time (user + system) the deployment's router process has used so far (Linux)."""
+    pids = subprocess.run(["pgrep", "-P", str(deployment.process.pid), "-f", "tessera router"],
+                          capture_output=True, text=True).stdout.split()
+    with open("/proc/%s/stat" % pids[0]) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure_router_overhead(args):
     """Both router histograms over short requests, one at a time and then 16 at a time, in the
     1P1D layout: {metric: {"sequential"|"concurrent": {"p50_us", "p90_us", "p99_us",
-    "requests"}}}."""
+    "requests"}}}, plus {"router_cpu_us_per_request": {"sequential"|"concurrent": us}}: all
+    the router process's CPU time (every thread, the kernel's part included) per request."""
     extra = ["--worker-threads", str(args.threads)]
     if args.nice:
         extra.append("--worker-flag=--nice=%d" % args.nice)
@@ -103,17 +114,25 @@ def measure_router_overhead(args):
         extra.append("--router-flag=--realtime-priority=%d" % args.router_realtime)
     requests = args.overhead_requests
     result = {metric: {} for metric in OVERHEAD_METRICS}
+    cpu = []
     with harness.Deployment(prefill=1, decode=1, extra=extra) as d:
         for i in range(20):  # Warm-up.
             d.generate(tokens=prompt_tokens(8, i), max_tokens=4, ignore_eos=True)
         snapshots = [{m: histogram_buckets(d, m) for m in OVERHEAD_METRICS}]
+        cpu.append(router_cpu_seconds(d))
         for i in range(requests):
             d.generate(tokens=prompt_tokens(8, 5000 + i), max_tokens=4, ignore_eos=True)
+        cpu.append(router_cpu_seconds(d))
         snapshots.append({m: histogram_buckets(d, m) for m in OVERHEAD_METRICS})
+        cpu.append(router_cpu_seconds(d))
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda i: d.generate(tokens=prompt_tokens(8, 9000 + i), max_tokens=4,
                                                ignore_eos=True), range(requests)))
+        cpu.append(router_cpu_seconds(d))
         snapshots.append({m: histogram_buckets(d, m) for m in OVERHEAD_METRICS})
+    result["router_cpu_us_per_request"] = {
+        "sequential": (cpu[1] - cpu[0]) / requests * 1e6,
+        "concurrent": (cpu[3] - cpu[2]) / requests * 1e6}
     for metric in OVERHEAD_METRICS:
         for run, (before, after) in (("sequential", (snapshots[0], snapshots[1])),
                                      ("concurrent", (snapshots[1], snapshots[2]))):
@@ -183,11 +202,14 @@ def main():
         return
     print("Router overhead, 1 prefill + 1 decode worker (worker niceness %d, router real-time "
           "priority %d), 4-token requests:" % (args.nice, args.router_realtime))
-    for metric, runs in overhead.items():
-        for run, figures in runs.items():
+    for metric in OVERHEAD_METRICS:
+        for run, figures in overhead[metric].items():
             print("  %-32s %-10s n=%d p50 %5.0f us  p90 %5.0f us  p99 %5.0f us" % (
                 metric, run, figures["requests"], figures["p50_us"], figures["p90_us"],
                 figures["p99_us"]))
+    print("  router CPU per request (all threads): one at a time %.0f us, 16 in flight %.0f us"
+          % (overhead["router_cpu_us_per_request"]["sequential"],
+             overhead["router_cpu_us_per_request"]["concurrent"]))
     if not rounds:
         return
     print("Low load, one request at a time, %d per layout and length, %d thread(s) per worker "
