@@ -12,6 +12,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <type_traits>
 #include <utility>
 
 #include "engine/server/completion_queue_loop.h"
@@ -21,13 +22,14 @@ namespace tessera::engine::server {
 template <typename Request, typename Response>
 class AsyncUnaryCall {
  public:
-  // How a method's calls are requested (the async service's RequestX) and handled.
+  // How a method's calls are requested (the async service's RequestX) and handled; made by
+  // ServeUnary.
   struct Method {
     std::function<void(grpc::ServerContext*, Request*, grpc::ServerAsyncResponseWriter<Response>*,
                        grpc::ServerCompletionQueue*, void*)>
         request;
     std::function<void(AsyncUnaryCall&)> handle;
-    CompletionQueueLoop* loop = nullptr;  // Set by ServeUnary.
+    CompletionQueueLoop* loop = nullptr;
   };
 
   // Waits for the next call of `method` on `queue`.
@@ -89,16 +91,26 @@ class AsyncUnaryCall {
   MemberTag<AsyncUnaryCall> done_{this, &AsyncUnaryCall::OnDone};
 };
 
-// Serves `method` on every queue of `queues`.
-template <typename Request, typename Response>
-void ServeUnary(CompletionQueueLoop& queues,
-                typename AsyncUnaryCall<Request, Response>::Method method) {
-  method.loop = &queues;
-  auto shared =
-      std::make_shared<const typename AsyncUnaryCall<Request, Response>::Method>(std::move(method));
-  for (int i = 0; i < queues.size(); ++i) {
-    AsyncUnaryCall<Request, Response>::Await(shared, queues.queue(i));
-  }
+// Serves one method of `service` on every queue of `queues`: `request` is the generated
+// RequestX of its asynchronous service (e.g. &Health::AsyncService::RequestCheck), `handle`
+// gets each call.
+template <typename AsyncService, typename Request, typename Response>
+void ServeUnary(
+    CompletionQueueLoop& queues, std::type_identity_t<AsyncService>& service,
+    void (AsyncService::*request)(grpc::ServerContext*, Request*,
+                                  grpc::ServerAsyncResponseWriter<Response>*,
+                                  grpc::CompletionQueue*, grpc::ServerCompletionQueue*, void*),
+    std::type_identity_t<std::function<void(AsyncUnaryCall<Request, Response>&)>> handle) {
+  using Call = AsyncUnaryCall<Request, Response>;
+  auto method = std::make_shared<typename Call::Method>();
+  method->request = [&service, request](grpc::ServerContext* context, Request* message,
+                                        grpc::ServerAsyncResponseWriter<Response>* responder,
+                                        grpc::ServerCompletionQueue* queue, void* tag) {
+    (service.*request)(context, message, responder, queue, queue, tag);
+  };
+  method->handle = std::move(handle);
+  method->loop = &queues;
+  for (int i = 0; i < queues.size(); ++i) Call::Await(method, queues.queue(i));
 }
 
 }  // namespace tessera::engine::server

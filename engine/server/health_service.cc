@@ -33,9 +33,8 @@ class WatchCall {
       return;
     }
     Await(service_, loop_, queue_);
-    status_.set_status(service_.Serves(request_.service())
-                           ? HealthCheckResponse::SERVING
-                           : HealthCheckResponse::SERVICE_UNKNOWN);
+    status_.set_status(service_.Serves(request_.service()) ? HealthCheckResponse::SERVING
+                                                           : HealthCheckResponse::SERVICE_UNKNOWN);
     writer_.Write(status_, &written_);
   }
   // Two holds: the write and gRPC's end of the call.
@@ -68,25 +67,16 @@ HealthService::HealthService(const std::vector<std::string>& services)
 
 void HealthService::Serve(CompletionQueueLoop& queues) {
   using CheckCall = AsyncUnaryCall<HealthCheckRequest, HealthCheckResponse>;
-  ServeUnary<HealthCheckRequest, HealthCheckResponse>(
-      queues, {.request =
-                   [this](grpc::ServerContext* context, HealthCheckRequest* request,
-                          grpc::ServerAsyncResponseWriter<HealthCheckResponse>* responder,
-                          grpc::ServerCompletionQueue* queue, void* tag) {
-                     RequestCheck(context, request, responder, queue, queue, tag);
-                   },
-               .handle =
-                   [this](CheckCall& call) {
-                     if (!Serves(call.request().service())) {
-                       call.Finish(grpc::Status(
-                           grpc::StatusCode::NOT_FOUND,
-                           absl::StrCat("service '", call.request().service(),
-                                        "' is not served here")));
-                       return;
-                     }
-                     call.response()->set_status(HealthCheckResponse::SERVING);
-                     call.Finish(grpc::Status::OK);
-                   }});
+  ServeUnary(queues, *this, &HealthService::RequestCheck, [this](CheckCall& call) {
+    if (!Serves(call.request().service())) {
+      call.Finish(grpc::Status(
+          grpc::StatusCode::NOT_FOUND,
+          absl::StrCat("service '", call.request().service(), "' is not served here")));
+      return;
+    }
+    call.response()->set_status(HealthCheckResponse::SERVING);
+    call.Finish(grpc::Status::OK);
+  });
   for (int i = 0; i < queues.size(); ++i) WatchCall::Await(*this, queues, queues.queue(i));
 }
 

@@ -12,22 +12,8 @@ using tessera::internal::v1::SetKeyRequest;
 using tessera::internal::v1::SetKeyResponse;
 
 void RendezvousService::Serve(CompletionQueueLoop& queues) {
-  ServeUnary<SetKeyRequest, SetKeyResponse>(
-      queues, {.request =
-                   [this](grpc::ServerContext* context, SetKeyRequest* request,
-                          grpc::ServerAsyncResponseWriter<SetKeyResponse>* responder,
-                          grpc::ServerCompletionQueue* queue, void* tag) {
-                     RequestSet(context, request, responder, queue, queue, tag);
-                   },
-               .handle = [this](SetCall& call) { Set(call); }});
-  ServeUnary<GetKeyRequest, GetKeyResponse>(
-      queues, {.request =
-                   [this](grpc::ServerContext* context, GetKeyRequest* request,
-                          grpc::ServerAsyncResponseWriter<GetKeyResponse>* responder,
-                          grpc::ServerCompletionQueue* queue, void* tag) {
-                     RequestGet(context, request, responder, queue, queue, tag);
-                   },
-               .handle = [this](GetCall& call) { Get(call); }});
+  ServeUnary(queues, *this, &RendezvousService::RequestSet, [this](SetCall& call) { Set(call); });
+  ServeUnary(queues, *this, &RendezvousService::RequestGet, [this](GetCall& call) { Get(call); });
 }
 
 void RendezvousService::Set(SetCall& call) {
