@@ -86,9 +86,9 @@ class AsyncUnaryCall {
   grpc::ServerAsyncResponseWriter<Response> responder_{&context_};
   std::function<void()> on_cancel_;
   std::atomic<int> holders_{2};
-  MemberTag<AsyncUnaryCall> arrived_{this, &AsyncUnaryCall::OnArrived};
-  MemberTag<AsyncUnaryCall> finished_{this, &AsyncUnaryCall::OnFinished};
-  MemberTag<AsyncUnaryCall> done_{this, &AsyncUnaryCall::OnDone};
+  CompletionTag arrived_ = CompletionTag::To<&AsyncUnaryCall::OnArrived>(this);
+  CompletionTag finished_ = CompletionTag::To<&AsyncUnaryCall::OnFinished>(this);
+  CompletionTag done_ = CompletionTag::To<&AsyncUnaryCall::OnDone>(this);
 };
 
 // Serves one method of `service` on every queue of `queues`: `request` is the generated

@@ -9,6 +9,8 @@
 namespace tessera::engine::server {
 namespace {
 
+// The queue this thread drains, and whose loop it belongs to.
+thread_local const CompletionQueueLoop* current_loop = nullptr;
 thread_local grpc::CompletionQueue* current_queue = nullptr;
 
 }  // namespace
@@ -40,15 +42,17 @@ void CompletionQueueLoop::Shutdown(absl::Duration timeout) {
 }
 
 void CompletionQueueLoop::Drain(grpc::ServerCompletionQueue* queue) {
+  current_loop = this;
   current_queue = queue;
   void* tag = nullptr;
   bool ok = false;
   while (queue->Next(&tag, &ok)) static_cast<CompletionTag*>(tag)->Complete(ok);
+  current_loop = nullptr;
   current_queue = nullptr;
 }
 
 grpc::CompletionQueue* CompletionQueueLoop::ForNewCall() {
-  if (current_queue != nullptr) return current_queue;
+  if (current_loop == this) return current_queue;
   return queues_[next_.fetch_add(1, std::memory_order_relaxed) % queues_.size()].get();
 }
 

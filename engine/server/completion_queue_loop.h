@@ -21,24 +21,23 @@
 
 namespace tessera::engine::server {
 
+// What an operation's completion runs: a member function of the tag's owner. Operations are
+// given the tag's own address, which the loop casts back to exactly this type.
 class CompletionTag {
  public:
-  virtual void Complete(bool ok) = 0;
-
- protected:
-  ~CompletionTag() = default;
-};
-
-// A tag that calls a member function of its owner.
-template <typename Owner>
-class MemberTag final : public CompletionTag {
- public:
-  MemberTag(Owner* owner, void (Owner::*method)(bool)) : owner_(owner), method_(method) {}
-  void Complete(bool ok) override { (owner_->*method_)(ok); }
+  // A tag that calls `owner->*Method(ok)`.
+  template <auto Method, typename Owner>
+  static CompletionTag To(Owner* owner) {
+    return CompletionTag(owner,
+                         [](void* self, bool ok) { (static_cast<Owner*>(self)->*Method)(ok); });
+  }
+  void Complete(bool ok) { run_(owner_, ok); }
 
  private:
-  Owner* owner_;
-  void (Owner::*method_)(bool);
+  CompletionTag(void* owner, void (*run)(void*, bool)) : owner_(owner), run_(run) {}
+
+  void* owner_;
+  void (*run_)(void*, bool);
 };
 
 class CompletionQueueLoop {

@@ -93,7 +93,7 @@ struct Dispatcher::Attempt {
     return !client_gone;
   }
 
-  // Once the last event is delivered the client's call may be over (and `parent` gone).
+  // Once the last event is delivered, a cancel no longer concerns the request.
   bool Cancelled() const {
     return client_gone || (!finished && parent != nullptr && parent->cancelled());
   }
@@ -164,6 +164,8 @@ Dispatcher::Dispatcher(WorkerRegistry& registry, ChannelPool& channels,
 
 AsyncTask<absl::Status> Dispatcher::Run(const DispatchJob& job, OutputSink& sink,
                                         ParentCall* parent) {
+  // Between worker calls too, this task may still start operations on the queues.
+  CompletionQueueLoop::LiveCall live(queues_);
   Attempt attempt{.job = job, .sink = sink, .parent = parent, .timeout = options_.request_timeout,
                   .index = 0, .generated = {}, .finished = false, .client_gone = false,
                   .ttft_ms = 0};

@@ -51,9 +51,9 @@ class WatchCall {
   HealthCheckResponse status_;
   grpc::ServerAsyncWriter<HealthCheckResponse> writer_{&context_};
   std::atomic<int> holders_{2};
-  MemberTag<WatchCall> arrived_{this, &WatchCall::OnArrived};
-  MemberTag<WatchCall> written_{this, &WatchCall::OnWritten};
-  MemberTag<WatchCall> done_{this, &WatchCall::OnDone};
+  CompletionTag arrived_ = CompletionTag::To<&WatchCall::OnArrived>(this);
+  CompletionTag written_ = CompletionTag::To<&WatchCall::OnWritten>(this);
+  CompletionTag done_ = CompletionTag::To<&WatchCall::OnDone>(this);
   void OnWritten(bool) { Release(); }
   void OnDone(bool) { Release(); }
 };

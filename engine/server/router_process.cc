@@ -89,7 +89,8 @@ absl::Status RunRouter(const RouterOptions& options) {
   OpenAiHttpServer http(*frontend, registry, metrics);
   if (!options.http_address.empty()) {
     if (absl::Status status = http.Start(options.http_address); !status.ok()) {
-      server->Shutdown();
+      server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      queues.Shutdown();
       return status;
     }
     std::cerr << "tessera router: HTTP on " << options.http_address << std::endl;

@@ -180,10 +180,10 @@ class GenerateCall final : public OutputSink {
   grpc::ServerContext context_;
   tessera::v1::GenerateRequest request_;
   grpc::ServerAsyncWriter<tessera::v1::GenerateResponse> writer_{&context_};
-  MemberTag<GenerateCall> arrived_{this, &GenerateCall::OnArrived};
-  MemberTag<GenerateCall> written_{this, &GenerateCall::OnWriteDone};
-  MemberTag<GenerateCall> ended_{this, &GenerateCall::OnEnded};
-  MemberTag<GenerateCall> done_{this, &GenerateCall::OnDone};
+  CompletionTag arrived_ = CompletionTag::To<&GenerateCall::OnArrived>(this);
+  CompletionTag written_ = CompletionTag::To<&GenerateCall::OnWriteDone>(this);
+  CompletionTag ended_ = CompletionTag::To<&GenerateCall::OnEnded>(this);
+  CompletionTag done_ = CompletionTag::To<&GenerateCall::OnDone>(this);
   std::optional<ParentCall> parent_;  // From the call's arrival.
   DispatchJob job_;
   std::atomic<int> holders_{3};

@@ -84,7 +84,7 @@ class WorkerCall {
   // The calling thread's queue when it is one of the loop's, so completions stay on it.
   grpc::CompletionQueue* const queue_;
   std::unique_ptr<grpc::ClientContext> context_;
-  MemberTag<WorkerCall> started_{this, &WorkerCall::OnStarted};
+  CompletionTag started_ = CompletionTag::To<&WorkerCall::OnStarted>(this);
 
  private:
   void OnStarted(bool) { OperationCompleted(); }
@@ -93,7 +93,7 @@ class WorkerCall {
   std::coroutine_handle<> TakeWaiterIfDone() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   ParentCall* const parent_;
-  MemberTag<WorkerCall> finished_{this, &WorkerCall::OnFinished};
+  CompletionTag finished_ = CompletionTag::To<&WorkerCall::OnFinished>(this);
   grpc::Status status_;
   absl::Mutex mu_;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
@@ -128,7 +128,7 @@ class DecodeCall final : public WorkerCall {
 
   std::unique_ptr<grpc::ClientAsyncReader<tessera::internal::v1::DecodeEvent>> stream_;
   PendingOperation read_;
-  MemberTag<DecodeCall> read_done_{this, &DecodeCall::OnReadDone};
+  CompletionTag read_done_ = CompletionTag::To<&DecodeCall::OnReadDone>(this);
 };
 
 // Worker.Prefill: the request goes out first, the first token comes back, then a release (or
@@ -172,8 +172,8 @@ class PrefillCall final : public WorkerCall {
                                                 tessera::internal::v1::PrefillServerMessage>>
       stream_;
   PendingOperation read_;
-  MemberTag<PrefillCall> read_done_{this, &PrefillCall::OnReadDone};
-  MemberTag<PrefillCall> write_done_{this, &PrefillCall::OnWriteDone};
+  CompletionTag read_done_ = CompletionTag::To<&PrefillCall::OnReadDone>(this);
+  CompletionTag write_done_ = CompletionTag::To<&PrefillCall::OnWriteDone>(this);
   absl::Mutex mu_;
   std::deque<Outgoing> outgoing_ ABSL_GUARDED_BY(mu_);  // The front is in flight.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;            // Half-closed, or writes failed.

@@ -49,7 +49,7 @@ TEST_CASE("each completion runs on its queue's one thread, which keeps new calls
   for (int i : {1, 0, 1, 1, 0}) {
     Recorder recorder;
     recorder.loop_ = &loop;
-    MemberTag<Recorder> tag(&recorder, &Recorder::Fired);
+    CompletionTag tag = CompletionTag::To<&Recorder::Fired>(&recorder);
     grpc::Alarm alarm;
     alarm.Set(loop.queue(i), std::chrono::system_clock::now(), &tag);
     REQUIRE(recorder.WaitFired(1));
@@ -66,13 +66,30 @@ TEST_CASE("each completion runs on its queue's one thread, which keeps new calls
   CHECK(loop.ForNewCall() == first);
 }
 
+TEST_CASE("a loop's thread asking another loop for a queue gets one of that loop's") {
+  grpc::ServerBuilder builder_a;
+  grpc::ServerBuilder builder_b;
+  CompletionQueueLoop loop_a(builder_a, 1);
+  CompletionQueueLoop loop_b(builder_b, 1);
+  loop_a.Start();
+  loop_b.Start();
+  Recorder recorder;
+  recorder.loop_ = &loop_b;  // Runs on loop A's thread, asks loop B.
+  CompletionTag tag = CompletionTag::To<&Recorder::Fired>(&recorder);
+  grpc::Alarm alarm;
+  alarm.Set(loop_a.queue(0), std::chrono::system_clock::now(), &tag);
+  REQUIRE(recorder.WaitFired(1));
+  absl::MutexLock lock(&recorder.mu_);
+  CHECK(recorder.queue_for_new_call_ == loop_b.queue(0));
+}
+
 TEST_CASE("shutting down delivers pending completions before the threads stop") {
   grpc::ServerBuilder builder;
   CompletionQueueLoop loop(builder, 1);
   loop.Start();
   Recorder recorder;
   recorder.loop_ = &loop;
-  MemberTag<Recorder> tag(&recorder, &Recorder::Fired);
+  CompletionTag tag = CompletionTag::To<&Recorder::Fired>(&recorder);
   grpc::Alarm alarm;
   alarm.Set(loop.queue(0), std::chrono::system_clock::now() + std::chrono::hours(1), &tag);
   alarm.Cancel();  // Completes at once, not ok.
@@ -104,8 +121,8 @@ class TwoStepCall {
   grpc::CompletionQueue* const queue_;
   grpc::Alarm first_alarm_;
   grpc::Alarm second_alarm_;
-  MemberTag<TwoStepCall> first_{this, &TwoStepCall::OnFirst};
-  MemberTag<TwoStepCall> second_{this, &TwoStepCall::OnSecond};
+  CompletionTag first_ = CompletionTag::To<&TwoStepCall::OnFirst>(this);
+  CompletionTag second_ = CompletionTag::To<&TwoStepCall::OnSecond>(this);
   std::atomic<bool> finished_{false};
 };
 
