@@ -55,8 +55,8 @@ class CompletionQueueLoop {
   // process, and completions still running may start operations.
   void Shutdown(absl::Duration timeout = absl::Seconds(10));
 
-  // Held by every object that starts operations on the loop's queues (a served call, a call
-  // to a worker), from its creation until it is gone.
+  // Held by every object that starts operations on the loop's queues (a served call, a
+  // dispatcher task with its calls to workers), from its creation until it is gone.
   class LiveCall {
    public:
     explicit LiveCall(CompletionQueueLoop& loop) : loop_(loop) { loop_.live_.fetch_add(1); }

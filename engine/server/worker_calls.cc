@@ -9,13 +9,12 @@ using tessera::internal::v1::PrefillClientMessage;
 
 WorkerCall::WorkerCall(CompletionQueueLoop& loop, std::unique_ptr<grpc::ClientContext> context,
                        ParentCall* parent)
-    : live_(loop), queue_(loop.ForNewCall()), context_(std::move(context)), parent_(parent) {
+    : queue_(loop.ForNewCall()), context_(std::move(context)), parent_(parent) {
   if (parent_ != nullptr) parent_->Track(context_.get());
 }
 
 WorkerCall::~WorkerCall() {
-  // Finish has untracked it already; this covers a call abandoned by mistake, so the parent
-  // never cancels a context that is gone.
+  // The parent must never cancel a context that is gone.
   if (parent_ != nullptr) parent_->Untrack(context_.get());
 }
 
@@ -47,7 +46,6 @@ void WorkerCall::OnFinished(bool) {
 
 std::coroutine_handle<> WorkerCall::TakeWaiterIfDone() {
   if (!finish_completed_ || in_flight_ > 0 || !finish_waiter_) return {};
-  if (parent_ != nullptr) parent_->Untrack(context_.get());
   return std::exchange(finish_waiter_, {});
 }
 

@@ -80,8 +80,8 @@ class WorkerCall {
   // Starts the gRPC Finish operation with `finished_` as its tag.
   virtual void StartFinish(grpc::Status* status, CompletionTag* tag) = 0;
 
-  CompletionQueueLoop::LiveCall live_;
-  // The calling thread's queue when it is one of the loop's, so completions stay on it.
+  // The calling thread's queue when it is one of the loop's, so completions stay on it. The
+  // caller (the dispatcher's task) holds the loop's LiveCall for as long as the call lives.
   grpc::CompletionQueue* const queue_;
   std::unique_ptr<grpc::ClientContext> context_;
   CompletionTag started_ = CompletionTag::To<&WorkerCall::OnStarted>(this);
