@@ -112,6 +112,7 @@ def measure_router_overhead(args):
         extra.append("--worker-flag=--nice=%d" % args.nice)
     if args.router_realtime:
         extra.append("--router-flag=--realtime-priority=%d" % args.router_realtime)
+    extra += ["--router-flag=%s" % flag for flag in args.router_flag]
     requests = args.overhead_requests
     result = {metric: {} for metric in OVERHEAD_METRICS}
     cpu = []
@@ -158,6 +159,9 @@ def main():
                              "for the router overhead runs")
     parser.add_argument("--overhead-requests", type=int, default=1000,
                         help="requests for each router overhead run (one at a time, 16 at a time)")
+    parser.add_argument("--router-flag", action="append", default=[],
+                        help="extra tessera router flag for the router overhead runs, e.g. "
+                             "--router-flag=--no-standby-prefill-streams (repeatable)")
     parser.add_argument("--overhead-only", action="store_true",
                         help="only the router overhead measurement")
     parser.add_argument("--json", action="store_true")
@@ -201,7 +205,9 @@ def main():
         print(json.dumps(results, indent=2))
         return
     print("Router overhead, 1 prefill + 1 decode worker (worker niceness %d, router real-time "
-          "priority %d), 4-token requests:" % (args.nice, args.router_realtime))
+          "priority %d%s), 4-token requests:" % (
+              args.nice, args.router_realtime,
+              "".join(", " + flag for flag in args.router_flag)))
     for metric in OVERHEAD_METRICS:
         for run, figures in overhead[metric].items():
             print("  %-32s %-10s n=%d p50 %5.0f us  p90 %5.0f us  p99 %5.0f us" % (

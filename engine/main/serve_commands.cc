@@ -57,6 +57,9 @@ RouterCommand::RouterCommand(CLI::App& app) {
                    "Threads serving gRPC requests and worker calls, each draining its own "
                    "completion queue")
       ->check(CLI::Range(1, 64));
+  command_->add_flag("--standby-prefill-streams,!--no-standby-prefill-streams",
+                     options_.dispatcher.standby_prefill_streams,
+                     "Open each prefill worker's next stream ahead of its request (default on)");
   command_
       ->add_option("--heartbeat-timeout-ms", heartbeat_timeout_ms_,
                    "Drop a worker after this long without a heartbeat")

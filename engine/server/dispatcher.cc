@@ -1,6 +1,7 @@
 #include "engine/server/dispatcher.h"
 
 #include <memory>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "engine/server/proto_convert.h"
@@ -138,7 +139,12 @@ Dispatcher::Dispatcher(WorkerRegistry& registry, ChannelPool& channels,
       channels_(channels),
       queues_(queues),
       metrics_(metrics),
-      options_(options) {
+      options_(options),
+      standby_(channels, queues, options.handoff_lease) {
+  if (!options_.standby_prefill_streams) standby_.Close();
+  metrics_.Declare("tessera_router_prefill_streams_total", Metrics::Type::kCounter,
+                   "Prefill calls by how their stream was opened: ahead of the request "
+                   "(standby) or for it (new).");
   metrics_.Declare("tessera_request_retries_total", Metrics::Type::kCounter,
                    "Requests restarted on other workers (from the prompt plus the tokens "
                    "already streamed) after a worker failed, by the error.");
@@ -255,17 +261,27 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
   const std::string handoff_id = absl::StrCat(attempt.job.request_id, "/", attempt.index);
   const tessera::internal::v1::WorkRequest work = attempt.Work(handoff_id);
 
-  auto prefill_stub = tessera::internal::v1::Worker::NewStub(channels_.Get(prefill->call_address()));
   PrefillClientMessage opening;
   *opening.mutable_request() = work;
-  PrefillCall prefill_call(*prefill_stub, queues_,
-                           attempt.NewContext(std::min(attempt.timeout, options_.handoff_lease)),
-                           attempt.parent, std::move(opening));
+  bool standby = false;
+  std::unique_ptr<PrefillCall> prefill_owner = standby_.Open(
+      prefill->call_address(), attempt.parent, std::move(opening),
+      [&] { return attempt.NewContext(std::min(attempt.timeout, options_.handoff_lease)); },
+      &standby);
+  PrefillCall& prefill_call = *prefill_owner;
   attempt.Dispatched();
+  metrics_.Increment("tessera_router_prefill_streams_total",
+                     {{"opened", standby ? "standby" : "new"}});
   auto cancelled = [&attempt] { return attempt.Cancelled(); };
+  // The next request's stream to this worker opens once this one's calls are on their way.
+  bool replenished = false;
+  auto replenish = [&] {
+    if (!std::exchange(replenished, true)) standby_.Replenish(prefill->call_address());
+  };
 
   // A request that ends with its first token needs no decode worker at all.
   if (attempt.job.sampling.max_tokens - static_cast<int32_t>(attempt.generated.size()) <= 1) {
+    replenish();
     PrefillServerMessage first;
     if (!co_await attempt.Wait(prefill_call.Read(&first))) {
       co_return co_await AbandonPrefill(prefill_call, *prefill, cancelled, "prefill");
@@ -303,6 +319,7 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
     request.mutable_kv_source()->set_host_id(prefill->host_id());
     DecodeCall decode_call(*decode_stub, queues_, attempt.NewContext(attempt.timeout),
                            attempt.parent, request);
+    replenish();
 
     if (!have_first) {
       PrefillServerMessage first;

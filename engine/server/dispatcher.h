@@ -29,6 +29,7 @@
 #include "engine/server/completion_queue_loop.h"
 #include "engine/server/metrics.h"
 #include "engine/server/parent_call.h"
+#include "engine/server/standby_prefill_streams.h"
 #include "engine/server/worker_registry.h"
 
 namespace tessera::engine::server {
@@ -59,6 +60,8 @@ struct DispatcherOptions {
   int32_t max_handoff_attempts = 3;  // Decode workers tried for one prefill's KV.
   absl::Duration request_timeout = absl::Minutes(10);  // When the client set no deadline.
   absl::Duration handoff_lease = absl::Seconds(60);    // Longest a prefill holds KV.
+  // Open each prefill worker's next stream ahead of its request (StandbyPrefillStreams).
+  bool standby_prefill_streams = true;
 };
 
 class Dispatcher {
@@ -74,6 +77,9 @@ class Dispatcher {
   // wait. `job`, `sink` and `parent` must outlive the task.
   AsyncTask<absl::Status> Run(const DispatchJob& job, OutputSink& sink, ParentCall* parent);
 
+  // Cancels the streams opened ahead of requests. Call before the queues shut down.
+  void Close() { standby_.Close(); }
+
  private:
   struct Attempt;
   AsyncTask<absl::Status> RunDisaggregated(Attempt& attempt);
@@ -84,6 +90,7 @@ class Dispatcher {
   CompletionQueueLoop& queues_;
   Metrics& metrics_;
   const DispatcherOptions options_;
+  StandbyPrefillStreams standby_;
 };
 
 }  // namespace tessera::engine::server

@@ -90,6 +90,7 @@ absl::Status RunRouter(const RouterOptions& options) {
   if (!options.http_address.empty()) {
     if (absl::Status status = http.Start(options.http_address); !status.ok()) {
       server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      dispatcher.Close();
       queues.Shutdown();
       return status;
     }
@@ -105,7 +106,8 @@ absl::Status RunRouter(const RouterOptions& options) {
   std::cerr << "tessera router: shutting down" << std::endl;
   http.Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  queues.Shutdown();  // Once every call is over; then every last completion is drained.
+  dispatcher.Close();  // The streams opened ahead of requests end too.
+  queues.Shutdown();   // Once every call is over; then every last completion is drained.
   return absl::OkStatus();
 }
 

@@ -9,7 +9,12 @@ using tessera::internal::v1::PrefillClientMessage;
 
 WorkerCall::WorkerCall(CompletionQueueLoop& loop, std::unique_ptr<grpc::ClientContext> context,
                        ParentCall* parent)
-    : queue_(loop.ForNewCall()), context_(std::move(context)), parent_(parent) {
+    : live_(loop), queue_(loop.ForNewCall()), context_(std::move(context)), parent_(parent) {
+  if (parent_ != nullptr) parent_->Track(context_.get());
+}
+
+void WorkerCall::SetParent(ParentCall* parent) {
+  parent_ = parent;
   if (parent_ != nullptr) parent_->Track(context_.get());
 }
 
@@ -77,6 +82,17 @@ PrefillCall::PrefillCall(tessera::internal::v1::Worker::Stub& stub, CompletionQu
   stream_ = stub.PrepareAsyncPrefill(context_.get(), queue_);
   stream_->StartCall(&started_);  // Corked: no operation, and its tag never completes.
   Write(std::move(first));
+}
+
+PrefillCall::PrefillCall(tessera::internal::v1::Worker::Stub& stub, CompletionQueueLoop& loop,
+                         std::unique_ptr<grpc::ClientContext> context)
+    : WorkerCall(loop, std::move(context), /*parent=*/nullptr) {
+  stream_ = stub.PrepareAsyncPrefill(context_.get(), queue_);
+  absl::MutexLock lock(&mu_);
+  // The headers hold the front of the write queue until they are out (see Outgoing).
+  outgoing_.push_back(Outgoing{.message = std::nullopt, .last = false});
+  OperationStarted();
+  stream_->StartCall(&write_done_);
 }
 
 void PrefillCall::Write(PrefillClientMessage message, bool last) {

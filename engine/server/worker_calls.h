@@ -58,6 +58,11 @@ class PendingOperation {
 class WorkerCall {
  public:
   void TryCancel() { context_->TryCancel(); }
+  // For a call opened before its request arrived: from now on the request's cancellation
+  // reaches it. Requires that the call has no parent yet.
+  void SetParent(ParentCall* parent);
+  // The queue its completions arrive on.
+  grpc::CompletionQueue* queue() const { return queue_; }
 
   // co_await: the call's status, once gRPC is done with the call. No operation may start
   // after this.
@@ -80,8 +85,10 @@ class WorkerCall {
   // Starts the gRPC Finish operation with `finished_` as its tag.
   virtual void StartFinish(grpc::Status* status, CompletionTag* tag) = 0;
 
-  // The calling thread's queue when it is one of the loop's, so completions stay on it. The
-  // caller (the dispatcher's task) holds the loop's LiveCall for as long as the call lives.
+  // Until gRPC is done with the call (it may outlive the task that opened it), the loop's
+  // queues stay up.
+  CompletionQueueLoop::LiveCall live_;
+  // The calling thread's queue when it is one of the loop's, so completions stay on it.
   grpc::CompletionQueue* const queue_;
   std::unique_ptr<grpc::ClientContext> context_;
   CompletionTag started_ = CompletionTag::To<&WorkerCall::OnStarted>(this);
@@ -92,7 +99,7 @@ class WorkerCall {
   // The Finish waiter, to resume once the lock is released, if everything has completed.
   std::coroutine_handle<> TakeWaiterIfDone() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  ParentCall* const parent_;
+  ParentCall* parent_;
   CompletionTag finished_ = CompletionTag::To<&WorkerCall::OnFinished>(this);
   grpc::Status status_;
   absl::Mutex mu_;
@@ -139,6 +146,10 @@ class PrefillCall final : public WorkerCall {
   PrefillCall(tessera::internal::v1::Worker::Stub& stub, CompletionQueueLoop& loop,
               std::unique_ptr<grpc::ClientContext> context, ParentCall* parent,
               tessera::internal::v1::PrefillClientMessage first);
+  // Opens the stream ahead of its request: the headers go out now, the request later with
+  // Write(), once SetParent() has tied the call to the client's request.
+  PrefillCall(tessera::internal::v1::Worker::Stub& stub, CompletionQueueLoop& loop,
+              std::unique_ptr<grpc::ClientContext> context);
 
   // Queues a message; `last` half-closes the stream with it.
   void Write(tessera::internal::v1::PrefillClientMessage message, bool last = false);
@@ -154,7 +165,9 @@ class PrefillCall final : public WorkerCall {
 
  private:
   struct Outgoing {
-    std::optional<tessera::internal::v1::PrefillClientMessage> message;  // None: WritesDone.
+    // None: WritesDone if `last`, else the headers of a stream opened ahead of its request.
+    // gRPC sends those with the operation set Write uses, so they queue like a write.
+    std::optional<tessera::internal::v1::PrefillClientMessage> message;
     bool last = false;
   };
   void StartFinish(grpc::Status* status, CompletionTag* tag) override {

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/models/model.h"
 #include "engine/server/handoff_registry.h"
+#include "engine/server/idle_server_calls.h"
 #include "engine/server/cache_pool_client.h"
 #include "engine/server/kv_puller.h"
 #include "engine/server/step_thread.h"
@@ -37,6 +38,8 @@ struct WorkerContext {
 
   std::atomic<int32_t> active_requests{0};
   std::atomic<bool> draining{false};
+  // Prefill streams the router opened ahead of requests, waiting for one.
+  IdleServerCalls idle_calls;
 };
 
 // Counts one request in flight on the worker for its lifetime, if admitted: a draining

@@ -377,6 +377,8 @@ absl::Status RunWorker(const WorkerOptions& options) {
     tessera::internal::v1::DeregisterResponse response;
     control->Deregister(&rpc, request, &response);
   }
+  // The router no longer sends requests here: the streams it opened ahead of them end now.
+  context.idle_calls.CancelAll();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   std::cerr << "tessera worker " << *worker_id << ": stopped" << std::endl;
   return group_status;

@@ -87,8 +87,17 @@ bool CanPrefill(tessera::internal::v1::WorkerRole role) {
 grpc::Status WorkerService::Prefill(
     grpc::ServerContext* rpc,
     grpc::ServerReaderWriter<PrefillServerMessage, PrefillClientMessage>* stream) {
+  // The router may open the stream well before its request (StandbyPrefillStreams).
+  if (!context_.idle_calls.Enter(rpc)) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is leaving");
+  }
   PrefillClientMessage message;
-  if (!stream->Read(&message) || !message.has_request()) {
+  const bool received = stream->Read(&message);
+  context_.idle_calls.Leave(rpc);
+  if (!received) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the stream ended before its request");
+  }
+  if (!message.has_request()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "the first Prefill message must carry the request");
   }

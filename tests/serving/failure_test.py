@@ -183,6 +183,29 @@ class FailureTest(unittest.TestCase):
             self.assertGreater(status.kv_pulls_shared_memory, 0)
             c.wait_all_kv_free()
 
+    def test_a_drained_prefill_worker_ends_the_streams_opened_ahead_to_it(self):
+        # The router keeps a Prefill stream open to each prefill worker ahead of its next
+        # request. Draining one must neither keep it from exiting nor send a request to it.
+        with harness.Cluster() as c:
+            drained, drained_id = c.add_worker("prefill")
+            c.add_worker("decode")
+            for prompt in PROMPTS[:3]:
+                ids, _, _ = c.generate(prompt, max_tokens=8, ignore_eos=True)
+                self.assertEqual(ids, self.reference[prompt][:8])
+            # The first request opened its own stream; the next ones took those opened ahead.
+            self.assertGreaterEqual(c.metric("tessera_router_prefill_streams_total",
+                                             {"opened": "standby"}), 2)
+            c.add_worker("prefill")
+            c.admin.DrainWorker(c.admin_pb.DrainWorkerRequest(worker_id=drained_id), timeout=5)
+            self.assertEqual(drained.wait(timeout=30), 0)
+            for prompt in PROMPTS:
+                ids, _, _ = c.generate(prompt, max_tokens=8, ignore_eos=True)
+                self.assertEqual(ids, self.reference[prompt][:8])
+            # No request went to the drained worker's stream: none failed over.
+            self.assertEqual(c.metric("tessera_request_retries_total"), 0)
+            self.assertNotIn("assertion failed", c.logs())
+            c.wait_all_kv_free()
+
     def test_a_router_without_workers_answers_unavailable(self):
         with harness.Cluster() as c:
             with self.assertRaises(grpc.RpcError) as caught:
