@@ -11,16 +11,12 @@
 
 #include "bench/html_report.h"
 #include "bench/replay_report.h"
+#include "tests/test_paths.h"
 
 namespace tessera::bench {
 namespace {
 
-std::filesystem::path TempDir() {
-  static const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("tessera-report-test-" + std::to_string(getpid()));
-  std::filesystem::create_directories(dir);
-  return dir;
-}
+std::filesystem::path TempDir() { return testing::ScratchDir("tessera-report-test"); }
 
 // A run of `n` requests one every `gap` seconds, each with `tokens` tokens `tpot` apart after a
 // TTFT growing with the index; every fifth fails when `failures`.

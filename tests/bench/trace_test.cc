@@ -20,9 +20,7 @@ namespace {
 
 // A file under the test's own temporary directory, holding `text`.
 std::string Fixture(const std::string& name, const std::string& text) {
-  static const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("tessera-trace-test-" + std::to_string(getpid()));
-  std::filesystem::create_directories(dir);
+  const std::filesystem::path& dir = testing::ScratchDir("tessera-trace-test");
   const std::string path = (dir / name).string();
   std::ofstream(path) << text;
   return path;

@@ -23,7 +23,7 @@ class ClientsTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.d.stop()
+        cls.d.close()
 
     def test_grpcio_client_generates_tokenizes_and_lists_models(self):
         d = self.d

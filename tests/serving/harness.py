@@ -1,8 +1,10 @@
 """Starts real Tessera deployments (`tessera serve`) on free loopback ports and talks to them
 with real clients. Shared by the serving tests; each test file is one CTest test."""
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +34,7 @@ def stubs():
     if _stubs_dir is None:
         from grpc_tools import protoc
         _stubs_dir = tempfile.mkdtemp(prefix="tessera-stubs-")
+        atexit.register(shutil.rmtree, _stubs_dir, True)
         protos = ["tessera/v1/inference.proto", "tessera/v1/admin.proto"]
         args = ["protoc", "-I", os.path.join(REPO, "proto"), "--python_out=" + _stubs_dir,
                 "--grpc_python_out=" + _stubs_dir] + protos
@@ -78,6 +81,8 @@ class Deployment:
         self.admin = admin_rpc.AdminStub(self.channel)
 
     def logs(self):
+        if getattr(self, "_final_logs", None) is not None:
+            return self._final_logs
         with open(self.log.name) as f:
             return f.read()
 
@@ -97,7 +102,16 @@ class Deployment:
         self.stop()
         if exc[0] is not None:
             sys.stderr.write("---- tessera serve log ----\n" + self.logs()[-8000:] + "\n")
+        self.close()
         return False
+
+    def close(self):
+        """Stops the deployment and removes its log file; logs() still returns the log."""
+        self.stop()
+        if getattr(self, "_final_logs", None) is None:
+            self._final_logs = self.logs()
+            self.log.close()
+            os.unlink(self.log.name)
 
     # --- clients -------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ class LoadTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.deployment.stop()
+        cls.deployment.close()
 
     def test_64_concurrent_streams_complete_and_free_their_kv(self):
         d = self.deployment

@@ -6,6 +6,7 @@ report, and a target with nothing listening gives every request an error counted
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import unittest
@@ -27,6 +28,10 @@ class ReplayTest(unittest.TestCase):
                       "--requests", "24", "--max-input", "64", "--max-output", "12",
                       "--seed", "5")
         assert out.returncode == 0, out.stderr
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, ignore_errors=True)
 
     def replay(self, target, name, *extra):
         out_dir = os.path.join(self.dir, name)
