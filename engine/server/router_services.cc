@@ -57,17 +57,24 @@ class GenerateCall final : public OutputSink {
       delete this;
       return;
     }
-    Await(service_, frontend_, loop_, queue_);
+    // The next call is awaited only once this request's worker calls are on their way: a call
+    // arriving meanwhile waits in gRPC, and this one's latency does not include the wait.
+    InferenceService& service = service_;
+    Frontend& frontend = frontend_;
+    CompletionQueueLoop& loop = loop_;
+    grpc::ServerCompletionQueue* const queue = queue_;
     parent_.emplace(context_.deadline());
     absl::StatusOr<DispatchJob> job = frontend_.Prepare(request_);
     if (!job.ok()) {
       frontend_.CountRejected("grpc", job.status());
       Complete(ToGrpcStatus(job.status()));
-      return;
+    } else {
+      job_ = *std::move(job);
+      // Runs until the request first waits on a worker.
+      StartDetached<absl::Status>(frontend_.RunAsync(job_, *this, &*parent_, "grpc"),
+                                  [this](absl::Status status) { Complete(ToGrpcStatus(status)); });
     }
-    job_ = *std::move(job);
-    StartDetached<absl::Status>(frontend_.RunAsync(job_, *this, &*parent_, "grpc"),
-                                [this](absl::Status status) { Complete(ToGrpcStatus(status)); });
+    Await(service, frontend, loop, queue);
   }
 
   void OnWriteDone(bool ok) {
