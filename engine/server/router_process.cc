@@ -104,6 +104,7 @@ absl::Status RunRouter(const RouterOptions& options) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   std::cerr << "tessera router: shutting down" << std::endl;
+  health.SetServing(false);  // Watching load balancers hear it before the connection goes.
   http.Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   dispatcher.Close();  // The streams opened ahead of requests end too.

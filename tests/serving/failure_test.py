@@ -237,6 +237,20 @@ class FailureTest(unittest.TestCase):
             self.assertNotIn("assertion failed", c.logs())
             self.assertNotIn("still open at shutdown", c.logs())
 
+    def test_a_stopping_router_tells_health_watchers_it_is_not_serving(self):
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        with harness.Cluster() as c:
+            stub = health_pb2_grpc.HealthStub(c.channel)
+            watch = stub.Watch(health_pb2.HealthCheckRequest(service="tessera.v1.Inference"),
+                               timeout=30)
+            self.assertEqual(next(watch).status, health_pb2.HealthCheckResponse.SERVING)
+            c.process.send_signal(signal.SIGTERM)
+            # Before the connection goes, the watcher hears the change; then the stream ends.
+            self.assertEqual(next(watch).status, health_pb2.HealthCheckResponse.NOT_SERVING)
+            with self.assertRaises(grpc.RpcError):
+                next(watch)
+            self.assertEqual(c.process.wait(timeout=30), 0, c.logs()[-4000:])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
