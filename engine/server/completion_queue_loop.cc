@@ -51,6 +51,10 @@ void CompletionQueueLoop::Drain(grpc::ServerCompletionQueue* queue) {
   current_queue = nullptr;
 }
 
+grpc::CompletionQueue* CompletionQueueLoop::CurrentQueue() const {
+  return current_loop == this ? current_queue : nullptr;
+}
+
 grpc::CompletionQueue* CompletionQueueLoop::ForNewCall() {
   if (current_loop == this) return current_queue;
   return queues_[next_.fetch_add(1, std::memory_order_relaxed) % queues_.size()].get();

@@ -74,6 +74,8 @@ class CompletionQueueLoop {
   // The queue for a new client call: the calling thread's own when it is one of the loop's
   // (so the call's completions stay on this thread), else the next in turn.
   grpc::CompletionQueue* ForNewCall();
+  // The calling thread's queue if it is one of the loop's threads, else null.
+  grpc::CompletionQueue* CurrentQueue() const;
 
  private:
   void Drain(grpc::ServerCompletionQueue* queue);

@@ -265,7 +265,7 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
   *opening.mutable_request() = work;
   bool standby = false;
   std::unique_ptr<PrefillCall> prefill_owner = standby_.Open(
-      prefill->call_address(), attempt.parent, std::move(opening),
+      prefill->worker_id(), prefill->call_address(), attempt.parent, std::move(opening),
       [&] { return attempt.NewContext(std::min(attempt.timeout, options_.handoff_lease)); },
       &standby);
   PrefillCall& prefill_call = *prefill_owner;
@@ -276,7 +276,9 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
   // The next request's stream to this worker opens once this one's calls are on their way.
   bool replenished = false;
   auto replenish = [&] {
-    if (!std::exchange(replenished, true)) standby_.Replenish(prefill->call_address());
+    if (!std::exchange(replenished, true)) {
+      standby_.Replenish(prefill->worker_id(), prefill->call_address());
+    }
   };
 
   // A request that ends with its first token needs no decode worker at all.

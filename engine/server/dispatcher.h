@@ -59,7 +59,8 @@ struct DispatcherOptions {
   int32_t max_attempts = 3;          // Whole-request attempts (resuming after a dead worker).
   int32_t max_handoff_attempts = 3;  // Decode workers tried for one prefill's KV.
   absl::Duration request_timeout = absl::Minutes(10);  // When the client set no deadline.
-  absl::Duration handoff_lease = absl::Seconds(60);    // Longest a prefill holds KV.
+  // Longest a prefill holds KV (on a stream opened ahead, up to 10 s more).
+  absl::Duration handoff_lease = absl::Seconds(60);
   // Open each prefill worker's next stream ahead of its request (StandbyPrefillStreams).
   bool standby_prefill_streams = true;
 };

@@ -31,19 +31,29 @@ bool StandbyPrefillStreams::Fresh(const Waiting& waiting, Clock::time_point now)
 }
 
 std::unique_ptr<PrefillCall> StandbyPrefillStreams::Open(
-    const std::string& address, ParentCall* parent, PrefillClientMessage first,
+    const std::string& worker_id, const std::string& address, ParentCall* parent,
+    PrefillClientMessage first,
     const std::function<std::unique_ptr<grpc::ClientContext>()>& new_context, bool* standby) {
   std::unique_ptr<PrefillCall> taken;
-  std::unique_ptr<PrefillCall> stale;
+  bool fresh = false;
   {
     absl::MutexLock lock(&mu_);
-    auto it = waiting_.find(Key{address, queues_.ForNewCall()});
+    auto it = waiting_.end();
+    if (grpc::CompletionQueue* queue = queues_.CurrentQueue(); queue != nullptr) {
+      it = waiting_.find(Key{worker_id, address, queue});
+    } else {  // Off the loop's threads any queue will do.
+      for (it = waiting_.begin(); it != waiting_.end(); ++it) {
+        if (std::get<0>(it->first) == worker_id && std::get<1>(it->first) == address) break;
+      }
+    }
     if (it != waiting_.end()) {
-      (Fresh(it->second, Clock::now()) ? taken : stale) = std::move(it->second.call);
+      fresh = Fresh(it->second, Clock::now());
+      taken = std::move(it->second.call);
       waiting_.erase(it);
     }
   }
-  if (stale != nullptr) Discard(std::move(stale));
+  // Too old, or its headers failed: never used.
+  if (taken != nullptr && (!fresh || !taken->writable())) Discard(std::move(taken));
   *standby = taken != nullptr;
   if (taken != nullptr) {
     taken->SetParent(parent);
@@ -54,8 +64,11 @@ std::unique_ptr<PrefillCall> StandbyPrefillStreams::Open(
   return std::make_unique<PrefillCall>(*stub, queues_, new_context(), parent, std::move(first));
 }
 
-void StandbyPrefillStreams::Replenish(const std::string& address) {
+void StandbyPrefillStreams::Replenish(const std::string& worker_id, const std::string& address) {
   const Clock::time_point now = Clock::now();
+  grpc::CompletionQueue* queue = queues_.CurrentQueue();
+  if (queue == nullptr) queue = queues_.ForNewCall();
+  Key key{worker_id, address, queue};
   std::vector<std::unique_ptr<PrefillCall>> stale;
   bool needed = true;
   {
@@ -72,7 +85,7 @@ void StandbyPrefillStreams::Replenish(const std::string& address) {
         waiting_.erase(it++);
       }
     }
-    needed = !waiting_.contains(Key{address, queues_.ForNewCall()});
+    needed = !waiting_.contains(key);
   }
   for (auto& call : stale) Discard(std::move(call));
   if (!needed) return;
@@ -81,10 +94,9 @@ void StandbyPrefillStreams::Replenish(const std::string& address) {
   context->set_deadline(std::chrono::system_clock::now() +
                         absl::ToChronoMilliseconds(lease_ + max_idle_));
   auto stub = tessera::internal::v1::Worker::NewStub(channels_.Get(address));
-  auto call = std::make_unique<PrefillCall>(*stub, queues_, std::move(context));
+  auto call = std::make_unique<PrefillCall>(*stub, queues_, queue, std::move(context));
   {
     absl::MutexLock lock(&mu_);
-    Key key{address, call->queue()};
     if (!closed_ && !waiting_.contains(key)) {
       waiting_.emplace(std::move(key), Waiting{.call = std::move(call), .opened = now});
       return;

@@ -5,11 +5,14 @@
 // own calls are on their way opens the next request's stream.
 //
 // A waiting stream holds no router thread and no worker compute: the worker's handler only
-// waits for the first message. Streams waiting longer than `max_idle` are replaced rather
-// than used, so a taken stream's deadline (set when it was opened: the handoff lease plus
-// `max_idle`) leaves a request at least the whole lease. A worker that leaves cancels the
-// streams waiting on it; one taken in that moment fails like any call to a worker that went
-// away, and the dispatcher retries the request.
+// waits for the first message. Streams are kept per worker registration, so a worker started
+// anew at the same address never gets its predecessor's. One whose headers failed is never
+// used, and one waiting longer than `max_idle` is replaced rather than used: its deadline, set
+// when it was opened to the handoff lease plus `max_idle`, so leaves a request at least the
+// whole lease (and a prefill holds KV at most `max_idle` past it). Nothing watches a waiting
+// stream, though: one whose connection broke while it waited fails the request that takes it,
+// like any call to a worker that went away, and the dispatcher retries the request. A worker
+// that leaves cancels the streams waiting on it.
 // Thread-safety: thread-safe.
 #ifndef TESSERA_ENGINE_SERVER_STANDBY_PREFILL_STREAMS_H_
 #define TESSERA_ENGINE_SERVER_STANDBY_PREFILL_STREAMS_H_
@@ -20,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -40,18 +44,18 @@ class StandbyPrefillStreams {
                         absl::Duration max_idle = absl::Seconds(10));
   ~StandbyPrefillStreams() { Close(); }
 
-  // A prefill call to the worker at `address` carrying `first`, tied to `parent`: the stream
-  // waiting for that worker on the calling thread's queue if there is a fresh one, else a new
-  // call with the context `new_context()` makes. `*standby` says which.
+  // A prefill call to worker `worker_id` at `address` carrying `first`, tied to `parent`: a
+  // fresh stream waiting for that worker (on the calling thread's queue, when it is one of the
+  // loop's), else a new call with the context `new_context()` makes. `*standby` says which.
   std::unique_ptr<PrefillCall> Open(
-      const std::string& address, ParentCall* parent,
+      const std::string& worker_id, const std::string& address, ParentCall* parent,
       tessera::internal::v1::PrefillClientMessage first,
       const std::function<std::unique_ptr<grpc::ClientContext>()>& new_context, bool* standby);
 
-  // Opens a stream to `address` on the calling thread's queue for the next request, unless
-  // one is waiting there. Also replaces (or drops, for workers no request has used lately)
-  // streams that have waited longer than `max_idle`.
-  void Replenish(const std::string& address);
+  // Opens a stream to worker `worker_id` at `address`, on the calling thread's queue (or the
+  // loop's next), for the next request, unless one is waiting there. Also drops streams that
+  // have waited longer than `max_idle` (workers no request has used lately).
+  void Replenish(const std::string& worker_id, const std::string& address);
 
   // Cancels every waiting stream; after this Open() always makes a new call and Replenish()
   // does nothing. gRPC finishes the cancelled calls on the queues, which stay up until it has.
@@ -61,7 +65,8 @@ class StandbyPrefillStreams {
   int waiting() const;
 
  private:
-  using Key = std::pair<std::string, grpc::CompletionQueue*>;
+  // Worker id, address, queue.
+  using Key = std::tuple<std::string, std::string, grpc::CompletionQueue*>;
   struct Waiting {
     std::unique_ptr<PrefillCall> call;
     std::chrono::steady_clock::time_point opened;

@@ -7,9 +7,12 @@ namespace tessera::engine::server {
 using tessera::internal::v1::DecodeRequest;
 using tessera::internal::v1::PrefillClientMessage;
 
-WorkerCall::WorkerCall(CompletionQueueLoop& loop, std::unique_ptr<grpc::ClientContext> context,
-                       ParentCall* parent)
-    : live_(loop), queue_(loop.ForNewCall()), context_(std::move(context)), parent_(parent) {
+WorkerCall::WorkerCall(CompletionQueueLoop& loop, grpc::CompletionQueue* queue,
+                       std::unique_ptr<grpc::ClientContext> context, ParentCall* parent)
+    : live_(loop),
+      queue_(queue != nullptr ? queue : loop.ForNewCall()),
+      context_(std::move(context)),
+      parent_(parent) {
   if (parent_ != nullptr) parent_->Track(context_.get());
 }
 
@@ -66,7 +69,7 @@ void WorkerCall::FinishAwaiter::await_suspend(std::coroutine_handle<> waiter) {
 DecodeCall::DecodeCall(tessera::internal::v1::Worker::Stub& stub, CompletionQueueLoop& loop,
                        std::unique_ptr<grpc::ClientContext> context, ParentCall* parent,
                        const DecodeRequest& request)
-    : WorkerCall(loop, std::move(context), parent) {
+    : WorkerCall(loop, /*queue=*/nullptr, std::move(context), parent) {
   stream_ = stub.PrepareAsyncDecode(context_.get(), request, queue_);
   OperationStarted();
   stream_->StartCall(&started_);
@@ -75,7 +78,7 @@ DecodeCall::DecodeCall(tessera::internal::v1::Worker::Stub& stub, CompletionQueu
 PrefillCall::PrefillCall(tessera::internal::v1::Worker::Stub& stub, CompletionQueueLoop& loop,
                          std::unique_ptr<grpc::ClientContext> context, ParentCall* parent,
                          PrefillClientMessage first)
-    : WorkerCall(loop, std::move(context), parent) {
+    : WorkerCall(loop, /*queue=*/nullptr, std::move(context), parent) {
   // The call's headers go out with the first message in one write instead of a round of
   // their own.
   context_->set_initial_metadata_corked(true);
@@ -85,8 +88,8 @@ PrefillCall::PrefillCall(tessera::internal::v1::Worker::Stub& stub, CompletionQu
 }
 
 PrefillCall::PrefillCall(tessera::internal::v1::Worker::Stub& stub, CompletionQueueLoop& loop,
-                         std::unique_ptr<grpc::ClientContext> context)
-    : WorkerCall(loop, std::move(context), /*parent=*/nullptr) {
+                         grpc::CompletionQueue* queue, std::unique_ptr<grpc::ClientContext> context)
+    : WorkerCall(loop, queue, std::move(context), /*parent=*/nullptr) {
   stream_ = stub.PrepareAsyncPrefill(context_.get(), queue_);
   absl::MutexLock lock(&mu_);
   // The headers hold the front of the write queue until they are out (see Outgoing).

@@ -75,8 +75,9 @@ class WorkerCall {
   FinishAwaiter Finish() { return FinishAwaiter{*this}; }
 
  protected:
-  WorkerCall(CompletionQueueLoop& loop, std::unique_ptr<grpc::ClientContext> context,
-             ParentCall* parent);
+  // On `queue` (one of `loop`'s), or the one loop.ForNewCall() gives when null.
+  WorkerCall(CompletionQueueLoop& loop, grpc::CompletionQueue* queue,
+             std::unique_ptr<grpc::ClientContext> context, ParentCall* parent);
   ~WorkerCall();
 
   // Brackets every operation but Finish.
@@ -146,10 +147,18 @@ class PrefillCall final : public WorkerCall {
   PrefillCall(tessera::internal::v1::Worker::Stub& stub, CompletionQueueLoop& loop,
               std::unique_ptr<grpc::ClientContext> context, ParentCall* parent,
               tessera::internal::v1::PrefillClientMessage first);
-  // Opens the stream ahead of its request: the headers go out now, the request later with
-  // Write(), once SetParent() has tied the call to the client's request.
+  // Opens the stream ahead of its request, on `queue` (one of `loop`'s): the headers go out
+  // now, the request later with Write(), once SetParent() has tied the call to the client's
+  // request.
   PrefillCall(tessera::internal::v1::Worker::Stub& stub, CompletionQueueLoop& loop,
-              std::unique_ptr<grpc::ClientContext> context);
+              grpc::CompletionQueue* queue, std::unique_ptr<grpc::ClientContext> context);
+
+  // False once the stream cannot carry a message: it failed (for a stream opened ahead, maybe
+  // while it waited), or it is half-closed.
+  bool writable() {
+    absl::MutexLock lock(&mu_);
+    return !closed_;
+  }
 
   // Queues a message; `last` half-closes the stream with it.
   void Write(tessera::internal::v1::PrefillClientMessage message, bool last = false);

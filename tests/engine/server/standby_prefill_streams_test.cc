@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "engine/server/async_task.h"
@@ -91,7 +92,7 @@ struct Fixture {
     worker_builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     worker_builder.RegisterService(&worker);
     worker_server = worker_builder.BuildAndStart();
-    address = "127.0.0.1:" + std::to_string(port);
+    address = absl::StrCat("127.0.0.1:", port);
     loop.Start();
   }
   ~Fixture() {
@@ -124,11 +125,12 @@ AsyncTask<Outcome> ReadFirstAndEnd(std::unique_ptr<PrefillCall> call) {
 
 // One request through `standby`, as the dispatcher makes it; waits for its end.
 Outcome Request(StandbyPrefillStreams& standby, const std::string& address,
-                const std::string& request_id, bool* taken_standby) {
+                const std::string& request_id, bool* taken_standby,
+                const std::string& worker_id = "w1") {
   PrefillClientMessage first;
   first.mutable_request()->set_request_id(request_id);
   std::unique_ptr<PrefillCall> call = standby.Open(
-      address, /*parent=*/nullptr, first,
+      worker_id, address, /*parent=*/nullptr, first,
       [] {
         auto context = std::make_unique<grpc::ClientContext>();
         context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -157,10 +159,10 @@ TEST_CASE("a request takes the stream opened ahead for its worker") {
   CHECK(cold.first_text == "cold");
   CHECK(f.worker.opened() == 1);
 
-  standby.Replenish(f.address);
+  standby.Replenish("w1", f.address);
   REQUIRE(f.worker.WaitUntil(/*opened=*/2, 0));
   CHECK(standby.waiting() == 1);
-  standby.Replenish(f.address);  // One is already waiting: no second.
+  standby.Replenish("w1", f.address);  // One is already waiting: no second.
 
   Outcome warm = Request(standby, f.address, "warm", &taken);
   CHECK(taken);
@@ -177,9 +179,9 @@ TEST_CASE("a stream taken at once, its headers maybe still on the way, carries t
   Fixture f;
   StandbyPrefillStreams standby(f.channels, f.loop, absl::Seconds(60));
   for (int i = 0; i < 20; ++i) {
-    standby.Replenish(f.address);
+    standby.Replenish("w1", f.address);
     bool taken = false;
-    const std::string id = "r" + std::to_string(i);
+    const std::string id = absl::StrCat("r", i);
     Outcome outcome = Request(standby, f.address, id, &taken);
     CHECK(taken);
     CHECK(outcome.status.ok());
@@ -188,10 +190,24 @@ TEST_CASE("a stream taken at once, its headers maybe still on the way, carries t
   CHECK(f.worker.opened() == 20);
 }
 
+TEST_CASE("a worker registered anew at the same address never gets its predecessor's stream") {
+  Fixture f;
+  StandbyPrefillStreams standby(f.channels, f.loop, absl::Seconds(60));
+  standby.Replenish("w1", f.address);
+  REQUIRE(f.worker.WaitUntil(/*opened=*/1, 0));
+  bool taken = true;
+  Outcome outcome = Request(standby, f.address, "for-w2", &taken, "w2");
+  CHECK_FALSE(taken);
+  CHECK(outcome.status.ok());
+  CHECK(f.worker.last_request_stream() == 2);
+  CHECK(standby.waiting() == 1);  // w1's, until it goes stale or the pool closes.
+  standby.Close();
+}
+
 TEST_CASE("a stream waiting longer than max_idle is replaced, not used") {
   Fixture f;
   StandbyPrefillStreams standby(f.channels, f.loop, absl::Seconds(60), absl::Milliseconds(1));
-  standby.Replenish(f.address);
+  standby.Replenish("w1", f.address);
   REQUIRE(f.worker.WaitUntil(/*opened=*/1, 0));
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   bool taken = true;
@@ -207,12 +223,12 @@ TEST_CASE("a stream waiting longer than max_idle is replaced, not used") {
 TEST_CASE("closing cancels the waiting streams; after it, requests open their own") {
   Fixture f;
   StandbyPrefillStreams standby(f.channels, f.loop, absl::Seconds(60));
-  standby.Replenish(f.address);
+  standby.Replenish("w1", f.address);
   REQUIRE(f.worker.WaitUntil(/*opened=*/1, 0));
   standby.Close();
   REQUIRE(f.worker.WaitUntil(/*opened=*/1, /*ended_without_request=*/1));
   CHECK(standby.waiting() == 0);
-  standby.Replenish(f.address);
+  standby.Replenish("w1", f.address);
   CHECK(standby.waiting() == 0);
   bool taken = true;
   Outcome outcome = Request(standby, f.address, "after", &taken);
@@ -226,7 +242,7 @@ TEST_CASE("closing cancels the waiting streams; after it, requests open their ow
 TEST_CASE("a leaving worker ends the streams waiting on it and refuses new ones") {
   Fixture f;
   StandbyPrefillStreams standby(f.channels, f.loop, absl::Seconds(60));
-  standby.Replenish(f.address);
+  standby.Replenish("w1", f.address);
   REQUIRE(f.worker.WaitUntil(/*opened=*/1, 0));
   absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (f.worker.idle_calls.waiting() == 0 && absl::Now() < deadline)
