@@ -239,14 +239,17 @@ AsyncTask<absl::Status> Dispatcher::RunColocated(Attempt& attempt) {
 
 namespace {
 
-// Ends a prefill call that failed (or must be abandoned) and says why.
+// Ends a prefill call that failed (or must be abandoned) before its first answer, and says
+// why. A stream opened ahead of the request may instead have broken while it waited, which
+// says nothing of the worker now: it is not blamed (the retry's new call to it will tell).
 template <typename ClientCancelled>
 AsyncTask<absl::Status> AbandonPrefill(PrefillCall& prefill, WorkerLease& lease,
-                                       ClientCancelled client_cancelled, std::string what) {
+                                       ClientCancelled client_cancelled, bool opened_ahead,
+                                       std::string what) {
   prefill.TryCancel();
   absl::Status status = FromGrpcStatus(co_await prefill.Finish());
   if (status.ok()) status = absl::UnavailableError("prefill stream ended early");
-  if (WorkerFault(status.code()) && !client_cancelled()) lease.Failed();
+  if (WorkerFault(status.code()) && !client_cancelled() && !opened_ahead) lease.Failed();
   co_return absl::Status(status.code(), absl::StrCat(what, " on prefill worker ",
                                                      lease.worker_id(), ": ", status.message()));
 }
@@ -273,24 +276,26 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
   metrics_.Increment("tessera_router_prefill_streams_total",
                      {{"opened", standby ? "standby" : "new"}});
   auto cancelled = [&attempt] { return attempt.Cancelled(); };
-  // The next request's stream to this worker opens once this one's calls are on their way.
-  bool replenished = false;
-  auto replenish = [&] {
-    if (!std::exchange(replenished, true)) {
-      standby_.Replenish(prefill->worker_id(), prefill->call_address());
-    }
+  // The next request's stream to this worker opens once the worker has answered this one (so
+  // it was alive a moment ago) and the first token is on its way to the client.
+  auto replenish = [&] { standby_.Replenish(prefill->worker_id(), prefill->call_address()); };
+  // A stream opened ahead that fails before its answer may have broken while it waited: the
+  // worker's other waiting streams are dropped too, and the retry opens a new one.
+  auto forget_standby = [&] {
+    if (standby) standby_.Forget(prefill->worker_id());
   };
 
   // A request that ends with its first token needs no decode worker at all.
   if (attempt.job.sampling.max_tokens - static_cast<int32_t>(attempt.generated.size()) <= 1) {
-    replenish();
     PrefillServerMessage first;
     if (!co_await attempt.Wait(prefill_call.Read(&first))) {
-      co_return co_await AbandonPrefill(prefill_call, *prefill, cancelled, "prefill");
+      forget_standby();
+      co_return co_await AbandonPrefill(prefill_call, *prefill, cancelled, standby, "prefill");
     }
     attempt.prefill_cached_tokens = first.cached_tokens();
     if (!first.first().finish_reason().empty()) prefill->Release();
     const bool delivered = attempt.Emit(first.first());
+    replenish();
     if (first.kv_held() || !delivered) prefill_call.TryCancel();
     prefill_call.WritesDone();
     co_await attempt.Wait(prefill_call.Finish());
@@ -321,14 +326,14 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
     request.mutable_kv_source()->set_host_id(prefill->host_id());
     DecodeCall decode_call(*decode_stub, queues_, attempt.NewContext(attempt.timeout),
                            attempt.parent, request);
-    replenish();
 
     if (!have_first) {
       PrefillServerMessage first;
       if (!co_await attempt.Wait(prefill_call.Read(&first))) {
+        forget_standby();
         decode_call.TryCancel();
         co_await decode_call.Finish();
-        co_return co_await AbandonPrefill(prefill_call, *prefill, cancelled, "prefill");
+        co_return co_await AbandonPrefill(prefill_call, *prefill, cancelled, standby, "prefill");
       }
       have_first = true;
       attempt.prefill_cached_tokens = first.cached_tokens();
@@ -336,7 +341,9 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
         prefill->Release();
         decode->Release();
       }
-      if (!attempt.Emit(first.first())) {
+      const bool delivered = attempt.Emit(first.first());
+      replenish();
+      if (!delivered) {
         decode_call.TryCancel();
         prefill_call.TryCancel();
         co_await decode_call.Finish();

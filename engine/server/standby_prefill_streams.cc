@@ -105,6 +105,22 @@ void StandbyPrefillStreams::Replenish(const std::string& worker_id, const std::s
   Discard(std::move(call));  // Closed meanwhile, or another request opened one first.
 }
 
+void StandbyPrefillStreams::Forget(const std::string& worker_id) {
+  std::vector<std::unique_ptr<PrefillCall>> forgotten;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      if (std::get<0>(it->first) != worker_id) {
+        ++it;
+        continue;
+      }
+      forgotten.push_back(std::move(it->second.call));
+      waiting_.erase(it++);
+    }
+  }
+  for (auto& call : forgotten) Discard(std::move(call));
+}
+
 void StandbyPrefillStreams::Close() {
   std::vector<std::unique_ptr<PrefillCall>> all;
   {

@@ -1,8 +1,8 @@
 // Prefill streams the router opens to each prefill worker ahead of requests. Opening a gRPC
 // stream (creating the call, encoding and writing its headers) is most of what the router
 // adds to a request before its prefill starts: about twice a write on a stream already open.
-// A request takes the stream waiting for its worker, writes its prompt on it, and once its
-// own calls are on their way opens the next request's stream.
+// A request takes the stream waiting for its worker, writes its prompt on it, and once the
+// worker has answered opens the next request's stream.
 //
 // A waiting stream holds no router thread and no worker compute: the worker's handler only
 // waits for the first message. Streams are kept per worker registration, so a worker started
@@ -11,8 +11,8 @@
 // when it was opened to the handoff lease plus `max_idle`, so leaves a request at least the
 // whole lease (and a prefill holds KV at most `max_idle` past it). Nothing watches a waiting
 // stream, though: one whose connection broke while it waited fails the request that takes it,
-// like any call to a worker that went away, and the dispatcher retries the request. A worker
-// that leaves cancels the streams waiting on it.
+// which the dispatcher retries with a new call, without blaming the worker, after Forget()ing
+// the worker's other waiting streams. A worker that leaves cancels the streams waiting on it.
 // Thread-safety: thread-safe.
 #ifndef TESSERA_ENGINE_SERVER_STANDBY_PREFILL_STREAMS_H_
 #define TESSERA_ENGINE_SERVER_STANDBY_PREFILL_STREAMS_H_
@@ -56,6 +56,9 @@ class StandbyPrefillStreams {
   // loop's next), for the next request, unless one is waiting there. Also drops streams that
   // have waited longer than `max_idle` (workers no request has used lately).
   void Replenish(const std::string& worker_id, const std::string& address);
+
+  // Cancels the streams waiting for worker `worker_id`.
+  void Forget(const std::string& worker_id);
 
   // Cancels every waiting stream; after this Open() always makes a new call and Replenish()
   // does nothing. gRPC finishes the cancelled calls on the queues, which stay up until it has.

@@ -204,6 +204,23 @@ TEST_CASE("a worker registered anew at the same address never gets its predecess
   standby.Close();
 }
 
+TEST_CASE("forgetting a worker cancels only its waiting streams") {
+  Fixture f;
+  StandbyPrefillStreams standby(f.channels, f.loop, absl::Seconds(60));
+  standby.Replenish("w1", f.address);
+  standby.Replenish("w2", f.address);
+  REQUIRE(f.worker.WaitUntil(/*opened=*/2, 0));
+  CHECK(standby.waiting() == 2);
+  standby.Forget("w1");
+  CHECK(standby.waiting() == 1);
+  REQUIRE(f.worker.WaitUntil(/*opened=*/2, /*ended_without_request=*/1));
+  bool taken = false;
+  Outcome outcome = Request(standby, f.address, "w2-request", &taken, "w2");
+  CHECK(taken);
+  CHECK(outcome.status.ok());
+  standby.Close();
+}
+
 TEST_CASE("a stream waiting longer than max_idle is replaced, not used") {
   Fixture f;
   StandbyPrefillStreams standby(f.channels, f.loop, absl::Seconds(60), absl::Milliseconds(1));
