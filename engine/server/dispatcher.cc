@@ -52,6 +52,8 @@ struct Dispatcher::Attempt {
   bool client_gone = false;
   double ttft_ms = 0;
   int32_t prefill_cached_tokens = 0;  // Reported by a prefill worker.
+  // A prefill stream opened ahead failed this request: its later attempts open their own.
+  bool skip_standby = false;
 
   std::unique_ptr<grpc::ClientContext> NewContext(absl::Duration cap) const {
     auto context = std::make_unique<grpc::ClientContext>();
@@ -270,23 +272,29 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
   std::unique_ptr<PrefillCall> prefill_owner = standby_.Open(
       prefill->worker_id(), prefill->call_address(), attempt.parent, std::move(opening),
       [&] { return attempt.NewContext(std::min(attempt.timeout, options_.handoff_lease)); },
-      &standby);
+      /*take_waiting=*/!attempt.skip_standby, &standby);
   PrefillCall& prefill_call = *prefill_owner;
   attempt.Dispatched();
   metrics_.Increment("tessera_router_prefill_streams_total",
                      {{"opened", standby ? "standby" : "new"}});
   auto cancelled = [&attempt] { return attempt.Cancelled(); };
-  // The next request's stream to this worker opens once the worker has answered this one (so
-  // it was alive a moment ago) and the first token is on its way to the client.
-  auto replenish = [&] { standby_.Replenish(prefill->worker_id(), prefill->call_address()); };
+  // The next request's stream to this worker opens once this one's calls are on their way (the
+  // sooner, the likelier the next request finds it when requests overlap).
+  auto replenish = [&] {
+    if (!attempt.skip_standby) standby_.Replenish(prefill->worker_id(), prefill->call_address());
+  };
   // A stream opened ahead that fails before its answer may have broken while it waited: the
-  // worker's other waiting streams are dropped too, and the retry opens a new one.
+  // worker's other waiting streams are dropped, and the request's retries open their own
+  // calls, whose failures count against the worker.
   auto forget_standby = [&] {
-    if (standby) standby_.Forget(prefill->worker_id());
+    if (!standby) return;
+    standby_.Forget(prefill->worker_id());
+    attempt.skip_standby = true;
   };
 
   // A request that ends with its first token needs no decode worker at all.
   if (attempt.job.sampling.max_tokens - static_cast<int32_t>(attempt.generated.size()) <= 1) {
+    replenish();
     PrefillServerMessage first;
     if (!co_await attempt.Wait(prefill_call.Read(&first))) {
       forget_standby();
@@ -295,7 +303,6 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
     attempt.prefill_cached_tokens = first.cached_tokens();
     if (!first.first().finish_reason().empty()) prefill->Release();
     const bool delivered = attempt.Emit(first.first());
-    replenish();
     if (first.kv_held() || !delivered) prefill_call.TryCancel();
     prefill_call.WritesDone();
     co_await attempt.Wait(prefill_call.Finish());
@@ -328,6 +335,7 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
                            attempt.parent, request);
 
     if (!have_first) {
+      replenish();
       PrefillServerMessage first;
       if (!co_await attempt.Wait(prefill_call.Read(&first))) {
         forget_standby();
@@ -341,9 +349,7 @@ AsyncTask<absl::Status> Dispatcher::RunDisaggregated(Attempt& attempt) {
         prefill->Release();
         decode->Release();
       }
-      const bool delivered = attempt.Emit(first.first());
-      replenish();
-      if (!delivered) {
+      if (!attempt.Emit(first.first())) {
         decode_call.TryCancel();
         prefill_call.TryCancel();
         co_await decode_call.Finish();

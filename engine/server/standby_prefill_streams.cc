@@ -33,10 +33,11 @@ bool StandbyPrefillStreams::Fresh(const Waiting& waiting, Clock::time_point now)
 std::unique_ptr<PrefillCall> StandbyPrefillStreams::Open(
     const std::string& worker_id, const std::string& address, ParentCall* parent,
     PrefillClientMessage first,
-    const std::function<std::unique_ptr<grpc::ClientContext>()>& new_context, bool* standby) {
+    const std::function<std::unique_ptr<grpc::ClientContext>()>& new_context, bool take_waiting,
+    bool* standby) {
   std::unique_ptr<PrefillCall> taken;
   bool fresh = false;
-  {
+  if (take_waiting) {
     absl::MutexLock lock(&mu_);
     auto it = waiting_.end();
     if (grpc::CompletionQueue* queue = queues_.CurrentQueue(); queue != nullptr) {

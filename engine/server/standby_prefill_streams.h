@@ -1,8 +1,8 @@
 // Prefill streams the router opens to each prefill worker ahead of requests. Opening a gRPC
 // stream (creating the call, encoding and writing its headers) is most of what the router
 // adds to a request before its prefill starts: about twice a write on a stream already open.
-// A request takes the stream waiting for its worker, writes its prompt on it, and once the
-// worker has answered opens the next request's stream.
+// A request takes the stream waiting for its worker, writes its prompt on it, and once its
+// own calls are on their way opens the next request's stream.
 //
 // A waiting stream holds no router thread and no worker compute: the worker's handler only
 // waits for the first message. Streams are kept per worker registration, so a worker started
@@ -46,11 +46,13 @@ class StandbyPrefillStreams {
 
   // A prefill call to worker `worker_id` at `address` carrying `first`, tied to `parent`: a
   // fresh stream waiting for that worker (on the calling thread's queue, when it is one of the
-  // loop's), else a new call with the context `new_context()` makes. `*standby` says which.
+  // loop's) if `take_waiting`, else a new call with the context `new_context()` makes.
+  // `*standby` says which.
   std::unique_ptr<PrefillCall> Open(
       const std::string& worker_id, const std::string& address, ParentCall* parent,
       tessera::internal::v1::PrefillClientMessage first,
-      const std::function<std::unique_ptr<grpc::ClientContext>()>& new_context, bool* standby);
+      const std::function<std::unique_ptr<grpc::ClientContext>()>& new_context, bool take_waiting,
+      bool* standby);
 
   // Opens a stream to worker `worker_id` at `address`, on the calling thread's queue (or the
   // loop's next), for the next request, unless one is waiting there. Also drops streams that

@@ -136,7 +136,7 @@ Outcome Request(StandbyPrefillStreams& standby, const std::string& address,
         context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
         return context;
       },
-      taken_standby);
+      /*take_waiting=*/true, taken_standby);
   absl::Mutex mu;
   std::optional<Outcome> result;
   StartDetached<Outcome>(ReadFirstAndEnd(std::move(call)), [&](Outcome outcome) {
