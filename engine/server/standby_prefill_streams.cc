@@ -26,6 +26,23 @@ void StandbyPrefillStreams::Discard(std::unique_ptr<PrefillCall> call) {
   StartDetached<bool>(CancelAndFinish(std::move(call)), [](bool) {});
 }
 
+template <typename Drop>
+void StandbyPrefillStreams::DiscardWhere(Drop drop) {
+  std::vector<std::unique_ptr<PrefillCall>> dropped;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      if (!drop(it->first, it->second)) {
+        ++it;
+        continue;
+      }
+      dropped.push_back(std::move(it->second.call));
+      waiting_.erase(it++);
+    }
+  }
+  for (auto& call : dropped) Discard(std::move(call));
+}
+
 bool StandbyPrefillStreams::Fresh(const Waiting& waiting, Clock::time_point now) const {
   return now - waiting.opened < absl::ToChronoNanoseconds(max_idle_);
 }
@@ -70,26 +87,18 @@ void StandbyPrefillStreams::Replenish(const std::string& worker_id, const std::s
   grpc::CompletionQueue* queue = queues_.CurrentQueue();
   if (queue == nullptr) queue = queues_.ForNewCall();
   Key key{worker_id, address, queue};
-  std::vector<std::unique_ptr<PrefillCall>> stale;
-  bool needed = true;
+  bool sweep = false;
   {
     absl::MutexLock lock(&mu_);
     if (closed_) return;
-    if (now - last_sweep_ >= absl::ToChronoNanoseconds(max_idle_)) {
-      last_sweep_ = now;
-      for (auto it = waiting_.begin(); it != waiting_.end();) {
-        if (Fresh(it->second, now)) {
-          ++it;
-          continue;
-        }
-        stale.push_back(std::move(it->second.call));
-        waiting_.erase(it++);
-      }
-    }
-    needed = !waiting_.contains(key);
+    sweep = now - last_sweep_ >= absl::ToChronoNanoseconds(max_idle_);
+    if (sweep) last_sweep_ = now;
   }
-  for (auto& call : stale) Discard(std::move(call));
-  if (!needed) return;
+  if (sweep) DiscardWhere([&](const Key&, const Waiting& waiting) { return !Fresh(waiting, now); });
+  {
+    absl::MutexLock lock(&mu_);
+    if (waiting_.contains(key)) return;
+  }
 
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(std::chrono::system_clock::now() +
@@ -107,30 +116,15 @@ void StandbyPrefillStreams::Replenish(const std::string& worker_id, const std::s
 }
 
 void StandbyPrefillStreams::Forget(const std::string& worker_id) {
-  std::vector<std::unique_ptr<PrefillCall>> forgotten;
-  {
-    absl::MutexLock lock(&mu_);
-    for (auto it = waiting_.begin(); it != waiting_.end();) {
-      if (std::get<0>(it->first) != worker_id) {
-        ++it;
-        continue;
-      }
-      forgotten.push_back(std::move(it->second.call));
-      waiting_.erase(it++);
-    }
-  }
-  for (auto& call : forgotten) Discard(std::move(call));
+  DiscardWhere([&](const Key& key, const Waiting&) { return std::get<0>(key) == worker_id; });
 }
 
 void StandbyPrefillStreams::Close() {
-  std::vector<std::unique_ptr<PrefillCall>> all;
   {
     absl::MutexLock lock(&mu_);
     closed_ = true;
-    for (auto& [key, waiting] : waiting_) all.push_back(std::move(waiting.call));
-    waiting_.clear();
   }
-  for (auto& call : all) Discard(std::move(call));
+  DiscardWhere([](const Key&, const Waiting&) { return true; });
 }
 
 int StandbyPrefillStreams::waiting() const {

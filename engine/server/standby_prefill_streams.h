@@ -78,6 +78,10 @@ class StandbyPrefillStreams {
   };
   // Cancels `call` and lets gRPC finish it in the background.
   static void Discard(std::unique_ptr<PrefillCall> call);
+  // Removes the waiting streams `drop(key, waiting)` picks and discards them (outside the
+  // lock, which Discard must not run under).
+  template <typename Drop>
+  void DiscardWhere(Drop drop) ABSL_LOCKS_EXCLUDED(mu_);
   bool Fresh(const Waiting& waiting, std::chrono::steady_clock::time_point now) const;
 
   ChannelPool& channels_;

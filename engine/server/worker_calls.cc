@@ -93,16 +93,17 @@ PrefillCall::PrefillCall(tessera::internal::v1::Worker::Stub& stub, CompletionQu
   stream_ = stub.PrepareAsyncPrefill(context_.get(), queue_);
   absl::MutexLock lock(&mu_);
   // The headers hold the front of the write queue until they are out (see Outgoing).
-  outgoing_.push_back(Outgoing{.message = std::nullopt, .last = false});
-  OperationStarted();
-  stream_->StartCall(&write_done_);
+  outgoing_.push_back(Outgoing{.kind = Outgoing::Kind::kHeaders});
+  StartFront();
 }
 
 void PrefillCall::Write(PrefillClientMessage message, bool last) {
   absl::MutexLock lock(&mu_);
   if (closed_) return;
   closed_ = last;
-  outgoing_.push_back(Outgoing{.message = std::move(message), .last = last});
+  outgoing_.push_back(
+      Outgoing{.kind = last ? Outgoing::Kind::kLastMessage : Outgoing::Kind::kMessage,
+               .message = std::move(message)});
   if (outgoing_.size() == 1) StartFront();
 }
 
@@ -110,19 +111,26 @@ void PrefillCall::WritesDone() {
   absl::MutexLock lock(&mu_);
   if (closed_) return;
   closed_ = true;
-  outgoing_.push_back(Outgoing{.message = std::nullopt, .last = true});
+  outgoing_.push_back(Outgoing{.kind = Outgoing::Kind::kWritesDone});
   if (outgoing_.size() == 1) StartFront();
 }
 
 void PrefillCall::StartFront() {
   OperationStarted();
   Outgoing& front = outgoing_.front();
-  if (!front.message.has_value()) {
-    stream_->WritesDone(&write_done_);
-  } else if (front.last) {
-    stream_->WriteLast(*front.message, grpc::WriteOptions(), &write_done_);
-  } else {
-    stream_->Write(*front.message, &write_done_);
+  switch (front.kind) {
+    case Outgoing::Kind::kHeaders:
+      stream_->StartCall(&write_done_);
+      return;
+    case Outgoing::Kind::kMessage:
+      stream_->Write(front.message, &write_done_);
+      return;
+    case Outgoing::Kind::kLastMessage:
+      stream_->WriteLast(front.message, grpc::WriteOptions(), &write_done_);
+      return;
+    case Outgoing::Kind::kWritesDone:
+      stream_->WritesDone(&write_done_);
+      return;
   }
 }
 

@@ -13,7 +13,6 @@
 #include <coroutine>
 #include <deque>
 #include <memory>
-#include <optional>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -174,10 +173,10 @@ class PrefillCall final : public WorkerCall {
 
  private:
   struct Outgoing {
-    // None: WritesDone if `last`, else the headers of a stream opened ahead of its request.
-    // gRPC sends those with the operation set Write uses, so they queue like a write.
-    std::optional<tessera::internal::v1::PrefillClientMessage> message;
-    bool last = false;
+    // kHeaders: those of a stream opened ahead of its request, which gRPC sends with the
+    // operation set Write uses, so they queue like a write.
+    enum class Kind { kHeaders, kMessage, kLastMessage, kWritesDone } kind;
+    tessera::internal::v1::PrefillClientMessage message = {};  // kMessage and kLastMessage.
   };
   void StartFinish(grpc::Status* status, CompletionTag* tag) override {
     stream_->Finish(status, tag);
